@@ -1,0 +1,100 @@
+/*
+** cfaccess: internal declarations shared by the C core's files.
+** Only luaopen_cfaccess_core is exported from the shared object; everything
+** declared here is internal (hidden visibility, cf_ prefix).
+*/
+#ifndef CFACCESS_H
+#define CFACCESS_H
+
+#include <stddef.h>
+
+#include "lua.h"
+#include "lauxlib.h"
+
+#define CFACCESS_VERSION "0.1.0"
+
+#if defined(__GNUC__)
+#define CF_INTERNAL __attribute__((visibility("hidden")))
+#define CF_EXPORT __attribute__((visibility("default")))
+#else
+#define CF_INTERNAL
+#define CF_EXPORT
+#endif
+
+/* ---- errors (error.c) ------------------------------------------------ */
+
+/* Registry name of the error metatable (__tostring gives err.message). */
+#define CF_ERROR_MT "cfaccess.error"
+
+/* Push a new error table { kind = kind, message = <formatted> } carrying the
+** error metatable. Extra fields are set by the caller with lua_setfield. */
+CF_INTERNAL void cf_error_push(lua_State *L, const char *kind,
+                               const char *fmt, ...);
+/* Create the error metatable if needed (idempotent). */
+CF_INTERNAL void cf_error_init(lua_State *L);
+
+/* ---- growable byte buffer (buf.c) ------------------------------------ */
+
+/* Unlike luaL_Buffer it does not use the Lua stack while it grows, so a
+** walker may push and pop freely between appends. The memory is owned by a
+** userdata left on the stack (its __gc frees it), so a Lua error raised
+** while writing cannot leak it. */
+typedef struct cf_buf {
+  char *data;
+  size_t len, cap;
+} cf_buf;
+
+CF_INTERNAL cf_buf *cf_buf_push(lua_State *L);   /* pushes the owner */
+CF_INTERNAL void cf_buf_add(lua_State *L, cf_buf *b, const char *s, size_t n);
+CF_INTERNAL void cf_buf_addc(lua_State *L, cf_buf *b, char c);
+CF_INTERNAL void cf_buf_adds(lua_State *L, cf_buf *b, const char *s);
+CF_INTERNAL void cf_buf_free(cf_buf *b);          /* idempotent */
+
+/* ---- validation and canonical encoding (validate.c, schema.c) -------- */
+
+typedef enum cf_kind {
+  CF_KIND_APP = 0,      /* account application policy (the seed's body) */
+  CF_KIND_ZONE,         /* zone application policy */
+  CF_KIND_REUSABLE,     /* account reusable policy */
+  CF_KIND_INFRA         /* infrastructure application policy */
+} cf_kind;
+
+typedef struct cf_encode_opts {
+  cf_kind kind;
+  int allow_unknown;    /* pass unknown top-level fields through */
+} cf_encode_opts;
+
+/* Map "app"/"zone"/"reusable"/"infrastructure" to a kind; 0 if unknown. */
+CF_INTERNAL int cf_kind_from_name(const char *name, cf_kind *out);
+
+/* Read { kind =, allow_unknown = } from the optional table at idx (nil or
+** none gives the defaults). Raises (luaL_argerror) on wrong types; returns
+** 0 and pushes a `usage` error for an unknown kind name. */
+CF_INTERNAL int cf_encode_opts_read(lua_State *L, int idx, cf_encode_opts *o);
+
+/* Validate the policy table at stack index idx. When it is valid and out is
+** not NULL, append its canonical JSON to out; return 1, stack unchanged.
+** When it is not valid, push an `invalid` error (err.problems filled, every
+** path prefixed by `prefix` when prefix is not NULL/empty, e.g.
+** "ops[3].policy") and return 0. Raises only on memory errors. */
+CF_INTERNAL int cf_policy_encode(lua_State *L, int idx,
+                                 const cf_encode_opts *o, const char *prefix,
+                                 cf_buf *out);
+
+/* ---- format checkers (formats.c): pure C, no Lua, fuzzable ----------- */
+
+CF_INTERNAL int cf_is_utf8(const char *s, size_t n);
+CF_INTERNAL int cf_is_go_duration(const char *s, size_t n);   /* >= 0 */
+CF_INTERNAL int cf_is_mfa_duration(const char *s, size_t n);  /* m/h, 0m..720h */
+CF_INTERNAL int cf_is_ip_or_cidr(const char *s, size_t n);
+CF_INTERNAL int cf_is_email(const char *s, size_t n);
+CF_INTERNAL int cf_is_uuid(const char *s, size_t n);
+CF_INTERNAL int cf_is_hex32(const char *s, size_t n);
+CF_INTERNAL int cf_is_country(const char *s, size_t n);       /* ISO 3166-1 a2 */
+
+/* ---- client (client.c, transport.c) ---------------------------------- */
+
+/* Register the client metatable and set `client` in the table on top. */
+CF_INTERNAL void cf_client_open(lua_State *L);
+
+#endif

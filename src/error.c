@@ -1,0 +1,39 @@
+/*
+** cfaccess error objects: plain tables { kind =, message =, ... } whose
+** metatable gives tostring(err) == err.message (one readable line).
+*/
+#include <stdarg.h>
+
+#include "cfaccess.h"
+
+static int error_tostring(lua_State *L) {
+  luaL_checktype(L, 1, LUA_TTABLE);
+  if (lua_getfield(L, 1, "message") != LUA_TSTRING) {
+    lua_pop(L, 1);
+    lua_getfield(L, 1, "kind");
+    lua_pushfstring(L, "cfaccess error (%s)",
+                    lua_isstring(L, -1) ? lua_tostring(L, -1) : "unknown");
+  }
+  return 1;
+}
+
+void cf_error_init(lua_State *L) {
+  if (luaL_newmetatable(L, CF_ERROR_MT)) {
+    lua_pushcfunction(L, error_tostring);
+    lua_setfield(L, -2, "__tostring");
+  }
+  lua_pop(L, 1);
+}
+
+void cf_error_push(lua_State *L, const char *kind, const char *fmt, ...) {
+  va_list ap;
+  lua_createtable(L, 0, 4);
+  lua_pushstring(L, kind);
+  lua_setfield(L, -2, "kind");
+  va_start(ap, fmt);
+  lua_pushvfstring(L, fmt, ap);
+  va_end(ap);
+  lua_setfield(L, -2, "message");
+  cf_error_init(L);
+  luaL_setmetatable(L, CF_ERROR_MT);
+}

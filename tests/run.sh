@@ -1,0 +1,33 @@
+#!/bin/sh
+# Run every tests/*_spec.lua with busted against the module built in $O,
+# print the TAP stream, then one summary line "N passed, N failed".
+# CFACCESS_VALGRIND=1 runs the interpreter under valgrind memcheck.
+set -u
+O=${O:-.}
+LUA=${LUA:-lua5.4}
+BUSTED=${BUSTED:-busted}
+top=$(cd "$(dirname "$0")/.." && pwd)
+cd "$top" || exit 1
+bustedbin=$(command -v "$BUSTED") || { echo "run.sh: busted not found (make deps)" >&2; exit 1; }
+export LUA_PATH_5_4="$top/lua/?.lua;$top/lua/?/init.lua;$top/tests/?.lua;;"
+export LUA_CPATH_5_4="$top/$O/?.so;;"
+[ "$O" = "." ] && export LUA_CPATH_5_4="$top/?.so;;"
+export CFACCESS_TEST_ROOT="$top"
+out=$(mktemp)
+trap 'rm -f "$out" "$out.rc"' EXIT
+set -- "$bustedbin" --output=TAP --lpath= --cpath= "$@" tests
+if [ "${CFACCESS_VALGRIND:-}" = 1 ]; then
+  set -- valgrind --quiet --error-exitcode=99 --leak-check=full \
+    --errors-for-leak-kinds=definite --show-leak-kinds=definite \
+    --suppressions="$top/tests/valgrind.supp" "$LUA" "$@"
+else
+  set -- "$LUA" "$@"
+fi
+{ "$@" 2>&1; echo $? >"$out.rc"; } | tee "$out"
+rc=$(cat "$out.rc")
+passed=$(grep -c '^ok ' "$out")
+failed=$(grep -c '^not ok ' "$out")
+echo "$passed passed, $failed failed"
+[ "$rc" = 0 ] || { echo "run.sh: the test run exited with status $rc" >&2; exit 1; }
+[ "$failed" -eq 0 ] && [ "$passed" -gt 0 ] || exit 1
+exit 0
