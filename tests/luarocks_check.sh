@@ -1,0 +1,69 @@
+#!/bin/sh
+# `make luarocks-check`: build and install cfaccess with LuaRocks from the
+# rockspec into a throwaway tree, then require it from that tree only (plus
+# the directory lua-cjson is installed in) and encode a policy.
+# The build runs on a copy of the sources: `luarocks make` writes objects
+# and cfaccess/core.so into its working directory, which would otherwise
+# overwrite the Makefile's build.
+set -u
+LUA=${LUA:-lua5.4}
+top=$(cd "$(dirname "$0")/.." && pwd)
+
+fail() { echo "luarocks-check: FAILED: $*" >&2; exit 1; }
+
+command -v luarocks >/dev/null 2>&1 || fail "luarocks is not installed (make deps)"
+command -v "$LUA" >/dev/null 2>&1 || fail "$LUA is not installed (make deps)"
+
+# libcurl's headers live in the multiarch include directory on Debian
+# (curl/curl.h is /usr/include/<triplet>/curl/curl.h), where LuaRocks does
+# not look by itself: hence CURL_INCDIR.
+multiarch=$(dpkg-architecture -qDEB_HOST_MULTIARCH 2>/dev/null || gcc -print-multiarch 2>/dev/null)
+[ -n "$multiarch" ] || fail "cannot tell the multiarch triplet (dpkg-architecture / gcc -print-multiarch)"
+curl_incdir=/usr/include/$multiarch
+[ -f "$curl_incdir/curl/curl.h" ] || [ -f /usr/include/curl/curl.h ] ||
+  fail "curl/curl.h not found (install libcurl4-openssl-dev)"
+
+set -- "$top"/cfaccess-*.rockspec
+[ $# -eq 1 ] && [ -f "$1" ] || fail "expected exactly one cfaccess-*.rockspec in $top"
+rockspec=$(basename "$1")
+
+work=$(mktemp -d) || fail "mktemp"
+trap 'rm -rf "$work"' EXIT
+tree=$work/tree
+mkdir -p "$work/src" "$tree" || fail "mkdir"
+cp -R "$top/src" "$top/lua" "$top/$rockspec" "$work/src/" || fail "copying the sources"
+
+echo "luarocks-check: luarocks make $rockspec into a temporary tree"
+if ! (cd "$work/src" && luarocks --lua-version=5.4 make --deps-mode=none \
+      --tree="$tree" "$rockspec" CURL_INCDIR="$curl_incdir") >"$work/build.log" 2>&1; then
+  cat "$work/build.log" >&2
+  fail "luarocks make did not succeed"
+fi
+
+# lua-cjson comes from the system (a Debian package): find its directory
+# and allow only that one besides the tree.
+cjson=$("$LUA" -e 'io.write(package.searchpath("cjson", package.cpath) or "")')
+[ -n "$cjson" ] || fail "lua-cjson is not installed (make deps)"
+cjsondir=$(dirname "$cjson")
+
+LUA_PATH_5_4="$tree/share/lua/5.4/?.lua;$tree/share/lua/5.4/?/init.lua"
+LUA_CPATH_5_4="$tree/lib/lua/5.4/?.so;$cjsondir/?.so"
+export LUA_PATH_5_4 LUA_CPATH_5_4 CHECK_TREE="$tree"
+
+# Run from the tree so that nothing in the repository can be picked up.
+(cd "$tree" && "$LUA" -e '
+local tree = os.getenv("CHECK_TREE")
+local core_path = package.searchpath("cfaccess.core", package.cpath)
+local lua_path = package.searchpath("cfaccess", package.path)
+assert(core_path and core_path:sub(1, #tree) == tree, "cfaccess.core not in the tree: " .. tostring(core_path))
+assert(lua_path and lua_path:sub(1, #tree) == tree, "cfaccess not in the tree: " .. tostring(lua_path))
+local cfaccess = require("cfaccess")
+local r = cfaccess.rules
+local json, err = cfaccess.encode{ name = "rock", decision = "allow", include = { r.email("a@example.com") } }
+assert(json, tostring(err))
+assert(json:find("\"include\":[{\"email\":{\"email\":\"a@example.com\"}}]", 1, true), json)
+assert(type(cfaccess.validate) == "function" and type(cfaccess._VERSION) == "string")
+io.write("luarocks-check: ", cfaccess._VERSION, " from ", core_path, "\n")
+io.write("luarocks-check: encoded ", json, "\n")
+') || fail "the installed module did not load or encode"
+echo "luarocks-check: OK"
