@@ -1,0 +1,225 @@
+--- mockctl: start, drive and stop the local mock Cloudflare API
+-- (tests/mock/cfmock.py) from busted specs.
+--
+--     local mockctl = require("mockctl")
+--     local m = mockctl.start{ token = "t0k3n" }   -- raises if it cannot start
+--     m:app("accounts", acct, app_id)              -- register an application
+--     m:fault{ action = "rate_limit", retry_after = 1, method = "POST" }
+--     local reqs = m:log()                         -- what the mock received
+--     m:stop()
+--
+-- The mock runs as a separate python3 process on 127.0.0.1 with `--port 0`.
+-- Its stdout goes to a temporary file rather than a pipe so that waiting for
+-- the "listening" line is bounded (a pipe read cannot time out). Control
+-- calls use LuaSocket's http with a 5 s timeout; with TLS they go to the
+-- mock's plain-HTTP control port. Every wait here is bounded.
+local socket = require("socket")
+local http = require("socket.http")
+local ltn12 = require("ltn12")
+local cjson = require("cjson").new()   -- private instance: nobody else's settings
+
+local M = {}
+
+local START_TIMEOUT = 10   -- seconds to wait for the "listening" line
+local STOP_TIMEOUT = 5     -- seconds to wait for exit after SIGTERM
+local CONTROL_TIMEOUT = 5  -- seconds per control call
+
+local Mock = {}
+Mock.__index = Mock
+
+-- The repository root: CFACCESS_TEST_ROOT (set by tests/run.sh), else the
+-- directory above this file.
+local function root()
+  local r = os.getenv("CFACCESS_TEST_ROOT")
+  if r and r ~= "" then return r end
+  local src = debug.getinfo(1, "S").source
+  local dir = src:match("^@(.*)/tests/[^/]*$")
+  return dir or "."
+end
+
+--- Quote one word for /bin/sh.
+function M.shell_quote(s)
+  return "'" .. tostring(s):gsub("'", "'\\''") .. "'"
+end
+local q = M.shell_quote
+
+local function read_file(path)
+  local f = io.open(path, "rb")
+  if not f then return nil end
+  local s = f:read("a")
+  f:close()
+  return s
+end
+
+-- Is `pid` still a live process (not gone, not a zombie)?
+local function alive(pid)
+  local stat = read_file("/proc/" .. pid .. "/stat")
+  if stat then
+    local state = stat:match("^%d+ %b() (%a)")
+    return state ~= "Z" and state ~= "X"
+  end
+  local self_stat = io.open("/proc/self/stat", "r")
+  if self_stat then self_stat:close(); return false end  -- /proc exists: gone
+  return os.execute("kill -0 " .. pid .. " 2>/dev/null") == true
+end
+
+-- The pid of this Lua process (the parent of the shell io.popen runs).
+local function own_pid()
+  local p = io.popen("echo $PPID")
+  local s = p:read("l")
+  p:close()
+  return tonumber(s)
+end
+
+--- The mock script: env CFMOCK_SCRIPT, else tests/mock/cfmock.py.
+function M.script()
+  local s = os.getenv("CFMOCK_SCRIPT")
+  if s and s ~= "" then return s end
+  return root() .. "/tests/mock/cfmock.py"
+end
+
+--- Start a mock. opts (all optional):
+--   token, api_key, email, tls_cert, tls_key: passed as --token ...;
+--   apps: list of "SCOPE:SCOPE_ID:APP_ID[:TYPE]" strings (--app);
+--   args: list of extra command-line words; python: interpreter (default
+--   env PYTHON or "python3"); script: the mock (default env CFMOCK_SCRIPT,
+--   else tests/mock/cfmock.py); verbose: log requests to the mock's stderr file.
+-- Returns the mock object; raises with the mock's stderr if it did not start
+-- within 10 s.
+function M.start(opts)
+  opts = opts or {}
+  local py = opts.python or os.getenv("PYTHON") or "python3"
+  local script = opts.script or M.script()
+  local words = { q(py), q(script), "--port", "0" }
+  local function add(flag, v)
+    if v ~= nil then words[#words + 1] = flag; words[#words + 1] = q(v) end
+  end
+  add("--token", opts.token)
+  add("--api-key", opts.api_key)
+  add("--email", opts.email)
+  add("--tls-cert", opts.tls_cert)
+  add("--tls-key", opts.tls_key)
+  add("--watch-pid", own_pid())
+  for _, a in ipairs(opts.apps or {}) do add("--app", a) end
+  if opts.verbose then words[#words + 1] = "--verbose" end
+  for _, a in ipairs(opts.args or {}) do words[#words + 1] = q(a) end
+
+  local out, errf = os.tmpname(), os.tmpname()
+  -- `env -u LD_PRELOAD`: the ASan run preloads the sanitizer runtimes for
+  -- the Lua interpreter; python must not inherit them.
+  local cmd = "env -u LD_PRELOAD " .. table.concat(words, " ") .. " </dev/null >" .. q(out)
+    .. " 2>" .. q(errf) .. " & echo $!"
+  local p = assert(io.popen(cmd, "r"))
+  local pid = tonumber(p:read("l"))
+  p:close()
+  local self = setmetatable({ pid = pid, out_file = out, err_file = errf, tls = opts.tls_cert ~= nil }, Mock)
+  local deadline = socket.gettime() + START_TIMEOUT
+  local line
+  while true do
+    local s = read_file(out) or ""
+    line = s:match("(cfmock listening on [^\n]*)\n")
+    if line or not pid or not alive(pid) or socket.gettime() > deadline then break end
+    socket.sleep(0.02)
+  end
+  if not line then
+    local why = read_file(errf) or ""
+    self:stop()
+    error("mockctl.start: the mock did not start: " .. (why ~= "" and why or "no output within 10 s"), 2)
+  end
+  local port, mpid, ctl = line:match("^cfmock listening on 127%.0%.0%.1:(%d+) pid (%d+)(.*)$")
+  self.port = tonumber(port)
+  self.pid = tonumber(mpid)
+  self.control_port = tonumber(ctl:match("control (%d+)")) or self.port
+  self.origin = (self.tls and "https" or "http") .. "://127.0.0.1:" .. self.port
+  self.base_url = self.origin .. "/client/v4"
+  self.control_url = "http://127.0.0.1:" .. self.control_port .. "/__mock"
+  return self
+end
+
+--- One control call: method, path under /__mock/, optional Lua value sent
+-- as JSON. Returns the decoded reply and the status; raises on transport
+-- failure or a non-2xx status (with the mock's error message).
+function Mock:control(method, path, data)
+  local body = data ~= nil and cjson.encode(data) or ""
+  local chunks = {}
+  local ok, status = http.request{
+    url = self.control_url .. path,
+    method = method,
+    headers = { ["content-type"] = "application/json", ["content-length"] = tostring(#body) },
+    source = ltn12.source.string(body),
+    sink = ltn12.sink.table(chunks),
+    create = function()
+      local s = socket.tcp()
+      s:settimeout(CONTROL_TIMEOUT)
+      return s
+    end,
+  }
+  if not ok then error("mockctl: " .. method .. " " .. path .. ": " .. tostring(status), 2) end
+  local text = table.concat(chunks)
+  local okd, reply = pcall(cjson.decode, text)
+  if status < 200 or status > 299 then
+    error("mockctl: " .. method .. " " .. path .. ": HTTP " .. status .. ": " ..
+      (okd and type(reply) == "table" and tostring(reply.error) or text), 2)
+  end
+  if not okd then error("mockctl: " .. method .. " " .. path .. ": bad JSON reply: " .. text, 2) end
+  return reply, status
+end
+
+--- Register an application: scope "accounts" or "zones", its 32-hex id, the
+-- app id, and optionally "self_hosted" (default) or "infrastructure".
+function Mock:app(scope, scope_id, app_id, app_type)
+  return self:control("POST", "/apps", { scope = scope, scope_id = scope_id, app_id = app_id,
+    type = app_type or "self_hosted" })
+end
+
+--- Queue one fault (a table) or several (a list of tables).
+function Mock:fault(f)
+  return self:control("POST", "/faults", f)
+end
+
+--- The faults still queued (each with `left`).
+function Mock:faults()
+  return self:control("GET", "/faults").faults
+end
+
+--- Every request the mock received, in arrival order.
+function Mock:log()
+  return self:control("GET", "/log").requests
+end
+
+--- Every stored policy (with _scope, _scope_id, _app_id, _kind).
+function Mock:state()
+  return self:control("GET", "/state").policies
+end
+
+--- Clear policies, apps, faults, log and rate counters.
+function Mock:reset()
+  return self:control("POST", "/reset", {})
+end
+
+--- Change settings: { ratelimit_remaining = N, max_body_bytes = N, enforce_ratelimit = bool }.
+function Mock:config(c)
+  return self:control("POST", "/config", c)
+end
+
+--- Stop the mock: SIGTERM, wait (bounded) for exit, SIGKILL if it lingers.
+-- Idempotent.
+function Mock:stop()
+  local pid = self.pid
+  if pid and not self.stopped then
+    self.stopped = true
+    os.execute("kill -TERM " .. pid .. " 2>/dev/null")
+    local deadline = socket.gettime() + STOP_TIMEOUT
+    while alive(pid) and socket.gettime() < deadline do socket.sleep(0.02) end
+    if alive(pid) then os.execute("kill -KILL " .. pid .. " 2>/dev/null") end
+  end
+  for _, f in ipairs{ self.out_file, self.err_file } do os.remove(f) end
+  return true
+end
+
+--- The mock's stderr so far (tracebacks, --verbose request lines).
+function Mock:stderr()
+  return read_file(self.err_file) or ""
+end
+
+return M
