@@ -11,6 +11,8 @@
 #include "lua.h"
 #include "lauxlib.h"
 
+#include "lcfaccess.h"   /* the public luaopen_cfaccess_core prototype */
+
 #define CFACCESS_VERSION "0.1.0"
 
 #if defined(__GNUC__)

@@ -1,3 +1,1537 @@
-/* placeholder until the client lands: registers nothing */
-#include "cfaccess.h"
-void cf_client_open(lua_State *L) { (void)L; }
+/*
+** cfaccess client: the `cfaccess.core.client{...}` object and its methods
+** (API.md sections 3 and 4). Options, ids and policies are checked before
+** any traffic; requests go through transport.c (one reused libcurl easy
+** handle per client); responses are decoded with a private lua-cjson
+** instance after curl has returned. Retries, pacing, pagination and the
+** no-duplicate create live here.
+**
+** Memory: every C allocation hangs off the client userdata (its __gc/close
+** frees it), so a Lua error at any point cannot leak it.
+*/
+#include <errno.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <arpa/inet.h>
+
+#include "http.h"
+
+#define CF_CLIENT_MT "cfaccess.client"
+#define DEFAULT_BASE_URL "https://api.cloudflare.com/client/v4"
+#define MAX_PAGES 1000          /* hard cap when following pages */
+#define MAX_RING 1000000        /* largest pacing window (requests) */
+
+typedef struct cf_client {
+  cf_transport tr;
+  struct curl_slist *hdrs;  /* "Content-Type" first: hdrs->next = no body */
+  char *base;               /* base URL, no trailing '/' (malloc) */
+  char scope[48];           /* "accounts/<id>" or "zones/<id>" */
+  int zone;                 /* zone-scoped client */
+  int max_retries;
+  double max_retry_wait;
+  int pace;                 /* 0: rate_limit = false */
+  int rl_requests;
+  double rl_per;
+  double *ring;             /* start times of the last rl_requests (malloc) */
+  int ring_head, ring_count;
+  double not_before;        /* monotonic time: Ratelimit header said wait */
+  cf_rbuf resp;
+  cf_buf body;              /* request body, reused when not re-entered */
+  uint64_t rng;             /* xorshift state for backoff jitter */
+  size_t base_len;
+  long last_status;         /* of the last exchange, for late errors */
+  char last_ray[64];
+  int busy;                 /* requests in flight (on_log may re-enter) */
+  int closed;               /* closed by the user: unusable */
+  int released;             /* C resources freed */
+} cf_client;
+
+/* ---- small helpers --------------------------------------------------- */
+
+static double now_mono(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static void sleep_for(double s) {
+  struct timespec req, rem;
+  if (!(s > 0)) return;
+  req.tv_sec = (time_t)s;
+  req.tv_nsec = (long)((s - (double)req.tv_sec) * 1e9);
+  if (req.tv_nsec > 999999999L) req.tv_nsec = 999999999L;
+  while (nanosleep(&req, &rem) != 0 && errno == EINTR) req = rem;
+}
+
+static double rand01(cf_client *c) {   /* xorshift64*: per-client state */
+  uint64_t x = c->rng;
+  x ^= x >> 12;
+  x ^= x << 25;
+  x ^= x >> 27;
+  c->rng = x;
+  return (double)((x * 2685821657736338717ULL) >> 11) / 9007199254740992.0;
+}
+
+static int is_hex(int ch) {
+  return (ch >= '0' && ch <= '9') || (ch >= 'a' && ch <= 'f') ||
+         (ch >= 'A' && ch <= 'F');
+}
+
+/* Local id checks (formats.c has general checkers; these stay here so the
+** client's request building does not depend on that file's details). */
+static int id_hex32(const char *s, size_t n) {
+  size_t i;
+  if (n != 32) return 0;
+  for (i = 0; i < n; i++) if (!is_hex((unsigned char)s[i])) return 0;
+  return 1;
+}
+
+static int id_uuid(const char *s, size_t n) {
+  size_t i;
+  if (n != 36) return 0;
+  for (i = 0; i < n; i++) {
+    if (i == 8 || i == 13 || i == 18 || i == 23) {
+      if (s[i] != '-') return 0;
+    } else if (!is_hex((unsigned char)s[i])) return 0;
+  }
+  return 1;
+}
+
+static int has_ctl(const char *s, size_t n) {  /* CR, LF or NUL */
+  size_t i;
+  for (i = 0; i < n; i++)
+    if (s[i] == '\r' || s[i] == '\n' || s[i] == '\0') return 1;
+  return 0;
+}
+
+/* Push nil, err (err already on top) and return 2. */
+static int fail(lua_State *L) {
+  lua_pushnil(L);
+  lua_insert(L, -2);
+  return 2;
+}
+
+static void set_int(lua_State *L, const char *k, lua_Integer v) {
+  lua_pushinteger(L, v);
+  lua_setfield(L, -2, k);
+}
+
+static void push_seconds(lua_State *L, double s) {
+  if (s == (double)(lua_Integer)s) lua_pushinteger(L, (lua_Integer)s);
+  else lua_pushnumber(L, s);
+}
+
+/* on_log(level, msg) if the user gave one (user value 1 of the client at
+** stack index ci). Messages never contain secrets: they are built only from
+** methods, paths, statuses, counts and curl's error text. */
+static void logf_(lua_State *L, int ci, const char *level, const char *fmt, ...) {
+  va_list ap;
+  if (lua_getiuservalue(L, ci, 1) != LUA_TFUNCTION) {
+    lua_pop(L, 1);
+    return;
+  }
+  lua_pushstring(L, level);
+  va_start(ap, fmt);
+  lua_pushvfstring(L, fmt, ap);
+  va_end(ap);
+  lua_call(L, 2, 0);
+}
+
+/* ---- close ----------------------------------------------------------- */
+
+static void zero_secrets(cf_client *c) {
+  struct curl_slist *p;
+  /* The header strings hold the token/key. */
+  for (p = c->hdrs; p != NULL; p = p->next)
+    if (p->data) memset(p->data, 0, strlen(p->data));
+}
+
+static void client_release(cf_client *c) {
+  zero_secrets(c);
+  curl_slist_free_all(c->hdrs);
+  c->hdrs = NULL;
+  cf_transport_cleanup(&c->tr);
+  free(c->base);
+  c->base = NULL;
+  free(c->ring);
+  c->ring = NULL;
+  free(c->resp.data);
+  c->resp.data = NULL;
+  cf_buf_free(&c->body);
+  c->resp.len = c->resp.cap = 0;
+  c->closed = c->released = 1;
+}
+
+/* close(), __close: idempotent. Called from on_log while a request of this
+** client is in flight, it zeroes the secrets and marks the client closed
+** (the request then stops with an error) but leaves the handle to __gc. */
+static int client_close(lua_State *L) {
+  cf_client *c = (cf_client *)luaL_checkudata(L, 1, CF_CLIENT_MT);
+  if (c->released) return 0;
+  if (c->busy > 0) {
+    zero_secrets(c);
+    c->closed = 1;
+  } else client_release(c);
+  return 0;
+}
+
+/* __gc: nothing can be in flight once the object is unreachable. */
+static int client_gc(lua_State *L) {
+  cf_client *c = (cf_client *)luaL_checkudata(L, 1, CF_CLIENT_MT);
+  if (!c->released) client_release(c);
+  return 0;
+}
+
+static cf_client *check_client(lua_State *L) {
+  cf_client *c = (cf_client *)luaL_checkudata(L, 1, CF_CLIENT_MT);
+  if (c->closed) luaL_error(L, "cfaccess: attempt to use a closed client");
+  return c;
+}
+
+static int client_tostring(lua_State *L) {
+  cf_client *c = (cf_client *)luaL_checkudata(L, 1, CF_CLIENT_MT);
+  if (c->closed) lua_pushliteral(L, "cfaccess.client (closed)");
+  else lua_pushfstring(L, "cfaccess.client (%s, %s)", c->scope, c->base);
+  return 1;
+}
+
+/* ---- options --------------------------------------------------------- */
+
+static const char *const option_names[] = {
+  "account_id", "zone_id", "api_token", "api_key", "api_email", "base_url",
+  "timeout", "connect_timeout", "max_retries", "max_retry_wait", "rate_limit",
+  "max_response_bytes", "cafile", "proxy", "user_agent", "on_log", NULL
+};
+
+/* Edit distance, for "did you mean" (short names only). */
+static size_t edit_distance(const char *a, const char *b) {
+  size_t la = strlen(a), lb = strlen(b), i, j, row[64];
+  if (la >= 63 || lb >= 63) return 99;
+  for (j = 0; j <= lb; j++) row[j] = j;
+  for (i = 1; i <= la; i++) {
+    size_t prev = row[0], tmp;
+    row[0] = i;
+    for (j = 1; j <= lb; j++) {
+      size_t best = prev + (a[i - 1] == b[j - 1] ? 0 : 1);
+      if (row[j] + 1 < best) best = row[j] + 1;
+      if (row[j - 1] + 1 < best) best = row[j - 1] + 1;
+      tmp = row[j];
+      row[j] = best;
+      prev = tmp;
+    }
+  }
+  return row[lb];
+}
+
+/* Check that every key of the table at idx is in names; else push a
+** `usage` error naming the first unknown key and return 0. */
+static int check_keys(lua_State *L, int idx, const char *const *names,
+                      const char *what) {
+  lua_pushnil(L);
+  while (lua_next(L, idx) != 0) {
+    const char *k, *best = NULL;
+    size_t i, bestd = 3;
+    lua_pop(L, 1);
+    if (lua_type(L, -1) != LUA_TSTRING) {
+      cf_error_push(L, "usage", "%s: keys must be strings, got %s", what,
+                    luaL_typename(L, -1));
+      lua_remove(L, -2);
+      return 0;
+    }
+    k = lua_tostring(L, -1);
+    for (i = 0; names[i]; i++) {
+      size_t d;
+      if (strcmp(k, names[i]) == 0) break;
+      d = edit_distance(k, names[i]);
+      if (d < bestd) { bestd = d; best = names[i]; }
+    }
+    if (names[i] == NULL) {
+      if (best)
+        cf_error_push(L, "usage", "%s: unknown option \"%s\" (did you mean \"%s\"?)",
+                      what, k, best);
+      else
+        cf_error_push(L, "usage", "%s: unknown option \"%s\"", what, k);
+      lua_remove(L, -2);
+      return 0;
+    }
+  }
+  return 1;
+}
+
+/* Read an optional string option; *v stays NULL when absent. A string with
+** CR/LF/NUL is refused (it may end up in a header or URL). */
+static int opt_string(lua_State *L, int idx, const char *name, const char **v) {
+  size_t n;
+  int t = lua_getfield(L, idx, name);
+  if (t == LUA_TNIL) {
+    lua_pop(L, 1);
+    return 1;
+  }
+  if (t != LUA_TSTRING) {
+    cf_error_push(L, "usage", "client option %s: expected a string, got %s",
+                  name, lua_typename(L, t));
+    lua_remove(L, -2);
+    return 0;
+  }
+  *v = lua_tolstring(L, -1, &n);
+  lua_pop(L, 1);  /* still referenced by the options table */
+  if (n == 0) {
+    cf_error_push(L, "usage", "client option %s: must not be empty", name);
+    return 0;
+  }
+  if (has_ctl(*v, n)) {
+    cf_error_push(L, "usage", "client option %s: must not contain CR, LF or NUL",
+                  name);
+    return 0;
+  }
+  return 1;
+}
+
+/* Read an optional number option: min < v (or min <= v when incl) and, when
+** integer is set, an integral value. */
+static int opt_number(lua_State *L, int idx, const char *name, double *v,
+                      double min, int incl, int integer) {
+  int t = lua_getfield(L, idx, name);
+  double d;
+  if (t == LUA_TNIL) {
+    lua_pop(L, 1);
+    return 1;
+  }
+  if (t != LUA_TNUMBER) {
+    cf_error_push(L, "usage", "client option %s: expected a number, got %s",
+                  name, lua_typename(L, t));
+    lua_remove(L, -2);
+    return 0;
+  }
+  d = lua_tonumber(L, -1);
+  if (d != d || d > 1e15 || (incl ? d < min : d <= min) ||
+      (integer && d != (double)(long long)d)) {
+    cf_error_push(L, "usage", "client option %s: expected %s %s %d, got %s",
+                  name, integer ? "an integer" : "a number",
+                  incl ? ">=" : ">", (int)min, lua_tostring(L, -1));
+    lua_remove(L, -2);
+    return 0;
+  }
+  lua_pop(L, 1);
+  *v = d;
+  return 1;
+}
+
+/* Is host (as returned by curl_url_get) loopback? */
+static int host_is_loopback(const char *h) {
+  unsigned char a4[4], a6[16];
+  char tmp[64];
+  size_t n = strlen(h);
+  if (strcmp(h, "localhost") == 0) return 1;
+  if (inet_pton(AF_INET, h, a4) == 1) return a4[0] == 127;
+  if (n > 2 && n < sizeof tmp && h[0] == '[' && h[n - 1] == ']') {
+    memcpy(tmp, h + 1, n - 2);
+    tmp[n - 2] = '\0';
+    if (inet_pton(AF_INET6, tmp, a6) == 1) {
+      static const unsigned char one[16] = {0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,1};
+      return memcmp(a6, one, 16) == 0;
+    }
+  }
+  return 0;
+}
+
+/* Check base_url with libcurl's URL parser. Returns 1 and sets *http when
+** it is plain http to loopback; else pushes a usage error, returns 0. */
+static int check_base_url(lua_State *L, const char *url, int *http) {
+  CURLU *u = curl_url();
+  char *scheme = NULL, *host = NULL, *user = NULL, *query = NULL, *frag = NULL;
+  const char *problem = NULL;
+  if (u == NULL) luaL_error(L, "cfaccess: not enough memory");
+  if (curl_url_set(u, CURLUPART_URL, url, 0) != CURLUE_OK)
+    problem = "is not a valid URL";
+  else if (curl_url_get(u, CURLUPART_SCHEME, &scheme, 0) != CURLUE_OK ||
+           curl_url_get(u, CURLUPART_HOST, &host, 0) != CURLUE_OK)
+    problem = "is not a valid URL";
+  else if (curl_url_get(u, CURLUPART_USER, &user, 0) == CURLUE_OK)
+    problem = "must not contain credentials";
+  else if (curl_url_get(u, CURLUPART_QUERY, &query, 0) == CURLUE_OK ||
+           curl_url_get(u, CURLUPART_FRAGMENT, &frag, 0) == CURLUE_OK)
+    problem = "must not have a query or fragment";
+  else if (strcmp(scheme, "https") == 0)
+    *http = 0;
+  else if (strcmp(scheme, "http") == 0) {
+    if (host_is_loopback(host)) *http = 1;
+    else problem = "must use https (plain http only for loopback hosts)";
+  } else
+    problem = "must use https";
+  curl_free(scheme);
+  curl_free(host);
+  curl_free(user);
+  curl_free(query);
+  curl_free(frag);
+  curl_url_cleanup(u);
+  if (problem) {
+    cf_error_push(L, "usage", "client option base_url %s", problem);
+    return 0;
+  }
+  return 1;
+}
+
+static const char *env_nonempty(const char *name) {
+  const char *v = getenv(name);
+  return (v && *v) ? v : NULL;
+}
+
+/* Append "name: <prefix><value>" ("name:" when both are empty) to the
+** list. The value may be secret, so the temporary copy is zeroed. Returns 0
+** on allocation failure. */
+static int add_header(struct curl_slist **list, const char *name,
+                      const char *prefix, const char *value) {
+  size_t n = strlen(name) + strlen(prefix) + strlen(value) + 3;
+  char *s = (char *)malloc(n);
+  struct curl_slist *nl;
+  if (s == NULL) return 0;
+  if (*prefix || *value) snprintf(s, n, "%s: %s%s", name, prefix, value);
+  else snprintf(s, n, "%s:", name);
+  nl = curl_slist_append(*list, s);
+  memset(s, 0, n);
+  free(s);
+  if (nl == NULL) return 0;
+  *list = nl;
+  return 1;
+}
+
+/* ---- responses ------------------------------------------------------- */
+
+/* After decoding: integral floats -> integers, cjson.null members of
+** objects -> absent (lua-cjson 2.1.0 decodes every number as a float). */
+static void fix_json(lua_State *L, int idx) {
+  idx = lua_absindex(L, idx);
+  luaL_checkstack(L, 4, "cfaccess: JSON too deep");
+  lua_pushnil(L);
+  while (lua_next(L, idx) != 0) {
+    int t = lua_type(L, -1);
+    if (t == LUA_TNUMBER && !lua_isinteger(L, -1)) {
+      lua_Number d = lua_tonumber(L, -1);
+      if (d >= -9007199254740992.0 && d <= 9007199254740992.0 &&
+          d == (lua_Number)(lua_Integer)d) {
+        lua_pushvalue(L, -2);
+        lua_pushinteger(L, (lua_Integer)d);
+        lua_rawset(L, idx);
+      }
+    } else if (t == LUA_TTABLE) {
+      fix_json(L, -1);
+    } else if (t == LUA_TLIGHTUSERDATA && lua_touserdata(L, -1) == NULL &&
+               lua_type(L, -2) == LUA_TSTRING) {
+      lua_pushvalue(L, -2);
+      lua_pushnil(L);
+      lua_rawset(L, idx);
+    }
+    lua_pop(L, 1);
+  }
+}
+
+/* Decode the string at the top with the private cjson decoder (upvalue 1 of
+** every method). Replaces it with the value and returns 1, or pops it and
+** returns 0. */
+static int json_decode(lua_State *L) {
+  if (lua_type(L, lua_upvalueindex(1)) != LUA_TFUNCTION) {
+    lua_pop(L, 1);
+    return 0;
+  }
+  lua_pushvalue(L, lua_upvalueindex(1));
+  lua_insert(L, -2);
+  if (lua_pcall(L, 1, 1, 0) != LUA_OK) {
+    lua_pop(L, 1);
+    return 0;
+  }
+  if (lua_type(L, -1) == LUA_TTABLE) fix_json(L, -1);
+  return 1;
+}
+
+typedef struct attempt_info {
+  int retryable;
+  int ambiguous;            /* the request may have been processed */
+  int has_retry_after;
+  double retry_after;
+  int code;                 /* errors[1].code of an api error, else 0 */
+} attempt_info;
+
+/* Parse Retry-After (seconds or HTTP date) / retry-after-ms. */
+static void read_retry_after(const cf_hdrs *h, attempt_info *ai) {
+  char *end;
+  double d;
+  if (h->retry_after_ms[0]) {
+    d = strtod(h->retry_after_ms, &end);
+    if (end != h->retry_after_ms && *end == '\0' && d >= 0 && d < 1e12) {
+      ai->has_retry_after = 1;
+      ai->retry_after = d / 1000.0;
+      return;
+    }
+  }
+  if (h->retry_after[0]) {
+    d = strtod(h->retry_after, &end);
+    if (end != h->retry_after && *end == '\0' && d >= 0 && d < 1e12) {
+      ai->has_retry_after = 1;
+      ai->retry_after = d;
+    } else {
+      time_t t = curl_getdate(h->retry_after, NULL);
+      if (t != (time_t)-1) {
+        double w = difftime(t, time(NULL));
+        ai->has_retry_after = 1;
+        ai->retry_after = w > 0 ? w : 0;
+      }
+    }
+  }
+}
+
+/* `Ratelimit: "default";r=<remaining>;t=<seconds>`: when little is left,
+** spread the remaining requests over the window (r=0: wait t). */
+static void read_ratelimit(cf_client *c, const char *v) {
+  const char *r = strstr(v, ";r="), *t = strstr(v, ";t=");
+  long rem, secs;
+  double wait, until;
+  if (!c->pace || r == NULL || t == NULL) return;
+  rem = strtol(r + 3, NULL, 10);
+  secs = strtol(t + 3, NULL, 10);
+  if (rem < 0 || secs <= 0 || rem >= 10) return;
+  wait = (double)secs / (double)(rem + 1);
+  if (wait > c->max_retry_wait) wait = c->max_retry_wait;
+  until = now_mono() + wait;
+  if (until > c->not_before) c->not_before = until;
+}
+
+/* Fill err (on top) from the envelope at env (or none): errors, messages,
+** and return errors[1].code. */
+static int copy_envelope_errors(lua_State *L, int env) {
+  int code = 0;
+  if (env == 0 || lua_type(L, env) != LUA_TTABLE) return 0;
+  if (lua_getfield(L, env, "errors") == LUA_TTABLE) {
+    if (lua_rawgeti(L, -1, 1) == LUA_TTABLE) {
+      if (lua_getfield(L, -1, "code") == LUA_TNUMBER)
+        code = (int)lua_tointeger(L, -1);
+      lua_pop(L, 1);
+    }
+    lua_pop(L, 1);
+    lua_setfield(L, -2, "errors");
+  } else lua_pop(L, 1);
+  if (lua_getfield(L, env, "messages") == LUA_TTABLE)
+    lua_setfield(L, -2, "messages");
+  else lua_pop(L, 1);
+  return code;
+}
+
+/* The first error's message and code of the envelope at env (the top of
+** the stack), or NULL/0. The string stays alive with the envelope. */
+static const char *first_error(lua_State *L, int env, int *code) {
+  const char *m = NULL;
+  *code = 0;
+  if (env == 0 || lua_type(L, env) != LUA_TTABLE) return NULL;
+  if (lua_getfield(L, env, "errors") == LUA_TTABLE &&
+      lua_rawgeti(L, -1, 1) == LUA_TTABLE) {
+    if (lua_getfield(L, -1, "code") == LUA_TNUMBER)
+      *code = (int)lua_tointeger(L, -1);
+    if (lua_getfield(L, -2, "message") == LUA_TSTRING) m = lua_tostring(L, -1);
+  }
+  lua_settop(L, env);
+  return m;
+}
+
+static int retryable_curl(CURLcode rc) {
+  switch (rc) {
+    case CURLE_COULDNT_RESOLVE_HOST: case CURLE_COULDNT_RESOLVE_PROXY:
+    case CURLE_COULDNT_CONNECT: case CURLE_OPERATION_TIMEDOUT:
+    case CURLE_SEND_ERROR: case CURLE_RECV_ERROR: case CURLE_GOT_NOTHING:
+    case CURLE_PARTIAL_FILE: case CURLE_SEND_FAIL_REWIND:
+    case CURLE_SSL_CONNECT_ERROR: case CURLE_HTTP2: case CURLE_HTTP2_STREAM:
+    case CURLE_HTTP3: case CURLE_QUIC_CONNECT_ERROR:
+      return 1;
+    default:
+      return 0;
+  }
+}
+
+typedef struct cf_req {
+  const char *method;
+  const char *url;
+  const char *path;         /* url without the base, for messages */
+  const char *body;         /* NULL: none */
+  size_t body_len;
+  int create;               /* POST that creates: no blind re-send */
+} cf_req;
+
+/* One try. Pushes the decoded envelope (returns 1) or an err (returns 0). */
+static int one_attempt(lua_State *L, cf_client *c, const cf_req *rq,
+                       attempt_info *ai) {
+  cf_exchange x;
+  int env = 0;
+  memset(&x, 0, sizeof x);
+  memset(ai, 0, sizeof *ai);
+  if (c->closed) {   /* on_log closed the client between two tries */
+    cf_error_push(L, "usage", "%s %s: the client was closed during the request",
+                  rq->method, rq->path);
+    return 0;
+  }
+  x.method = rq->method;
+  x.url = rq->url;
+  x.body = rq->body;
+  x.body_len = rq->body_len;
+  x.no_rewind = rq->create;
+  x.headers = rq->body ? c->hdrs : c->hdrs->next;
+  x.resp = &c->resp;
+  cf_transport_perform(&c->tr, &x);
+  c->last_status = x.status;
+  memcpy(c->last_ray, x.hdrs.ray, sizeof c->last_ray);
+  if (x.hdrs.ratelimit[0]) read_ratelimit(c, x.hdrs.ratelimit);
+  if (x.rc != CURLE_OK) {
+    if (c->resp.too_big) {
+      cf_error_push(L, "decode", "%s %s: response exceeds max_response_bytes (%I)",
+                    rq->method, rq->path, (lua_Integer)c->resp.max);
+    } else if (c->resp.oom) {
+      cf_error_push(L, "network", "%s %s: out of memory reading the response",
+                    rq->method, rq->path);
+    } else {
+      int timeout = x.rc == CURLE_OPERATION_TIMEDOUT;
+      if (x.rewind_refused)
+        cf_error_push(L, "network", "%s %s: connection lost after the request "
+                      "was sent (not re-sent): %s", rq->method, rq->path, x.errbuf);
+      else
+        cf_error_push(L, timeout ? "timeout" : "network", "%s %s: %s",
+                      rq->method, rq->path, x.errbuf);
+      ai->retryable = x.rewind_refused || retryable_curl(x.rc);
+      ai->ambiguous = rq->body != NULL && (x.body_read > 0 || x.rewind_refused);
+    }
+    if (x.status > 0) set_int(L, "status", x.status);
+    if (x.hdrs.ray[0]) {
+      lua_pushstring(L, x.hdrs.ray);
+      lua_setfield(L, -2, "ray_id");
+    }
+    return 0;
+  }
+  if (c->resp.len > 0) {
+    lua_pushlstring(L, c->resp.data, c->resp.len);
+    if (json_decode(L)) env = lua_gettop(L);
+  }
+  if (x.status >= 200 && x.status < 300) {
+    if (env && lua_type(L, env) == LUA_TTABLE) {
+      int st = lua_getfield(L, env, "success");
+      int ok = lua_toboolean(L, -1);
+      lua_pop(L, 1);
+      if (st == LUA_TBOOLEAN && ok) return 1;       /* envelope on top */
+      if (st == LUA_TBOOLEAN) {
+        int code;
+        const char *m = first_error(L, env, &code);
+        cf_error_push(L, "api", "%s %s: HTTP %d with success=false: %s (code %d)",
+                      rq->method, rq->path, (int)x.status,
+                      m ? m : "(no message)", code);
+        ai->code = copy_envelope_errors(L, env);
+      } else {
+        cf_error_push(L, "decode", "%s %s: HTTP %d: response is not a "
+                      "Cloudflare envelope", rq->method, rq->path, (int)x.status);
+      }
+    } else {
+      cf_error_push(L, "decode", "%s %s: HTTP %d: response is not valid JSON",
+                    rq->method, rq->path, (int)x.status);
+    }
+  } else {
+    int code;
+    const char *m = first_error(L, env, &code);
+    if (m && code)
+      cf_error_push(L, "api", "%s %s: HTTP %d: %s (code %d)", rq->method,
+                    rq->path, (int)x.status, m, code);
+    else if (m)
+      cf_error_push(L, "api", "%s %s: HTTP %d: %s", rq->method, rq->path,
+                    (int)x.status, m);
+    else
+      cf_error_push(L, "api", "%s %s: HTTP %d", rq->method, rq->path,
+                    (int)x.status);
+    ai->code = copy_envelope_errors(L, env);
+    ai->retryable = x.status == 408 || x.status == 429 || x.status >= 500;
+    ai->ambiguous = rq->body != NULL && x.status >= 500;
+    read_retry_after(&x.hdrs, ai);
+  }
+  if (strcmp(x.hdrs.should_retry, "true") == 0) ai->retryable = 1;
+  else if (strcmp(x.hdrs.should_retry, "false") == 0) ai->retryable = 0;
+  set_int(L, "status", x.status);
+  if (x.hdrs.ray[0]) {
+    lua_pushstring(L, x.hdrs.ray);
+    lua_setfield(L, -2, "ray_id");
+  }
+  if (ai->has_retry_after) {
+    push_seconds(L, ai->retry_after);
+    lua_setfield(L, -2, "retry_after");
+  }
+  if (env) lua_remove(L, env);
+  return 0;
+}
+
+/* Sliding-window pacing plus the Ratelimit header's advice. */
+static void pace(lua_State *L, int ci, cf_client *c) {
+  double now = now_mono(), wait = 0;
+  if (!c->pace) return;
+  if (c->not_before > now) wait = c->not_before - now;
+  if (c->ring_count == c->rl_requests) {
+    double t = c->ring[c->ring_head] + c->rl_per - now;
+    if (t > wait) wait = t;
+  }
+  if (wait > 0) {
+    logf_(L, ci, "info", "pacing: waiting %f s before the next request", wait);
+    sleep_for(wait);
+    now = now_mono();
+  }
+  if (c->ring_count == c->rl_requests) {
+    c->ring[c->ring_head] = now;
+    c->ring_head = (c->ring_head + 1) % c->rl_requests;
+  } else {
+    c->ring[(c->ring_head + c->ring_count) % c->rl_requests] = now;
+    c->ring_count++;
+  }
+}
+
+static double backoff(cf_client *c, int attempt) {
+  double base = 0.5;
+  int i;
+  for (i = 1; i < attempt && base < 8; i++) base *= 2;
+  if (base > 8) base = 8;
+  return base / 2 + rand01(c) * base / 2;
+}
+
+static int list_all(lua_State *L, int ci, cf_client *c, const char *listurl,
+                    lua_Integer page, lua_Integer per_page);
+
+/* Does the request value at idx match the listed value at gidx? (see the
+** create contract in API.md). key: the field name, for the IP rule. */
+static int policy_match(lua_State *L, int idx, int gidx, const char *key) {
+  int rt, gt;
+  idx = lua_absindex(L, idx);
+  gidx = lua_absindex(L, gidx);
+  rt = lua_type(L, idx);
+  gt = lua_type(L, gidx);
+  luaL_checkstack(L, 6, "cfaccess: policy too deep");
+  if (gt == LUA_TNIL || (gt == LUA_TLIGHTUSERDATA && lua_touserdata(L, gidx) == NULL)) {
+    if (rt == LUA_TBOOLEAN) return !lua_toboolean(L, idx);
+    if (rt == LUA_TTABLE) {
+      int empty;
+      lua_pushnil(L);
+      empty = lua_next(L, idx) == 0;
+      if (!empty) lua_pop(L, 2);
+      return empty;
+    }
+    return 0;
+  }
+  if (rt != gt) return 0;
+  if (rt == LUA_TNUMBER || rt == LUA_TBOOLEAN)
+    return lua_compare(L, idx, gidx, LUA_OPEQ);
+  if (rt == LUA_TSTRING) {
+    size_t rn, gn;
+    const char *r = lua_tolstring(L, idx, &rn), *g = lua_tolstring(L, gidx, &gn);
+    if (rn == gn && memcmp(r, g, rn) == 0) return 1;
+    if (key && strcmp(key, "ip") == 0) {   /* 1.2.3.4 == 1.2.3.4/32 */
+      if (rn > 3 && memcmp(r + rn - 3, "/32", 3) == 0 && strchr(r, ':') == NULL) rn -= 3;
+      else if (rn > 4 && memcmp(r + rn - 4, "/128", 4) == 0) rn -= 4;
+      if (gn > 3 && memcmp(g + gn - 3, "/32", 3) == 0 && strchr(g, ':') == NULL) gn -= 3;
+      else if (gn > 4 && memcmp(g + gn - 4, "/128", 4) == 0) gn -= 4;
+      return rn == gn && memcmp(r, g, rn) == 0;
+    }
+    return 0;
+  }
+  if (rt == LUA_TTABLE) {
+    lua_Integer n = (lua_Integer)lua_rawlen(L, idx), i;
+    if (n > 0) {                      /* array: same length, element-wise */
+      if ((lua_Integer)lua_rawlen(L, gidx) != n) return 0;
+      for (i = 1; i <= n; i++) {
+        int ok;
+        lua_rawgeti(L, idx, i);
+        lua_rawgeti(L, gidx, i);
+        ok = policy_match(L, -2, -1, key);
+        lua_pop(L, 2);
+        if (!ok) return 0;
+      }
+      return 1;
+    }
+    lua_pushnil(L);
+    while (lua_next(L, idx) != 0) {   /* object: every key the request set */
+      int ok;
+      const char *k = lua_type(L, -2) == LUA_TSTRING ? lua_tostring(L, -2) : NULL;
+      lua_pushvalue(L, -2);
+      lua_rawget(L, gidx);
+      ok = policy_match(L, -2, -1, k);
+      lua_pop(L, 2);
+      if (!ok) {
+        lua_pop(L, 1);
+        return 0;
+      }
+    }
+    return 1;
+  }
+  return 0;
+}
+
+typedef struct reconcile_ctx {
+  const char *list_url;
+  const char *list_path;
+  const char *body;         /* the request body (canonical JSON) */
+  size_t body_len;
+} reconcile_ctx;
+
+/* After an ambiguous create: list the policies and push the one that
+** matches the request (return 1), or return 0 with nothing pushed (no
+** match), or -1 with a note pushed (the list failed). */
+static int reconcile(lua_State *L, int ci, cf_client *c, const reconcile_ctx *rc) {
+  int top = lua_gettop(L), list, req;
+  lua_Integer i, n;
+  logf_(L, ci, "warn", "create may have reached the server; listing %s to check",
+        rc->list_path);
+  if (!list_all(L, ci, c, rc->list_url, 0, 0)) {
+    logf_(L, ci, "warn", "could not list %s to check for a committed create: %s",
+          rc->list_path, luaL_tolstring(L, -1, NULL));
+    lua_pop(L, 1);
+    return -1;                 /* err of the list left on top */
+  }
+  list = lua_gettop(L);
+  lua_pushlstring(L, rc->body, rc->body_len);
+  if (!json_decode(L)) {
+    lua_settop(L, top);
+    return 0;
+  }
+  req = lua_gettop(L);
+  n = (lua_Integer)lua_rawlen(L, list);
+  for (i = 1; i <= n; i++) {
+    lua_rawgeti(L, list, i);
+    if (lua_type(L, -1) == LUA_TTABLE && policy_match(L, req, -1, NULL)) {
+      lua_replace(L, top + 1);
+      lua_settop(L, top + 1);
+      logf_(L, ci, "warn", "found the policy the failed create made; not creating another");
+      return 1;
+    }
+    lua_pop(L, 1);
+  }
+  lua_settop(L, top);
+  logf_(L, ci, "info", "no matching policy in %s: the create did not happen", rc->list_path);
+  return 0;
+}
+
+/* Run a request with retries (and, for creates, the duplicate check).
+** Pushes the envelope (returns 1) or an err with attempts (returns 0). */
+static int do_request_(lua_State *L, int ci, cf_client *c, const cf_req *rq,
+                       const reconcile_ctx *rc);
+
+/* (A Lua error out of on_log leaves busy raised: close() then only defers
+** the release to __gc, which is harmless.) */
+static int do_request(lua_State *L, int ci, cf_client *c, const cf_req *rq,
+                      const reconcile_ctx *rc) {
+  int r;
+  c->busy++;
+  r = do_request_(L, ci, c, rq, rc);
+  c->busy--;
+  return r;
+}
+
+static int do_request_(lua_State *L, int ci, cf_client *c, const cf_req *rq,
+                       const reconcile_ctx *rc) {
+  int attempt, was_ambiguous = 0;
+  for (attempt = 1;; attempt++) {
+    attempt_info ai;
+    int last, r = 0;
+    double wait;
+    pace(L, ci, c);
+    if (one_attempt(L, c, rq, &ai)) return 1;
+    set_int(L, "attempts", attempt);
+    last = !ai.retryable || attempt > c->max_retries;
+    if (!last) {
+      wait = ai.has_retry_after ? ai.retry_after : backoff(c, attempt);
+      if (ai.has_retry_after && ai.retry_after > c->max_retry_wait) {
+        logf_(L, ci, "warn", "%s %s: server asked to wait %f s, more than "
+              "max_retry_wait; giving up", rq->method, rq->path, ai.retry_after);
+        last = 1;
+      }
+    } else wait = 0;
+    if (rq->create && rc &&
+        (ai.ambiguous || (was_ambiguous && ai.code == 12130))) {
+      was_ambiguous = 1;
+      if (!last) {
+        sleep_for(wait);           /* give a slow server time to commit */
+        wait = 0;
+      }
+      r = reconcile(L, ci, c, rc);
+      if (r == 1) {                /* matched: wrap it as an envelope */
+        lua_createtable(L, 0, 2);
+        lua_insert(L, -2);
+        lua_setfield(L, -2, "result");
+        lua_pushboolean(L, 1);
+        lua_setfield(L, -2, "success");
+        lua_remove(L, -2);         /* the err */
+        return 1;
+      }
+      if (r < 0) {
+        lua_pop(L, 1);             /* the list's err; the create's err stays */
+        return 0;
+      }
+    }
+    if (last) return 0;
+    logf_(L, ci, "info", "%s %s failed (%s); retry %d of %d in %f s", rq->method,
+          rq->path, luaL_tolstring(L, -1, NULL), attempt, c->max_retries, wait);
+    lua_pop(L, 2);
+    sleep_for(wait);
+  }
+}
+
+/* Collect the ids of the array at idx into one string (to spot a server
+** that returns the same page again). */
+static void page_key(lua_State *L, int idx) {
+  luaL_Buffer b;
+  lua_Integer i, n = (lua_Integer)lua_rawlen(L, idx);
+  luaL_buffinit(L, &b);
+  for (i = 1; i <= n; i++) {
+    lua_rawgeti(L, idx, i);
+    if (lua_type(L, -1) == LUA_TTABLE) {
+      if (lua_getfield(L, -1, "id") == LUA_TSTRING) {
+        lua_remove(L, -2);
+        luaL_addvalue(&b);
+      } else lua_pop(L, 2);
+    } else lua_pop(L, 1);
+    luaL_addchar(&b, ',');
+  }
+  luaL_pushresult(&b);
+}
+
+/* GET pages of a list. page > 0: only that page. Pushes the array of
+** results (1) or an err (0). */
+static int list_all(lua_State *L, int ci, cf_client *c, const char *listurl,
+                    lua_Integer page, lua_Integer per_page) {
+  int top = lua_gettop(L), res, prevkey;
+  lua_Integer p = page > 0 ? page : 1, total = 0;
+  lua_newtable(L);
+  res = lua_gettop(L);
+  lua_pushnil(L);
+  prevkey = lua_gettop(L);
+  for (; p <= (page > 0 ? page : MAX_PAGES); p++) {
+    cf_req rq;
+    int env, arr, have_info = 0;
+    lua_Integer n, i, tp = 0, pp = per_page;
+    const char *url, *path;
+    if (per_page > 0)
+      url = lua_pushfstring(L, "%s?page=%I&per_page=%I", listurl, p, per_page);
+    else
+      url = lua_pushfstring(L, "%s?page=%I", listurl, p);
+    path = url + c->base_len;
+    memset(&rq, 0, sizeof rq);
+    rq.method = "GET";
+    rq.url = url;
+    rq.path = path;
+    if (!do_request(L, ci, c, &rq, NULL)) {
+      lua_replace(L, top + 1);
+      lua_settop(L, top + 1);
+      return 0;
+    }
+    env = lua_gettop(L);
+    if (lua_getfield(L, env, "result") != LUA_TTABLE) {
+      cf_error_push(L, "decode", "GET %s: result is not a list", path);
+      lua_replace(L, top + 1);
+      lua_settop(L, top + 1);
+      return 0;
+    }
+    arr = lua_gettop(L);
+    n = (lua_Integer)lua_rawlen(L, arr);
+    page_key(L, arr);
+    if (n > 0 && lua_rawequal(L, -1, prevkey)) break;  /* same page again */
+    lua_replace(L, prevkey);
+    for (i = 1; i <= n; i++) {
+      lua_rawgeti(L, arr, i);
+      lua_rawseti(L, res, ++total);
+    }
+    if (lua_getfield(L, env, "result_info") == LUA_TTABLE) {
+      have_info = 1;
+      if (lua_getfield(L, -1, "total_pages") == LUA_TNUMBER)
+        tp = lua_tointeger(L, -1);
+      lua_pop(L, 1);
+      if (pp <= 0 && lua_getfield(L, -1, "per_page") == LUA_TNUMBER)
+        pp = lua_tointeger(L, -1);
+    }
+    lua_settop(L, prevkey);
+    if (!have_info && pp <= 0) break;   /* no paging information: one page */
+    if (n == 0 || (tp > 0 && p >= tp) || (pp > 0 && n < pp)) break;
+  }
+  lua_settop(L, res);
+  return 1;
+}
+
+/* ---- methods --------------------------------------------------------- */
+
+/* Check an id argument: a string (else raise), then its format (else push
+** an `invalid` error naming the argument and return 0). */
+static int check_id(lua_State *L, int idx, const char *name, int allow_hex32) {
+  size_t n;
+  const char *s;
+  luaL_checktype(L, idx, LUA_TSTRING);
+  s = lua_tolstring(L, idx, &n);
+  if (id_uuid(s, n) || (allow_hex32 && id_hex32(s, n))) return 1;
+  cf_error_push(L, "invalid", "%s: expected %s", name,
+                allow_hex32 ? "a UUID or 32 hex characters" : "a UUID");
+  lua_pushstring(L, name);
+  lua_setfield(L, -2, "argument");
+  return 0;
+}
+
+/* Percent-encode s (ids are validated already; this is belt and braces).
+** Pushes the result. */
+static const char *push_escaped(lua_State *L, cf_client *c, const char *s) {
+  char *e = curl_easy_escape(c->tr.easy, s, 0);
+  const char *r;
+  if (e == NULL) luaL_error(L, "cfaccess: not enough memory");
+  lua_pushstring(L, e);   /* raises only without memory */
+  curl_free(e);
+  r = lua_tostring(L, -1);
+  return r;
+}
+
+/* Read the encoding options of an app-policy method at idx and pick the
+** kind (zone client: "zone"; account: "app" or "infrastructure"). */
+static int app_kind(lua_State *L, cf_client *c, int idx, cf_encode_opts *o) {
+  int has_kind = 0;
+  if (!lua_isnoneornil(L, idx)) {
+    luaL_checktype(L, idx, LUA_TTABLE);
+    has_kind = lua_getfield(L, idx, "kind") != LUA_TNIL;
+    lua_pop(L, 1);
+  }
+  if (!cf_encode_opts_read(L, idx, o)) return 0;
+  if (!has_kind) o->kind = c->zone ? CF_KIND_ZONE : CF_KIND_APP;
+  if (c->zone ? o->kind != CF_KIND_ZONE
+              : (o->kind != CF_KIND_APP && o->kind != CF_KIND_INFRA)) {
+    cf_error_push(L, "usage", "kind: a %s client takes %s application policies",
+                  c->zone ? "zone" : "account",
+                  c->zone ? "\"zone\"" : "\"app\" or \"infrastructure\"");
+    return 0;
+  }
+  return 1;
+}
+
+/* Encode the policy at idx. Returns the buffer and pushes one value (its
+** owner userdata, or nil when it is the client's own buffer), or returns
+** NULL with err pushed. The client's buffer saves an allocation and a
+** finalizer per request; a call re-entered from on_log while a request is
+** in flight gets a buffer of its own. */
+static cf_buf *encode_policy(lua_State *L, cf_client *c, int idx,
+                             const cf_encode_opts *o) {
+  cf_buf *b;
+  if (c->busy == 0) {
+    b = &c->body;
+    b->len = 0;
+    lua_pushnil(L);
+  } else b = cf_buf_push(L);
+  if (!cf_policy_encode(L, idx, o, NULL, b)) {
+    lua_remove(L, -2);
+    return NULL;
+  }
+  return b;
+}
+
+/* URL/path pairs: the URL is a Lua string, the path (for messages) is a
+** light userdata pointing into it, just after the base URL. */
+#define PATHAT(i) ((const char *)lua_touserdata(L, (i)))
+
+/* Push "<base>/<scope>/access/apps/<app>/policies" (URL) and its path. */
+static void push_app_paths(lua_State *L, cf_client *c, int app_idx) {
+  const char *app = push_escaped(L, c, lua_tostring(L, app_idx));
+  const char *url = lua_pushfstring(L, "%s/%s/access/apps/%s/policies", c->base,
+                                    c->scope, app);
+  lua_pushlightuserdata(L, (void *)(url + c->base_len));   /* the path */
+  lua_remove(L, -3);
+}
+
+static void push_reusable_paths(lua_State *L, cf_client *c) {
+  const char *url = lua_pushfstring(L, "%s/%s/access/policies", c->base, c->scope);
+  lua_pushlightuserdata(L, (void *)(url + c->base_len));   /* the path */
+}
+
+/* Replace the URL/path pair on top with the pair for item "/<id>". */
+static void push_item_paths(lua_State *L, cf_client *c, int id_idx) {
+  const char *id = push_escaped(L, c, lua_tostring(L, id_idx));
+  const char *url = lua_pushfstring(L, "%s/%s", lua_tostring(L, -3), id);
+  lua_pushlightuserdata(L, (void *)(url + c->base_len));
+  lua_copy(L, -2, -5);
+  lua_copy(L, -1, -4);
+  lua_pop(L, 3);
+}
+
+/* Run rq and return its result (or nil, err). A success without a result
+** object (e.g. "result": null) is not what the API promises: `decode`. */
+static int finish(lua_State *L, cf_client *c, cf_req *rq, const reconcile_ctx *rc) {
+  if (!do_request(L, 1, c, rq, rc)) return fail(L);
+  if (lua_getfield(L, -1, "result") != LUA_TTABLE) {
+    cf_error_push(L, "decode", "%s %s: the response has no result object",
+                  rq->method, rq->path);
+    set_int(L, "status", c->last_status);
+    if (c->last_ray[0]) {
+      lua_pushstring(L, c->last_ray);
+      lua_setfield(L, -2, "ray_id");
+    }
+    return fail(L);
+  }
+  return 1;
+}
+
+/* Shared body of the create/update methods. */
+static int send_policy(lua_State *L, cf_client *c, const char *method,
+                       int pol_idx, const cf_encode_opts *o, const char *url,
+                       const char *path, const char *list_url,
+                       const char *list_path) {
+  cf_req rq;
+  reconcile_ctx rc;
+  cf_buf *b;
+  luaL_checktype(L, pol_idx, LUA_TTABLE);
+  if ((b = encode_policy(L, c, pol_idx, o)) == NULL) return fail(L);
+  memset(&rq, 0, sizeof rq);
+  rq.method = method;
+  rq.url = url;
+  rq.path = path;
+  rq.body = b->data;   /* owned by the userdata on the stack */
+  rq.body_len = b->len;
+  rq.create = strcmp(method, "POST") == 0;
+  rc.list_url = list_url;
+  rc.list_path = list_path;
+  rc.body = rq.body;
+  rc.body_len = rq.body_len;
+  return finish(L, c, &rq, rq.create ? &rc : NULL);
+}
+
+static int simple(lua_State *L, cf_client *c, const char *method,
+                  const char *url, const char *path) {
+  cf_req rq;
+  memset(&rq, 0, sizeof rq);
+  rq.method = method;
+  rq.url = url;
+  rq.path = path;
+  return finish(L, c, &rq, NULL);
+}
+
+static const char *const list_opt_names[] = {"page", "per_page", NULL};
+
+/* Read {page=, per_page=} at idx (nil allowed). */
+static int list_opts(lua_State *L, int idx, lua_Integer *page, lua_Integer *pp) {
+  int i;
+  *page = *pp = 0;
+  if (lua_isnoneornil(L, idx)) return 1;
+  luaL_checktype(L, idx, LUA_TTABLE);
+  if (!check_keys(L, idx, list_opt_names, "list options")) return 0;
+  for (i = 0; i < 2; i++) {
+    lua_Integer *out = i == 0 ? page : pp;
+    int t = lua_getfield(L, idx, list_opt_names[i]);
+    if (t != LUA_TNIL) {
+      int isint;
+      lua_Integer v = lua_tointegerx(L, -1, &isint);
+      if (t != LUA_TNUMBER || !isint || v < 1 || (i == 1 && v > 1000)) {
+        cf_error_push(L, "usage", "list option %s: expected an integer %s",
+                      list_opt_names[i], i == 0 ? ">= 1" : "from 1 to 1000");
+        lua_remove(L, -2);
+        return 0;
+      }
+      *out = v;
+    }
+    lua_pop(L, 1);
+  }
+  return 1;
+}
+
+/* client:create_app_policy(app_id, policy [, opts]) */
+static int m_create_app_policy(lua_State *L) {
+  cf_client *c = check_client(L);
+  cf_encode_opts o;
+  int top;
+  luaL_checktype(L, 3, LUA_TTABLE);
+  if (!check_id(L, 2, "app_id", 1)) return fail(L);
+  if (!app_kind(L, c, 4, &o)) return fail(L);
+  lua_settop(L, 4);
+  push_app_paths(L, c, 2);
+  top = lua_gettop(L);
+  return send_policy(L, c, "POST", 3, &o, lua_tostring(L, top - 1),
+                     PATHAT(top), lua_tostring(L, top - 1),
+                     PATHAT(top));
+}
+
+/* client:list_app_policies(app_id [, {page=, per_page=}]) */
+static int m_list_app_policies(lua_State *L) {
+  cf_client *c = check_client(L);
+  lua_Integer page, pp;
+  if (!check_id(L, 2, "app_id", 1)) return fail(L);
+  if (!list_opts(L, 3, &page, &pp)) return fail(L);
+  lua_settop(L, 3);
+  push_app_paths(L, c, 2);
+  if (!list_all(L, 1, c, lua_tostring(L, 4), page, pp))
+    return fail(L);
+  return 1;
+}
+
+static int m_get_app_policy(lua_State *L) {
+  cf_client *c = check_client(L);
+  if (!check_id(L, 2, "app_id", 1) || !check_id(L, 3, "policy_id", 0))
+    return fail(L);
+  lua_settop(L, 3);
+  push_app_paths(L, c, 2);
+  push_item_paths(L, c, 3);
+  return simple(L, c, "GET", lua_tostring(L, -2), PATHAT(-1));
+}
+
+static int m_update_app_policy(lua_State *L) {
+  cf_client *c = check_client(L);
+  cf_encode_opts o;
+  luaL_checktype(L, 4, LUA_TTABLE);
+  if (!check_id(L, 2, "app_id", 1) || !check_id(L, 3, "policy_id", 0))
+    return fail(L);
+  if (!app_kind(L, c, 5, &o)) return fail(L);
+  lua_settop(L, 5);
+  push_app_paths(L, c, 2);
+  push_item_paths(L, c, 3);
+  return send_policy(L, c, "PUT", 4, &o, lua_tostring(L, 6),
+                     PATHAT(7), NULL, NULL);
+}
+
+static int m_delete_app_policy(lua_State *L) {
+  cf_client *c = check_client(L);
+  if (!check_id(L, 2, "app_id", 1) || !check_id(L, 3, "policy_id", 0))
+    return fail(L);
+  lua_settop(L, 3);
+  push_app_paths(L, c, 2);
+  push_item_paths(L, c, 3);
+  return simple(L, c, "DELETE", lua_tostring(L, -2), PATHAT(-1));
+}
+
+/* Reusable policies exist only at account scope. */
+static int reusable_ok(lua_State *L, cf_client *c) {
+  if (!c->zone) return 1;
+  cf_error_push(L, "usage", "reusable policies exist only at account scope "
+                "(this client has a zone_id)");
+  return 0;
+}
+
+/* Encoding options of a reusable method at idx: the kind is "reusable". */
+static int reusable_kind(lua_State *L, int idx, cf_encode_opts *o) {
+  int has_kind = 0;
+  if (!lua_isnoneornil(L, idx)) {
+    luaL_checktype(L, idx, LUA_TTABLE);
+    has_kind = lua_getfield(L, idx, "kind") != LUA_TNIL;
+    lua_pop(L, 1);
+  }
+  if (!cf_encode_opts_read(L, idx, o)) return 0;
+  if (has_kind && o->kind != CF_KIND_REUSABLE) {
+    cf_error_push(L, "usage", "kind: reusable policy methods take kind \"reusable\"");
+    return 0;
+  }
+  o->kind = CF_KIND_REUSABLE;
+  return 1;
+}
+
+static int m_create_policy(lua_State *L) {
+  cf_client *c = check_client(L);
+  cf_encode_opts o;
+  int top;
+  luaL_checktype(L, 2, LUA_TTABLE);
+  if (!reusable_ok(L, c) || !reusable_kind(L, 3, &o)) return fail(L);
+  lua_settop(L, 3);
+  push_reusable_paths(L, c);
+  top = lua_gettop(L);
+  return send_policy(L, c, "POST", 2, &o, lua_tostring(L, top - 1),
+                     PATHAT(top), lua_tostring(L, top - 1),
+                     PATHAT(top));
+}
+
+static int m_list_policies(lua_State *L) {
+  cf_client *c = check_client(L);
+  lua_Integer page, pp;
+  if (!list_opts(L, 2, &page, &pp)) return fail(L);
+  if (!reusable_ok(L, c)) return fail(L);
+  lua_settop(L, 2);
+  push_reusable_paths(L, c);
+  if (!list_all(L, 1, c, lua_tostring(L, 3), page, pp))
+    return fail(L);
+  return 1;
+}
+
+static int m_get_policy(lua_State *L) {
+  cf_client *c = check_client(L);
+  if (!check_id(L, 2, "policy_id", 0) || !reusable_ok(L, c)) return fail(L);
+  lua_settop(L, 2);
+  push_reusable_paths(L, c);
+  push_item_paths(L, c, 2);
+  return simple(L, c, "GET", lua_tostring(L, -2), PATHAT(-1));
+}
+
+static int m_update_policy(lua_State *L) {
+  cf_client *c = check_client(L);
+  cf_encode_opts o;
+  luaL_checktype(L, 3, LUA_TTABLE);
+  if (!check_id(L, 2, "policy_id", 0) || !reusable_ok(L, c) ||
+      !reusable_kind(L, 4, &o))
+    return fail(L);
+  lua_settop(L, 4);
+  push_reusable_paths(L, c);
+  push_item_paths(L, c, 2);
+  return send_policy(L, c, "PUT", 3, &o, lua_tostring(L, 5),
+                     PATHAT(6), NULL, NULL);
+}
+
+static int m_delete_policy(lua_State *L) {
+  cf_client *c = check_client(L);
+  if (!check_id(L, 2, "policy_id", 0) || !reusable_ok(L, c)) return fail(L);
+  lua_settop(L, 2);
+  push_reusable_paths(L, c);
+  push_item_paths(L, c, 2);
+  return simple(L, c, "DELETE", lua_tostring(L, -2), PATHAT(-1));
+}
+
+static const luaL_Reg client_methods[] = {
+  {"create_app_policy", m_create_app_policy},
+  {"list_app_policies", m_list_app_policies},
+  {"get_app_policy", m_get_app_policy},
+  {"update_app_policy", m_update_app_policy},
+  {"delete_app_policy", m_delete_app_policy},
+  {"create_policy", m_create_policy},
+  {"list_policies", m_list_policies},
+  {"get_policy", m_get_policy},
+  {"update_policy", m_update_policy},
+  {"delete_policy", m_delete_policy},
+  {"close", client_close},
+  {NULL, NULL}
+};
+
+static const luaL_Reg client_meta[] = {
+  {"__gc", client_gc},
+  {"__close", client_close},
+  {"__tostring", client_tostring},
+  {NULL, NULL}
+};
+
+/* ---- constructor ----------------------------------------------------- */
+
+typedef struct auth_src {
+  const char *value;
+  const char *opt, *env;    /* option name and environment variable */
+  int from_env;
+} auth_src;
+
+/* Take an auth field from the options (string) or the environment. */
+static int auth_field(lua_State *L, const char *opt, const char *env,
+                      auth_src *out) {
+  out->value = NULL;
+  out->opt = opt;
+  out->env = env;
+  out->from_env = 0;
+  if (!opt_string(L, 1, opt, &out->value)) return 0;
+  if (out->value == NULL && (out->value = env_nonempty(env)) != NULL) {
+    out->from_env = 1;
+    if (has_ctl(out->value, strlen(out->value))) {
+      cf_error_push(L, "usage", "environment variable %s must not contain CR, LF", env);
+      return 0;
+    }
+  }
+  return 1;
+}
+
+/* Pushes "argument api_token" or "environment variable ...". */
+static const char *where(lua_State *L, const auth_src *a) {
+  return a->from_env ? lua_pushfstring(L, "environment variable %s", a->env)
+                     : lua_pushfstring(L, "argument %s", a->opt);
+}
+
+/* cfaccess.core.client(opts) -> client | nil, err */
+static int client_new(lua_State *L) {
+  cf_client *c;
+  const char *acct = NULL, *zone = NULL, *base = NULL, *cafile = NULL,
+             *proxy = NULL, *ua = NULL;
+  auth_src tok, key, email;
+  double timeout = 60, ctimeout = 10, retries = 2, rwait = 60,
+         maxresp = 8.0 * 1024 * 1024, rl_req = 1200, rl_per = 300;
+  int pacing = 1, http = 0, t;
+  cf_transport_cfg cfg;
+  char errbuf[256];
+
+  luaL_checktype(L, 1, LUA_TTABLE);
+  lua_settop(L, 1);
+  if (!check_keys(L, 1, option_names, "client options")) return fail(L);
+  if (!opt_string(L, 1, "account_id", &acct) || !opt_string(L, 1, "zone_id", &zone))
+    return fail(L);
+  if ((acct == NULL) == (zone == NULL)) {
+    cf_error_push(L, "usage", "client options: give exactly one of account_id and zone_id");
+    return fail(L);
+  }
+  if (!id_hex32(acct ? acct : zone, strlen(acct ? acct : zone))) {
+    cf_error_push(L, "invalid", "%s: expected 32 hex characters",
+                  acct ? "account_id" : "zone_id");
+    return fail(L);
+  }
+  if (!auth_field(L, "api_token", "CLOUDFLARE_API_TOKEN", &tok) ||
+      !auth_field(L, "api_key", "CLOUDFLARE_API_KEY", &key) ||
+      !auth_field(L, "api_email", "CLOUDFLARE_EMAIL", &email))
+    return fail(L);
+  if (tok.value && (key.value || email.value)) {
+    const auth_src *other = key.value ? &key : &email;
+    const char *w1 = where(L, &tok), *w2 = where(L, other);
+    cf_error_push(L, "usage", "client options: both an API token (from %s) and "
+                  "an API key/email (from %s) were given; use exactly one scheme",
+                  w1, w2);
+    return fail(L);
+  }
+  if (!tok.value && !(key.value && email.value)) {
+    if (key.value || email.value)
+      cf_error_push(L, "usage", "client options: api_key and api_email go together "
+                    "(%s is missing)", key.value ? "api_email" : "api_key");
+    else
+      cf_error_push(L, "usage", "client options: no credentials (give api_token, or "
+                    "api_key and api_email, or set CLOUDFLARE_API_TOKEN)");
+    return fail(L);
+  }
+  if (!opt_string(L, 1, "base_url", &base) || !opt_string(L, 1, "cafile", &cafile) ||
+      !opt_string(L, 1, "proxy", &proxy) || !opt_string(L, 1, "user_agent", &ua))
+    return fail(L);
+  if (base == NULL) {
+    base = env_nonempty("CLOUDFLARE_BASE_URL");
+    if (base && has_ctl(base, strlen(base))) {
+      cf_error_push(L, "usage", "environment variable CLOUDFLARE_BASE_URL must not "
+                    "contain CR or LF");
+      return fail(L);
+    }
+    if (base == NULL) base = DEFAULT_BASE_URL;
+  }
+  if (!check_base_url(L, base, &http)) return fail(L);
+  if (!opt_number(L, 1, "timeout", &timeout, 0, 0, 0) ||
+      !opt_number(L, 1, "connect_timeout", &ctimeout, 0, 0, 0) ||
+      !opt_number(L, 1, "max_retries", &retries, 0, 1, 1) ||
+      !opt_number(L, 1, "max_retry_wait", &rwait, 0, 1, 0) ||
+      !opt_number(L, 1, "max_response_bytes", &maxresp, 0, 0, 1))
+    return fail(L);
+  if (retries > 100) {
+    cf_error_push(L, "usage", "client option max_retries: at most 100");
+    return fail(L);
+  }
+  t = lua_getfield(L, 1, "rate_limit");
+  if (t == LUA_TBOOLEAN && !lua_toboolean(L, -1)) pacing = 0;
+  else if (t == LUA_TTABLE) {
+    static const char *const rl_names[] = {"requests", "per", NULL};
+    int rl = lua_gettop(L);
+    if (!check_keys(L, rl, rl_names, "rate_limit") ||
+        !opt_number(L, rl, "requests", &rl_req, 1, 1, 1) ||
+        !opt_number(L, rl, "per", &rl_per, 0, 0, 0))
+      return fail(L);
+    lua_getfield(L, rl, "requests");
+    lua_getfield(L, rl, "per");
+    if (lua_isnil(L, -1) || lua_isnil(L, -2)) {
+      cf_error_push(L, "usage", "client option rate_limit: give both requests and per");
+      return fail(L);
+    }
+    lua_pop(L, 2);
+    if (rl_req > MAX_RING) {
+      cf_error_push(L, "usage", "client option rate_limit.requests: at most %d", MAX_RING);
+      return fail(L);
+    }
+  } else if (t != LUA_TNIL) {
+    cf_error_push(L, "usage", "client option rate_limit: expected nil, false or "
+                  "{requests=, per=}, got %s", t == LUA_TBOOLEAN ? "true" : lua_typename(L, t));
+    return fail(L);
+  }
+  lua_pop(L, 1);
+  t = lua_getfield(L, 1, "on_log");
+  if (t != LUA_TNIL && t != LUA_TFUNCTION) {
+    cf_error_push(L, "usage", "client option on_log: expected a function, got %s",
+                  lua_typename(L, t));
+    return fail(L);
+  }
+  lua_pop(L, 1);
+  if (!cf_transport_global_init()) {
+    cf_error_push(L, "network", "curl_global_init failed");
+    return fail(L);
+  }
+
+  /* Build: from here on everything hangs off the userdata. */
+  c = (cf_client *)lua_newuserdatauv(L, sizeof *c, 1);
+  memset(c, 0, sizeof *c);
+  c->closed = 1;  /* until fully built, __gc frees what exists */
+  luaL_setmetatable(L, CF_CLIENT_MT);
+  lua_getfield(L, 1, "on_log");
+  lua_setiuservalue(L, -2, 1);
+  c->closed = 0;
+  c->zone = zone != NULL;
+  snprintf(c->scope, sizeof c->scope, "%s/%s", zone ? "zones" : "accounts",
+           zone ? zone : acct);
+  c->max_retries = (int)retries;
+  c->max_retry_wait = rwait;
+  c->pace = pacing;
+  c->rl_requests = (int)rl_req;
+  c->rl_per = rl_per;
+  c->resp.max = (size_t)maxresp;
+  c->rng = (uint64_t)(uintptr_t)c ^ ((uint64_t)time(NULL) << 20) ^
+           (uint64_t)(now_mono() * 1e9) ^ 0x9E3779B97F4A7C15ULL;
+  if (c->rng == 0) c->rng = 1;
+  {
+    size_t bl = strlen(base);
+    while (bl > 0 && base[bl - 1] == '/') bl--;
+    c->base = (char *)malloc(bl + 1);
+    c->base_len = bl;
+    if (c->base) {
+      memcpy(c->base, base, bl);
+      c->base[bl] = '\0';
+    }
+  }
+  if (pacing) c->ring = (double *)malloc(sizeof(double) * (size_t)c->rl_requests);
+  if (c->base == NULL || (pacing && c->ring == NULL) ||
+      !add_header(&c->hdrs, "Content-Type", "", "application/json") ||
+      !add_header(&c->hdrs, "Accept", "", "application/json") ||
+      !add_header(&c->hdrs, "Expect", "", "") ||
+      (tok.value ? !add_header(&c->hdrs, "Authorization", "Bearer ", tok.value)
+                 : !add_header(&c->hdrs, "X-Auth-Email", "", email.value) ||
+                   !add_header(&c->hdrs, "X-Auth-Key", "", key.value))) {
+    client_release(c);
+    return luaL_error(L, "cfaccess: not enough memory");
+  }
+  if (ua == NULL) {
+    const curl_version_info_data *vi = curl_version_info(CURLVERSION_NOW);
+    ua = lua_pushfstring(L, "cfaccess/" CFACCESS_VERSION " lua/5.4 libcurl/%s",
+                         vi && vi->version ? vi->version : "?");
+    lua_insert(L, -2);   /* keep it below the userdata, alive until return */
+  }
+  cfg.user_agent = ua;
+  cfg.cafile = cafile;
+  cfg.proxy = proxy;
+  cfg.timeout_ms = (long)(timeout * 1000);
+  cfg.connect_timeout_ms = (long)(ctimeout * 1000);
+  cfg.allow_http = http;
+  if (!cf_transport_init(&c->tr, &cfg, errbuf, sizeof errbuf)) {
+    client_release(c);
+    cf_error_push(L, "usage", "cannot set up libcurl: %s", errbuf);
+    return fail(L);
+  }
+  return 1;
+}
+
+void cf_client_open(lua_State *L) {
+  int decode_ok;
+  /* A private cjson instance: nobody else's cjson settings affect us. */
+  lua_getglobal(L, "require");
+  lua_pushliteral(L, "cjson");
+  decode_ok = lua_pcall(L, 1, 1, 0) == LUA_OK && lua_type(L, -1) == LUA_TTABLE;
+  if (decode_ok && lua_getfield(L, -1, "new") == LUA_TFUNCTION &&
+      lua_pcall(L, 0, 1, 0) == LUA_OK && lua_type(L, -1) == LUA_TTABLE) {
+    if (lua_getfield(L, -1, "decode_invalid_numbers") == LUA_TFUNCTION) {
+      lua_pushboolean(L, 0);
+      if (lua_pcall(L, 1, 0, 0) != LUA_OK) lua_pop(L, 1);
+    } else lua_pop(L, 1);
+    lua_getfield(L, -1, "decode");
+    lua_remove(L, -2);
+  } else {
+    lua_pushnil(L);
+  }
+  lua_remove(L, -2);  /* cjson module (or error) */
+  /* stack: module table, decode-or-nil */
+  if (luaL_newmetatable(L, CF_CLIENT_MT)) {
+    lua_pushvalue(L, -2);
+    luaL_setfuncs(L, client_meta, 1);
+    luaL_newlibtable(L, client_methods);
+    lua_pushvalue(L, -3);
+    luaL_setfuncs(L, client_methods, 1);
+    lua_setfield(L, -2, "__index");
+    lua_pushliteral(L, CF_CLIENT_MT);
+    lua_setfield(L, -2, "__name");
+  }
+  lua_pop(L, 1);
+  lua_pushcclosure(L, client_new, 1);
+  lua_setfield(L, -2, "client");
+}

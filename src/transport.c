@@ -1,0 +1,311 @@
+/*
+** cfaccess transport: one libcurl easy handle per client, configured once
+** (security options, timeouts, callbacks) and then used for one exchange at
+** a time. The callbacks only copy bytes into C buffers that the client owns;
+** they never call Lua, so no Lua error can longjmp through libcurl.
+*/
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "http.h"
+
+/* The only file-scope state: the once-flag for curl_global_init. */
+static pthread_once_t global_once = PTHREAD_ONCE_INIT;
+static CURLcode global_rc = CURLE_FAILED_INIT; /* written once, under once */
+
+static void global_init_once(void) {
+  global_rc = curl_global_init(CURL_GLOBAL_DEFAULT);
+}
+
+int cf_transport_global_init(void) {
+  pthread_once(&global_once, global_init_once);
+  return global_rc == CURLE_OK;
+}
+
+/* ---- callbacks (no Lua in here) ------------------------------------- */
+
+static size_t on_body(char *ptr, size_t size, size_t nmemb, void *ud) {
+  cf_rbuf *b = (cf_rbuf *)ud;
+  size_t n = size * nmemb;
+  if (n > b->max - b->len) {   /* the cap counts every byte received */
+    b->too_big = 1;
+    return 0;                  /* aborts the transfer (CURLE_WRITE_ERROR) */
+  }
+  if (n > b->cap - b->len) {
+    size_t cap = b->cap ? b->cap : 4096;
+    char *p;
+    while (cap - b->len < n) cap = cap > b->max / 2 ? b->max : cap * 2;
+    p = (char *)realloc(b->data, cap);
+    if (p == NULL) {
+      b->oom = 1;
+      return 0;
+    }
+    b->data = p;
+    b->cap = cap;
+  }
+  memcpy(b->data + b->len, ptr, n);
+  b->len += n;
+  return n;
+}
+
+/* Copy a header value (trimmed) into dst, truncating to its size. */
+static void keep(char *dst, size_t dstlen, const char *v, size_t n) {
+  if (n >= dstlen) n = dstlen - 1;
+  memcpy(dst, v, n);
+  dst[n] = '\0';
+}
+
+static size_t on_header(char *ptr, size_t size, size_t nitems, void *ud) {
+  cf_exchange *x = (cf_exchange *)ud;
+  size_t n = size * nitems, nl, vs, ve;
+  const char *colon;
+  if (n >= 5 && memcmp(ptr, "HTTP/", 5) == 0) {  /* a new response begins */
+    memset(&x->hdrs, 0, sizeof x->hdrs);
+    return n;
+  }
+  colon = (const char *)memchr(ptr, ':', n);
+  if (colon == NULL) return n;
+  nl = (size_t)(colon - ptr);
+  vs = nl + 1;
+  ve = n;
+  while (vs < ve && (ptr[vs] == ' ' || ptr[vs] == '\t')) vs++;
+  while (ve > vs && (ptr[ve - 1] == '\r' || ptr[ve - 1] == '\n' ||
+                     ptr[ve - 1] == ' ' || ptr[ve - 1] == '\t')) ve--;
+#define HDR_IS(name) (nl == sizeof(name) - 1 && strncasecmp(ptr, name, nl) == 0)
+  if (HDR_IS("cf-ray"))
+    keep(x->hdrs.ray, sizeof x->hdrs.ray, ptr + vs, ve - vs);
+  else if (HDR_IS("retry-after"))
+    keep(x->hdrs.retry_after, sizeof x->hdrs.retry_after, ptr + vs, ve - vs);
+  else if (HDR_IS("retry-after-ms"))
+    keep(x->hdrs.retry_after_ms, sizeof x->hdrs.retry_after_ms, ptr + vs,
+         ve - vs);
+  else if (HDR_IS("x-should-retry"))
+    keep(x->hdrs.should_retry, sizeof x->hdrs.should_retry, ptr + vs, ve - vs);
+  else if (HDR_IS("ratelimit"))
+    keep(x->hdrs.ratelimit, sizeof x->hdrs.ratelimit, ptr + vs, ve - vs);
+#undef HDR_IS
+  return n;
+}
+
+/* The request body is fed by a read callback (not CURLOPT_POSTFIELDS) so
+** that the seek callback below decides whether libcurl may send it again. */
+static size_t on_read(char *ptr, size_t size, size_t nitems, void *ud) {
+  cf_exchange *x = (cf_exchange *)ud;
+  size_t n = size * nitems, left = x->body_len - x->body_pos;
+  if (n > left) n = left;
+  memcpy(ptr, x->body + x->body_pos, n);
+  x->body_pos += n;
+  x->body_read += n;
+  return n;
+}
+
+/* libcurl calls this to rewind the body before it re-sends a request by
+** itself (a reused keep-alive connection that died). For a create that
+** re-send could duplicate the policy, so it is refused: the transfer then
+** fails with CURLE_SEND_FAIL_REWIND and the client checks what happened. */
+static int on_seek(void *ud, curl_off_t offset, int origin) {
+  cf_exchange *x = (cf_exchange *)ud;
+  if (x->no_rewind) {
+    x->rewind_refused = 1;
+    return CURL_SEEKFUNC_CANTSEEK;
+  }
+  if (origin != SEEK_SET || offset < 0 || (size_t)offset > x->body_len)
+    return CURL_SEEKFUNC_FAIL;
+  x->body_pos = (size_t)offset;
+  return CURL_SEEKFUNC_OK;
+}
+
+#if CF_PREREQ_GUARD
+/* Called right before libcurl sends the request, on the first try and on
+** each of its own silent retries. A create may go out once only. */
+static int on_prereq(void *ud, char *pip, char *lip, int pport, int lport) {
+  cf_exchange *x = (cf_exchange *)ud;
+  (void)pip; (void)lip; (void)pport; (void)lport;
+  if (++x->sends > 1 && x->no_rewind) {
+    x->rewind_refused = 1;
+    return CURL_PREREQFUNC_ABORT;
+  }
+  return CURL_PREREQFUNC_OK;
+}
+#endif
+
+/* ---- handle setup ---------------------------------------------------- */
+
+#define SET(opt, val) \
+  do { if (rc == CURLE_OK) { rc = curl_easy_setopt(h, opt, val); what = #opt; } } while (0)
+
+int cf_transport_init(cf_transport *t, const cf_transport_cfg *cfg, char *err,
+                      size_t errlen) {
+  CURLcode rc = CURLE_OK;
+  const char *what = "curl_easy_init";
+  long low_speed_time = cfg->timeout_ms / 1000;
+  const curl_version_info_data *vi = curl_version_info(CURLVERSION_NOW);
+  CURL *h = curl_easy_init();
+  if (h == NULL) {
+    snprintf(err, errlen, "curl_easy_init failed");
+    return 0;
+  }
+  t->easy = h;
+  t->copy_each = vi == NULL || vi->version_num < 0x080100;
+  t->multi = curl_multi_init();
+  if (t->multi == NULL) {
+    snprintf(err, errlen, "curl_multi_init failed");
+    cf_transport_cleanup(t);
+    return 0;
+  }
+  if (t->copy_each) {
+    t->share = curl_share_init();
+    if (t->share == NULL ||
+        curl_share_setopt(t->share, CURLSHOPT_SHARE, CURL_LOCK_DATA_SSL_SESSION) != CURLSHE_OK) {
+      snprintf(err, errlen, "curl_share_init failed");
+      cf_transport_cleanup(t);
+      return 0;
+    }
+  }
+  SET(CURLOPT_SHARE, t->share);
+  if (low_speed_time < 1) low_speed_time = 1;
+  if (low_speed_time > 30) low_speed_time = 30;
+  SET(CURLOPT_NOSIGNAL, 1L);
+#if LIBCURL_VERSION_NUM >= 0x075500
+  SET(CURLOPT_PROTOCOLS_STR, cfg->allow_http ? "http,https" : "https");
+  SET(CURLOPT_REDIR_PROTOCOLS_STR, "https");
+#else
+  SET(CURLOPT_PROTOCOLS, cfg->allow_http ? (long)(CURLPROTO_HTTP | CURLPROTO_HTTPS)
+                                         : (long)CURLPROTO_HTTPS);
+  SET(CURLOPT_REDIR_PROTOCOLS, (long)CURLPROTO_HTTPS);
+#endif
+  SET(CURLOPT_FOLLOWLOCATION, 0L);
+  SET(CURLOPT_SSL_VERIFYPEER, 1L);
+  SET(CURLOPT_SSL_VERIFYHOST, 2L);
+  if (cfg->cafile) SET(CURLOPT_CAINFO, cfg->cafile);
+  if (cfg->proxy) SET(CURLOPT_PROXY, cfg->proxy);
+  /* Plain http is for loopback only: never hand it (and the credentials
+  ** in its headers) to a proxy from the environment. */
+  else if (cfg->allow_http) SET(CURLOPT_NOPROXY, "*");
+  SET(CURLOPT_CONNECTTIMEOUT_MS, cfg->connect_timeout_ms);
+  SET(CURLOPT_TIMEOUT_MS, cfg->timeout_ms);
+  SET(CURLOPT_LOW_SPEED_LIMIT, 1L);
+  SET(CURLOPT_LOW_SPEED_TIME, low_speed_time);
+  SET(CURLOPT_TCP_KEEPALIVE, 1L);
+  SET(CURLOPT_USERAGENT, cfg->user_agent);
+  SET(CURLOPT_WRITEFUNCTION, on_body);
+  SET(CURLOPT_HEADERFUNCTION, on_header);
+  SET(CURLOPT_READFUNCTION, on_read);
+  SET(CURLOPT_SEEKFUNCTION, on_seek);
+#if CF_PREREQ_GUARD
+  SET(CURLOPT_PREREQFUNCTION, on_prereq);
+#endif
+  if (rc != CURLE_OK) {
+    /* Only the option name and curl's text: never a value (cafile/proxy
+    ** values are not secret, but a proxy URL may carry a password). */
+    snprintf(err, errlen, "%s: %s", what, curl_easy_strerror(rc));
+    cf_transport_cleanup(t);
+    return 0;
+  }
+  return 1;
+}
+
+void cf_transport_cleanup(cf_transport *t) {
+  /* easy handles are never left in the multi; the share goes last */
+  if (t->easy) curl_easy_cleanup(t->easy);
+  t->easy = NULL;
+  if (t->multi) curl_multi_cleanup(t->multi);   /* closes the connections */
+  t->multi = NULL;
+  if (t->share) curl_share_cleanup(t->share);
+  t->share = NULL;
+}
+
+/* Drive one easy handle to completion on the client's multi handle (what
+** curl_easy_perform does, but with a multi that outlives the call). */
+static CURLcode run(CURLM *multi, CURL *h, char *errbuf, size_t errlen) {
+  CURLcode rc = CURLE_OK;
+  CURLMcode mc = curl_multi_add_handle(multi, h);
+  CURLMsg *msg;
+  int running = 1, left, done = 0;
+  while (mc == CURLM_OK && running) {
+    mc = curl_multi_perform(multi, &running);
+    /* the wait is capped by libcurl's own timers (timeouts, low speed) */
+    if (mc == CURLM_OK && running) mc = curl_multi_poll(multi, NULL, 0, 1000, NULL);
+  }
+  while ((msg = curl_multi_info_read(multi, &left)) != NULL)
+    if (msg->msg == CURLMSG_DONE && msg->easy_handle == h) {
+      rc = msg->data.result;
+      done = 1;
+    }
+  if (mc != CURLM_OK || !done) {
+    if (errbuf[0] == '\0')
+      snprintf(errbuf, errlen, "%s", mc != CURLM_OK ? curl_multi_strerror(mc)
+                                                  : "transfer did not finish");
+    if (rc == CURLE_OK) rc = CURLE_RECV_ERROR;
+  }
+  curl_multi_remove_handle(multi, h);
+  return rc;
+}
+
+void cf_transport_perform(cf_transport *t, cf_exchange *x) {
+  CURLcode rc = CURLE_OK;
+  const char *what = "";
+  int has_body = x->body != NULL;
+  CURL *h = t->copy_each ? curl_easy_duphandle(t->easy) : t->easy;
+  (void)what;
+  x->resp->len = 0;
+  x->resp->too_big = x->resp->oom = 0;
+  x->body_pos = x->body_read = 0;
+  x->rewind_refused = 0;
+  x->sends = 0;
+  x->status = 0;
+  x->errbuf[0] = '\0';
+  memset(&x->hdrs, 0, sizeof x->hdrs);
+  if (h == NULL) {
+    x->rc = CURLE_OUT_OF_MEMORY;
+    snprintf(x->errbuf, sizeof x->errbuf, "curl_easy_duphandle failed");
+    return;
+  }
+  if (t->copy_each) SET(CURLOPT_SHARE, t->share);
+  SET(CURLOPT_ERRORBUFFER, x->errbuf);
+  SET(CURLOPT_URL, x->url);
+  SET(CURLOPT_HTTPHEADER, x->headers);
+  SET(CURLOPT_WRITEDATA, (void *)x->resp);
+  SET(CURLOPT_HEADERDATA, (void *)x);
+  SET(CURLOPT_READDATA, (void *)x);
+  SET(CURLOPT_SEEKDATA, (void *)x);
+#if CF_PREREQ_GUARD
+  SET(CURLOPT_PREREQDATA, (void *)x);
+  if (has_body) {
+    /* not copied: x->body outlives the transfer */
+    SET(CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)x->body_len);
+    SET(CURLOPT_POSTFIELDS, (char *)x->body);
+  } else {
+    SET(CURLOPT_POSTFIELDS, (char *)NULL);
+    SET(CURLOPT_HTTPGET, 1L);
+  }
+#else
+  if (has_body) {
+    SET(CURLOPT_POST, 1L);
+    SET(CURLOPT_POSTFIELDS, (char *)NULL);
+    SET(CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)x->body_len);
+  } else {
+    SET(CURLOPT_HTTPGET, 1L);
+  }
+#endif
+  SET(CURLOPT_CUSTOMREQUEST,
+      (strcmp(x->method, "GET") == 0 || strcmp(x->method, "POST") == 0)
+          ? (char *)NULL : (char *)x->method);
+  if (rc == CURLE_OK) rc = run(t->multi, h, x->errbuf, sizeof x->errbuf);
+  x->rc = rc;
+  if (rc != CURLE_OK && x->errbuf[0] == '\0')
+    snprintf(x->errbuf, sizeof x->errbuf, "%s", curl_easy_strerror(rc));
+  curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &x->status);
+#if CF_PREREQ_GUARD
+  if (has_body) {
+    /* The body goes with the request: count it as handed over once a send
+    ** began (a failure before that, e.g. connect, cannot have reached). */
+    if (x->sends > 0) x->body_read = x->body_len;
+  }
+#endif
+  if (h != t->easy) curl_easy_cleanup(h);   /* the connection stays shared */
+  else curl_easy_setopt(h, CURLOPT_ERRORBUFFER, (char *)NULL);
+}
