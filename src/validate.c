@@ -23,6 +23,9 @@
 #define MAX_DEPTH 64          /* nesting guard for pass-through values */
 #define MAX_PASS 100000       /* pass-through values visited (shared
                                  subtables could otherwise blow up) */
+#define MAX_TEXT (16u << 20)  /* string bytes a policy may carry (16 MiB):
+                                 ** shared sub-tables could otherwise make a
+                                 ** small table encode to gigabytes */
 #define MAX_PROBLEMS 1000     /* problems kept in err.problems (all counted) */
 #define KEY_SHOW 64           /* bytes of a user key shown in a path */
 #define VALUE_SHOW 60         /* bytes of a user value shown in a message */
@@ -41,6 +44,7 @@ typedef struct vctx {
   unsigned kbit;
   int allow_unknown;
   long pass_budget;           /* pass-through values left to visit */
+  size_t text_budget;         /* string bytes left (MAX_TEXT in all) */
   const char *decision;       /* the policy's decision when it is valid */
   size_t plen;                /* path depth: segments pushed */
   size_t slen;                /* bytes staged in stage[] */
@@ -274,6 +278,17 @@ static void problem(vctx *c, const char *leaf, const char *fmt, ...) {
     lua_rawseti(L, c->perr, c->nprob);
   }
   c->plen = old;
+}
+
+/* Charge n string bytes to the policy's budget, in validate and encode
+** alike (so both agree); 0 once the budget is spent (reported once). */
+static int take_text(vctx *c, size_t n) {
+  if (c->text_budget == 0) return 0;
+  if (n < c->text_budget) { c->text_budget -= n; return 1; }
+  c->text_budget = 0;
+  problem(c, NULL, "policy too large: its strings add up to more than %d MiB",
+          (int)(MAX_TEXT >> 20));
+  return 0;
 }
 
 /* A short name for what was found, for "expected X, got Y". */
@@ -722,7 +737,7 @@ static void check_value(vctx *c, const cf_field *f, int idx) {
         }
       }
       check_string_format(c, f, s, n);
-      if (c->out) w_string_cls(c, s, n, cls);
+      if (take_text(c, n) && c->out) w_string_cls(c, s, n, cls);
       return;
     }
     case CF_T_BOOL:
@@ -780,7 +795,7 @@ static void write_any(vctx *c, int idx, int depth) {
       size_t n;
       const char *s = lua_tolstring(L, idx, &n);
       if (!cf_is_utf8(s, n)) problem(c, NULL, "string is not valid UTF-8");
-      else w_string(c, s, n);
+      else if (take_text(c, n)) w_string(c, s, n);
       return;
     }
     case LUA_TNUMBER:
@@ -827,7 +842,7 @@ static void write_any(vctx *c, int idx, int depth) {
           if (k) WC(c, ',');
           old = path_key(c, ks[k].s, ks[k].n);
           if (!cf_is_utf8(ks[k].s, ks[k].n)) problem(c, NULL, "field name is not valid UTF-8");
-          w_string(c, ks[k].s, ks[k].n);
+          else if (take_text(c, ks[k].n)) w_string(c, ks[k].s, ks[k].n);
           WC(c, ':');
           lua_pushlstring(L, ks[k].s, ks[k].n);
           lua_rawget(L, idx);
@@ -919,6 +934,7 @@ int cf_policy_encode(lua_State *L, int idx, const cf_encode_opts *o,
   c.kbit = 1u << o->kind;
   c.allow_unknown = o->allow_unknown;
   c.pass_budget = MAX_PASS;
+  c.text_budget = MAX_TEXT;
   c.decision = NULL;
   c.plen = 0;
   c.slen = 0;

@@ -187,4 +187,22 @@ describe("encode: canonical output", function()
     assert.equal("invalid", err.kind)
     assert.equal("include[1].everyone", err.problems[1].path)
   end)
+  it("a policy whose strings add up to more than 16 MiB is invalid, in validate and encode alike", function()
+    -- one 1 MiB name shared by 20 rules: small in memory, 20 MiB of JSON
+    local big = string.rep("x", 1024 * 1024)
+    local p = { name = "n", decision = "allow", include = {} }
+    for i = 1, 20 do p.include[i] = { common_name = { common_name = big } } end
+    local json, err = core.encode(p)
+    assert.is_nil(json)
+    assert.equal("invalid", err.kind)
+    assert.equal(1, #err.problems)
+    assert.equal("include[16].common_name.common_name", err.problems[1].path)
+    assert.truthy(err.problems[1].message:find("more than 16 MiB", 1, true))
+    local ok, verr = core.validate(p)
+    assert.is_nil(ok)
+    assert.equal(err.problems[1].path, verr.problems[1].path)
+    -- 15 of them fit
+    for i = 16, 20 do p.include[i] = nil end
+    assert.truthy(#assert(core.encode(p)) > 15 * 1024 * 1024)
+  end)
 end)

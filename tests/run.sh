@@ -15,7 +15,8 @@ export LUA_CPATH_5_4="$top/$O/?.so;;"
 export CFACCESS_TEST_ROOT="$top"
 out=$(mktemp)
 trap 'rm -f "$out" "$out.rc"' EXIT
-set -- "$bustedbin" --output=TAP --lpath= --cpath= "$@" tests
+[ $# -gt 0 ] || set -- tests
+set -- "$bustedbin" --output=TAP --lpath= --cpath= "$@"
 if [ "${CFACCESS_VALGRIND:-}" = 1 ]; then
   set -- valgrind --quiet --error-exitcode=99 --leak-check=full \
     --errors-for-leak-kinds=definite --show-leak-kinds=definite \
