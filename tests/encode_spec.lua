@@ -7,23 +7,7 @@ local cjson = require("cjson").new()
 local UUID = "f174e90a-fafe-4643-bbbc-4a0ed4fc8415"
 local IDP = "ea85612a-29c8-46c2-bacb-669d65136971"
 
--- Deep equality where numbers compare by value (cjson decodes 1 as 1.0).
-local function deep_equal(a, b, path)
-  path = path or "$"
-  if type(a) ~= type(b) then return false, path .. ": " .. type(a) .. " vs " .. type(b) end
-  if type(a) ~= "table" then
-    if a == b then return true end
-    return false, path .. ": " .. tostring(a) .. " vs " .. tostring(b)
-  end
-  for k, v in pairs(a) do
-    local ok, where = deep_equal(v, b[k], path .. "." .. tostring(k))
-    if not ok then return false, where end
-  end
-  for k in pairs(b) do
-    if a[k] == nil then return false, path .. "." .. tostring(k) .. ": missing on the left" end
-  end
-  return true
-end
+local deep_equal = require("testutil").deep_equal
 
 local function full_policy()
   return {

@@ -19,22 +19,7 @@ local CASES = 300
 local KINDS = { "app", "zone", "reusable", "infrastructure" }
 print(string.format("# property_spec: seed %d (CFACCESS_PROPERTY_SEED=%d to repeat)", SEED, SEED))
 
--- Deep equality where 5 == 5.0 (cjson decodes every number as a float).
-local function deq(a, b, path)
-  if type(a) ~= type(b) then return false, path .. ": " .. type(a) .. " vs " .. type(b) end
-  if type(a) ~= "table" then
-    if a == b then return true end
-    return false, path .. ": " .. tostring(a) .. " vs " .. tostring(b)
-  end
-  for k, v in pairs(a) do
-    local ok, why = deq(v, b[k], path .. "." .. tostring(k))
-    if not ok then return false, why end
-  end
-  for k in pairs(b) do
-    if a[k] == nil then return false, path .. "." .. tostring(k) .. ": extra" end
-  end
-  return true
-end
+local deq = require("testutil").deep_equal
 
 local function problem_paths(err)
   local t = {}
