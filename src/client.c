@@ -4,7 +4,8 @@
 ** any traffic; requests go through transport.c (one reused libcurl easy
 ** handle per client); responses are decoded with a private lua-cjson
 ** instance after curl has returned. Retries, pacing, pagination and the
-** no-duplicate create live here.
+** no-duplicate create live here, in one request engine that runs the
+** sequential methods (a batch of one) and client:batch (batch.c) alike.
 **
 ** Memory: every C allocation hangs off the client userdata (its __gc/close
 ** frees it), so a Lua error at any point cannot leak it.
@@ -25,31 +26,6 @@
 #define DEFAULT_BASE_URL "https://api.cloudflare.com/client/v4"
 #define MAX_PAGES 1000          /* hard cap when following pages */
 #define MAX_RING 1000000        /* largest pacing window (requests) */
-
-typedef struct cf_client {
-  cf_transport tr;
-  struct curl_slist *hdrs;  /* "Content-Type" first: hdrs->next = no body */
-  char *base;               /* base URL, no trailing '/' (malloc) */
-  char scope[48];           /* "accounts/<id>" or "zones/<id>" */
-  int zone;                 /* zone-scoped client */
-  int max_retries;
-  double max_retry_wait;
-  int pace;                 /* 0: rate_limit = false */
-  int rl_requests;
-  double rl_per;
-  double *ring;             /* start times of the last rl_requests (malloc) */
-  int ring_head, ring_count;
-  double not_before;        /* monotonic time: Ratelimit header said wait */
-  cf_rbuf resp;
-  cf_buf body;              /* request body, reused when not re-entered */
-  uint64_t rng;             /* xorshift state for backoff jitter */
-  size_t base_len;
-  long last_status;         /* of the last exchange, for late errors */
-  char last_ray[64];
-  int busy;                 /* requests in flight (on_log may re-enter) */
-  int closed;               /* closed by the user: unusable */
-  int released;             /* C resources freed */
-} cf_client;
 
 /* ---- small helpers --------------------------------------------------- */
 
@@ -77,30 +53,9 @@ static double rand01(cf_client *c) {   /* xorshift64*: per-client state */
   return (double)((x * 2685821657736338717ULL) >> 11) / 9007199254740992.0;
 }
 
-static int is_hex(int ch) {
-  return (ch >= '0' && ch <= '9') || (ch >= 'a' && ch <= 'f') ||
-         (ch >= 'A' && ch <= 'F');
-}
-
-/* Local id checks (formats.c has general checkers; these stay here so the
-** client's request building does not depend on that file's details). */
-static int id_hex32(const char *s, size_t n) {
-  size_t i;
-  if (n != 32) return 0;
-  for (i = 0; i < n; i++) if (!is_hex((unsigned char)s[i])) return 0;
-  return 1;
-}
-
-static int id_uuid(const char *s, size_t n) {
-  size_t i;
-  if (n != 36) return 0;
-  for (i = 0; i < n; i++) {
-    if (i == 8 || i == 13 || i == 18 || i == 23) {
-      if (s[i] != '-') return 0;
-    } else if (!is_hex((unsigned char)s[i])) return 0;
-  }
-  return 1;
-}
+/* Id formats: the checkers of formats.c. */
+#define id_hex32 cf_is_hex32
+#define id_uuid cf_is_uuid
 
 static int has_ctl(const char *s, size_t n) {  /* CR, LF or NUL */
   size_t i;
@@ -167,9 +122,11 @@ static void client_release(cf_client *c) {
   c->closed = c->released = 1;
 }
 
-/* close(), __close: idempotent. Called from on_log while a request of this
-** client is in flight, it zeroes the secrets and marks the client closed
-** (the request then stops with an error) but leaves the handle to __gc. */
+/* close(), __close: idempotent. Called from on_log or a batch's on_progress
+** while requests of this client are in flight, it zeroes the secrets and
+** marks the client closed (requests not yet started then fail with a
+** `usage` error; a header list already handed to libcurl only reads as
+** empty) but leaves the handles to __gc. */
 static int client_close(lua_State *L) {
   cf_client *c = (cf_client *)luaL_checkudata(L, 1, CF_CLIENT_MT);
   if (c->released) return 0;
@@ -187,7 +144,7 @@ static int client_gc(lua_State *L) {
   return 0;
 }
 
-static cf_client *check_client(lua_State *L) {
+cf_client *cf_client_check(lua_State *L) {
   cf_client *c = (cf_client *)luaL_checkudata(L, 1, CF_CLIENT_MT);
   if (c->closed) luaL_error(L, "cfaccess: attempt to use a closed client");
   return c;
@@ -551,134 +508,55 @@ static int retryable_curl(CURLcode rc) {
   }
 }
 
-typedef struct cf_req {
-  const char *method;
-  const char *url;
-  const char *path;         /* url without the base, for messages */
-  const char *body;         /* NULL: none */
-  size_t body_len;
-  int create;               /* POST that creates: no blind re-send */
-} cf_req;
+/* ---- the request engine ----------------------------------------------
+** Every request, the sequential methods' and client:batch's alike, runs
+** through one state machine per operation ("slot"): start an exchange on
+** the client's multi handle, read what came back, then either finish the
+** operation, schedule a retry (backoff or Retry-After), fetch the next page
+** of a list, or (after an ambiguous create) list the collection to see
+** whether the create happened. A sequential call is a batch of one. */
 
-/* One try. Pushes the decoded envelope (returns 1) or an err (returns 0). */
-static int one_attempt(lua_State *L, cf_client *c, const cf_req *rq,
-                       attempt_info *ai) {
-  cf_exchange x;
-  int env = 0;
-  memset(&x, 0, sizeof x);
-  memset(ai, 0, sizeof *ai);
-  if (c->closed) {   /* on_log closed the client between two tries */
-    cf_error_push(L, "usage", "%s %s: the client was closed during the request",
-                  rq->method, rq->path);
-    return 0;
-  }
-  x.method = rq->method;
-  x.url = rq->url;
-  x.body = rq->body;
-  x.body_len = rq->body_len;
-  x.no_rewind = rq->create;
-  x.headers = rq->body ? c->hdrs : c->hdrs->next;
-  x.resp = &c->resp;
-  cf_transport_perform(&c->tr, &x);
-  c->last_status = x.status;
-  memcpy(c->last_ray, x.hdrs.ray, sizeof c->last_ray);
-  if (x.hdrs.ratelimit[0]) read_ratelimit(c, x.hdrs.ratelimit);
-  if (x.rc != CURLE_OK) {
-    if (c->resp.too_big) {
-      cf_error_push(L, "decode", "%s %s: response exceeds max_response_bytes (%I)",
-                    rq->method, rq->path, (lua_Integer)c->resp.max);
-    } else if (c->resp.oom) {
-      cf_error_push(L, "network", "%s %s: out of memory reading the response",
-                    rq->method, rq->path);
-    } else {
-      int timeout = x.rc == CURLE_OPERATION_TIMEDOUT;
-      if (x.rewind_refused)
-        cf_error_push(L, "network", "%s %s: connection lost after the request "
-                      "was sent (not re-sent): %s", rq->method, rq->path, x.errbuf);
-      else
-        cf_error_push(L, timeout ? "timeout" : "network", "%s %s: %s",
-                      rq->method, rq->path, x.errbuf);
-      ai->retryable = x.rewind_refused || retryable_curl(x.rc);
-      ai->ambiguous = rq->body != NULL && (x.body_read > 0 || x.rewind_refused);
+/* Pacing is judged by the server's clock, which sees a request somewhere
+** between our start and its response. So a request counts from its start
+** (in flight) to `rl_per` after its response (the ring holds the last
+** rl_requests response times, oldest first), and one may start only while
+** fewer than rl_requests count: then no window of rl_per seconds at the
+** server can hold more than rl_requests, whatever the latency, however
+** many run at once. */
+
+/* Seconds until a request may start (0: now). *paced is set when it is the
+** client's own pacing (window full, Ratelimit header) that holds it back;
+** a server's Retry-After (pause_until) pauses every start too. */
+static double pace_wait(const cf_client *c, double now, int *paced) {
+  double wait = 0;
+  *paced = 0;
+  if (c->pace) {
+    int k = c->rl_requests - c->inflight;  /* responses allowed in window + 1 */
+    if (c->not_before > now) wait = c->not_before - now;
+    if (k <= 0) {
+      if (wait < c->rl_per) wait = c->rl_per;   /* until one finishes */
+    } else if (c->ring_count >= k) {
+      double t = c->ring[(c->ring_head + c->ring_count - k) % c->rl_requests] +
+                 c->rl_per - now;
+      if (t > wait) wait = t;
     }
-    if (x.status > 0) set_int(L, "status", x.status);
-    if (x.hdrs.ray[0]) {
-      lua_pushstring(L, x.hdrs.ray);
-      lua_setfield(L, -2, "ray_id");
-    }
-    return 0;
+    *paced = wait > 0;
   }
-  if (c->resp.len > 0) {
-    lua_pushlstring(L, c->resp.data, c->resp.len);
-    if (json_decode(L)) env = lua_gettop(L);
-  }
-  if (x.status >= 200 && x.status < 300) {
-    if (env && lua_type(L, env) == LUA_TTABLE) {
-      int st = lua_getfield(L, env, "success");
-      int ok = lua_toboolean(L, -1);
-      lua_pop(L, 1);
-      if (st == LUA_TBOOLEAN && ok) return 1;       /* envelope on top */
-      if (st == LUA_TBOOLEAN) {
-        int code;
-        const char *m = first_error(L, env, &code);
-        cf_error_push(L, "api", "%s %s: HTTP %d with success=false: %s (code %d)",
-                      rq->method, rq->path, (int)x.status,
-                      m ? m : "(no message)", code);
-        ai->code = copy_envelope_errors(L, env);
-      } else {
-        cf_error_push(L, "decode", "%s %s: HTTP %d: response is not a "
-                      "Cloudflare envelope", rq->method, rq->path, (int)x.status);
-      }
-    } else {
-      cf_error_push(L, "decode", "%s %s: HTTP %d: response is not valid JSON",
-                    rq->method, rq->path, (int)x.status);
-    }
-  } else {
-    int code;
-    const char *m = first_error(L, env, &code);
-    if (m && code)
-      cf_error_push(L, "api", "%s %s: HTTP %d: %s (code %d)", rq->method,
-                    rq->path, (int)x.status, m, code);
-    else if (m)
-      cf_error_push(L, "api", "%s %s: HTTP %d: %s", rq->method, rq->path,
-                    (int)x.status, m);
-    else
-      cf_error_push(L, "api", "%s %s: HTTP %d", rq->method, rq->path,
-                    (int)x.status);
-    ai->code = copy_envelope_errors(L, env);
-    ai->retryable = x.status == 408 || x.status == 429 || x.status >= 500;
-    ai->ambiguous = rq->body != NULL && x.status >= 500;
-    read_retry_after(&x.hdrs, ai);
-  }
-  if (strcmp(x.hdrs.should_retry, "true") == 0) ai->retryable = 1;
-  else if (strcmp(x.hdrs.should_retry, "false") == 0) ai->retryable = 0;
-  set_int(L, "status", x.status);
-  if (x.hdrs.ray[0]) {
-    lua_pushstring(L, x.hdrs.ray);
-    lua_setfield(L, -2, "ray_id");
-  }
-  if (ai->has_retry_after) {
-    push_seconds(L, ai->retry_after);
-    lua_setfield(L, -2, "retry_after");
-  }
-  if (env) lua_remove(L, env);
-  return 0;
+  if (c->pause_until - now > wait) wait = c->pause_until - now;
+  return wait;
 }
 
-/* Sliding-window pacing plus the Ratelimit header's advice. */
-static void pace(lua_State *L, int ci, cf_client *c) {
-  double now = now_mono(), wait = 0;
-  if (!c->pace) return;
-  if (c->not_before > now) wait = c->not_before - now;
-  if (c->ring_count == c->rl_requests) {
-    double t = c->ring[c->ring_head] + c->rl_per - now;
-    if (t > wait) wait = t;
-  }
-  if (wait > 0) {
-    logf_(L, ci, "info", "pacing: waiting %f s before the next request", wait);
-    sleep_for(wait);
-    now = now_mono();
-  }
+/* A request starts. */
+static void pace_take(cf_client *c) {
+  if (c->pace) c->inflight++;
+}
+
+/* A request started by pace_take is over (answered or failed). */
+static void pace_done(cf_client *c) {
+  double now;
+  if (!c->pace || c->inflight <= 0) return;
+  c->inflight--;
+  now = now_mono();
   if (c->ring_count == c->rl_requests) {
     c->ring[c->ring_head] = now;
     c->ring_head = (c->ring_head + 1) % c->rl_requests;
@@ -695,10 +573,6 @@ static double backoff(cf_client *c, int attempt) {
   if (base > 8) base = 8;
   return base / 2 + rand01(c) * base / 2;
 }
-
-static int list_all(lua_State *L, int ci, cf_client *c, const char *listurl,
-                    lua_Integer page, lua_Integer per_page);
-
 /* Does the request value at idx match the listed value at gidx? (see the
 ** create contract in API.md). key: the field name, for the IP rule. */
 static int policy_match(lua_State *L, int idx, int gidx, const char *key) {
@@ -766,116 +640,6 @@ static int policy_match(lua_State *L, int idx, int gidx, const char *key) {
   }
   return 0;
 }
-
-typedef struct reconcile_ctx {
-  const char *list_url;
-  const char *list_path;
-  const char *body;         /* the request body (canonical JSON) */
-  size_t body_len;
-} reconcile_ctx;
-
-/* After an ambiguous create: list the policies and push the one that
-** matches the request (return 1), or return 0 with nothing pushed (no
-** match), or -1 with a note pushed (the list failed). */
-static int reconcile(lua_State *L, int ci, cf_client *c, const reconcile_ctx *rc) {
-  int top = lua_gettop(L), list, req;
-  lua_Integer i, n;
-  logf_(L, ci, "warn", "create may have reached the server; listing %s to check",
-        rc->list_path);
-  if (!list_all(L, ci, c, rc->list_url, 0, 0)) {
-    logf_(L, ci, "warn", "could not list %s to check for a committed create: %s",
-          rc->list_path, luaL_tolstring(L, -1, NULL));
-    lua_pop(L, 1);
-    return -1;                 /* err of the list left on top */
-  }
-  list = lua_gettop(L);
-  lua_pushlstring(L, rc->body, rc->body_len);
-  if (!json_decode(L)) {
-    lua_settop(L, top);
-    return 0;
-  }
-  req = lua_gettop(L);
-  n = (lua_Integer)lua_rawlen(L, list);
-  for (i = 1; i <= n; i++) {
-    lua_rawgeti(L, list, i);
-    if (lua_type(L, -1) == LUA_TTABLE && policy_match(L, req, -1, NULL)) {
-      lua_replace(L, top + 1);
-      lua_settop(L, top + 1);
-      logf_(L, ci, "warn", "found the policy the failed create made; not creating another");
-      return 1;
-    }
-    lua_pop(L, 1);
-  }
-  lua_settop(L, top);
-  logf_(L, ci, "info", "no matching policy in %s: the create did not happen", rc->list_path);
-  return 0;
-}
-
-/* Run a request with retries (and, for creates, the duplicate check).
-** Pushes the envelope (returns 1) or an err with attempts (returns 0). */
-static int do_request_(lua_State *L, int ci, cf_client *c, const cf_req *rq,
-                       const reconcile_ctx *rc);
-
-/* (A Lua error out of on_log leaves busy raised: close() then only defers
-** the release to __gc, which is harmless.) */
-static int do_request(lua_State *L, int ci, cf_client *c, const cf_req *rq,
-                      const reconcile_ctx *rc) {
-  int r;
-  c->busy++;
-  r = do_request_(L, ci, c, rq, rc);
-  c->busy--;
-  return r;
-}
-
-static int do_request_(lua_State *L, int ci, cf_client *c, const cf_req *rq,
-                       const reconcile_ctx *rc) {
-  int attempt, was_ambiguous = 0;
-  for (attempt = 1;; attempt++) {
-    attempt_info ai;
-    int last, r = 0;
-    double wait;
-    pace(L, ci, c);
-    if (one_attempt(L, c, rq, &ai)) return 1;
-    set_int(L, "attempts", attempt);
-    last = !ai.retryable || attempt > c->max_retries;
-    if (!last) {
-      wait = ai.has_retry_after ? ai.retry_after : backoff(c, attempt);
-      if (ai.has_retry_after && ai.retry_after > c->max_retry_wait) {
-        logf_(L, ci, "warn", "%s %s: server asked to wait %f s, more than "
-              "max_retry_wait; giving up", rq->method, rq->path, ai.retry_after);
-        last = 1;
-      }
-    } else wait = 0;
-    if (rq->create && rc &&
-        (ai.ambiguous || (was_ambiguous && ai.code == 12130))) {
-      was_ambiguous = 1;
-      if (!last) {
-        sleep_for(wait);           /* give a slow server time to commit */
-        wait = 0;
-      }
-      r = reconcile(L, ci, c, rc);
-      if (r == 1) {                /* matched: wrap it as an envelope */
-        lua_createtable(L, 0, 2);
-        lua_insert(L, -2);
-        lua_setfield(L, -2, "result");
-        lua_pushboolean(L, 1);
-        lua_setfield(L, -2, "success");
-        lua_remove(L, -2);         /* the err */
-        return 1;
-      }
-      if (r < 0) {
-        lua_pop(L, 1);             /* the list's err; the create's err stays */
-        return 0;
-      }
-    }
-    if (last) return 0;
-    logf_(L, ci, "info", "%s %s failed (%s); retry %d of %d in %f s", rq->method,
-          rq->path, luaL_tolstring(L, -1, NULL), attempt, c->max_retries, wait);
-    lua_pop(L, 2);
-    sleep_for(wait);
-  }
-}
-
 /* Collect the ids of the array at idx into one string (to spot a server
 ** that returns the same page again). */
 static void page_key(lua_State *L, int idx) {
@@ -895,67 +659,596 @@ static void page_key(lua_State *L, int idx) {
   luaL_pushresult(&b);
 }
 
-/* GET pages of a list. page > 0: only that page. Pushes the array of
-** results (1) or an err (0). */
-static int list_all(lua_State *L, int ci, cf_client *c, const char *listurl,
-                    lua_Integer page, lua_Integer per_page) {
-  int top = lua_gettop(L), res, prevkey;
-  lua_Integer p = page > 0 ? page : 1, total = 0;
-  lua_newtable(L);
-  res = lua_gettop(L);
-  lua_pushnil(L);
-  prevkey = lua_gettop(L);
-  for (; p <= (page > 0 ? page : MAX_PAGES); p++) {
-    cf_req rq;
-    int env, arr, have_info = 0;
-    lua_Integer n, i, tp = 0, pp = per_page;
-    const char *url, *path;
-    if (per_page > 0)
-      url = lua_pushfstring(L, "%s?page=%I&per_page=%I", listurl, p, per_page);
-    else
-      url = lua_pushfstring(L, "%s?page=%I", listurl, p);
-    path = url + c->base_len;
-    memset(&rq, 0, sizeof rq);
-    rq.method = "GET";
-    rq.url = url;
-    rq.path = path;
-    if (!do_request(L, ci, c, &rq, NULL)) {
-      lua_replace(L, top + 1);
-      lua_settop(L, top + 1);
-      return 0;
-    }
-    env = lua_gettop(L);
-    if (lua_getfield(L, env, "result") != LUA_TTABLE) {
-      cf_error_push(L, "decode", "GET %s: result is not a list", path);
-      lua_replace(L, top + 1);
-      lua_settop(L, top + 1);
-      return 0;
-    }
-    arr = lua_gettop(L);
-    n = (lua_Integer)lua_rawlen(L, arr);
-    page_key(L, arr);
-    if (n > 0 && lua_rawequal(L, -1, prevkey)) break;  /* same page again */
-    lua_replace(L, prevkey);
-    for (i = 1; i <= n; i++) {
-      lua_rawgeti(L, arr, i);
-      lua_rawseti(L, res, ++total);
-    }
-    if (lua_getfield(L, env, "result_info") == LUA_TTABLE) {
-      have_info = 1;
-      if (lua_getfield(L, -1, "total_pages") == LUA_TNUMBER)
-        tp = lua_tointeger(L, -1);
-      lua_pop(L, 1);
-      if (pp <= 0 && lua_getfield(L, -1, "per_page") == LUA_TNUMBER)
-        pp = lua_tointeger(L, -1);
-    }
-    lua_settop(L, prevkey);
-    if (!have_info && pp <= 0) break;   /* no paging information: one page */
-    if (n == 0 || (tp > 0 && p >= tp) || (pp > 0 && n < pp)) break;
+enum { SL_FREE = 0, SL_READY, SL_RUNNING };
+/* PH_MAIN: the operation's request; PH_PAGES: the pages of a list
+** operation; PH_CHECK: the pages of the collection after an ambiguous
+** create, to look for the policy it may have made. */
+enum { PH_MAIN = 0, PH_PAGES, PH_CHECK };
+
+/* Lua values a slot keeps alive, in the anchors table at k*ANCHORS + j:
+** 1..4 what prep pushed; then these. */
+#define ANCHORS 8
+enum { AN_PAGE_URL = 5, AN_ACC, AN_PREV, AN_ERR };
+
+typedef struct cf_slot {
+  int op;                   /* 1-based operation index; 0: free */
+  int state;
+  int phase;
+  int attempt;              /* tries of the current request */
+  int main_attempt;         /* PH_CHECK: tries of the create so far */
+  int was_ambiguous;        /* a try of this create may have committed */
+  int last;                 /* PH_CHECK: the create's failure was final */
+  double ready_at;          /* monotonic: do not start before */
+  lua_Integer page, total;  /* list pages: the current one, items so far */
+  cf_req rq;
+  const char *path;         /* of the current request, for messages */
+  cf_rbuf *resp;
+  cf_rbuf own_resp;
+  cf_buf body;
+  cf_exchange x;
+} cf_slot;
+
+typedef struct cf_engine {
+  cf_client *c;
+  cf_exec_spec sp;          /* indices rebased to the protected call */
+  int anchors;              /* stack index of the anchors table */
+  int out;                  /* single: where the value goes */
+  int ok;                   /* single: the outcome */
+  int next, done, nslots;
+  int pace_logged;          /* the current pacing wait was logged */
+  int pipewait;
+  cf_slot slots[];
+} cf_engine;
+
+#define CI 1                /* the client's stack index in the engine */
+
+static void anchor(lua_State *L, cf_engine *e, int k, int j) {
+  lua_rawseti(L, e->anchors, (lua_Integer)k * ANCHORS + j);   /* pops */
+}
+
+static int anchored(lua_State *L, cf_engine *e, int k, int j) {
+  return lua_rawgeti(L, e->anchors, (lua_Integer)k * ANCHORS + j);
+}
+
+/* The operation of slot k is over: its value (or err) on top goes to the
+** caller, the slot is freed, on_progress hears of it. */
+static void deliver(lua_State *L, cf_engine *e, int k, int ok) {
+  cf_slot *s = &e->slots[k];
+  int j;
+  if (e->sp.results == 0) {
+    lua_replace(L, e->out);
+    e->ok = ok;
+  } else {
+    lua_createtable(L, 0, 2);
+    lua_pushboolean(L, ok);
+    lua_setfield(L, -2, "ok");
+    lua_insert(L, -2);
+    lua_setfield(L, -2, ok ? "result" : "err");
+    lua_rawseti(L, e->sp.results, s->op);
   }
-  lua_settop(L, res);
+  for (j = 1; j <= ANCHORS; j++) {
+    lua_pushnil(L);
+    anchor(L, e, k, j);
+  }
+  s->op = 0;
+  s->state = SL_FREE;
+  e->done++;
+  if (e->sp.progress) {
+    lua_pushvalue(L, e->sp.progress);
+    lua_pushinteger(L, e->done);
+    lua_pushinteger(L, e->sp.n);
+    lua_call(L, 2, 0);
+  }
+}
+
+/* Point slot k at page s->page of its collection (pushes nothing). */
+static void set_page(lua_State *L, cf_engine *e, int k) {
+  cf_slot *s = &e->slots[k];
+  const char *url;
+  lua_Integer pp = s->phase == PH_PAGES ? s->rq.per_page : 0;
+  if (pp > 0)
+    url = lua_pushfstring(L, "%s?page=%I&per_page=%I", s->rq.list_url, s->page, pp);
+  else
+    url = lua_pushfstring(L, "%s?page=%I", s->rq.list_url, s->page);
+  s->x.url = url;
+  s->path = url + e->c->base_len;
+  anchor(L, e, k, AN_PAGE_URL);
+  s->attempt = 0;
+}
+
+/* Begin listing the collection (a list operation, or the check after an
+** ambiguous create). */
+static void begin_pages(lua_State *L, cf_engine *e, int k, int phase) {
+  cf_slot *s = &e->slots[k];
+  s->phase = phase;
+  s->page = phase == PH_PAGES && s->rq.page > 0 ? s->rq.page : 1;
+  s->total = 0;
+  lua_newtable(L);
+  anchor(L, e, k, AN_ACC);
+  lua_pushnil(L);
+  anchor(L, e, k, AN_PREV);
+  set_page(L, e, k);
+}
+
+/* Give free slot k the next operation. */
+static void assign(lua_State *L, cf_engine *e, int k) {
+  cf_slot *s = &e->slots[k];
+  int top = lua_gettop(L), pushed, j, ok;
+  s->op = e->next++;
+  s->state = SL_READY;
+  s->phase = PH_MAIN;
+  s->attempt = s->main_attempt = s->was_ambiguous = s->last = 0;
+  s->ready_at = 0;
+  memset(&s->rq, 0, sizeof s->rq);
+  s->body.len = 0;
+  ok = e->sp.prep(L, e->c, e->sp.arg, s->op, &s->rq, &s->body);
+  if (!ok) {
+    lua_replace(L, top + 1);
+    lua_settop(L, top + 1);
+    deliver(L, e, k, 0);
+    return;
+  }
+  pushed = lua_gettop(L) - top;
+  if (pushed > 4) luaL_error(L, "cfaccess: internal error (prep)");
+  for (j = pushed; j >= 1; j--) anchor(L, e, k, j);
+  s->x.url = s->rq.url;
+  s->path = s->rq.path;
+  if (s->rq.list) begin_pages(L, e, k, PH_PAGES);
+}
+
+/* Start slot k's request now. */
+static void start(cf_engine *e, int k, double now) {
+  cf_client *c = e->c;
+  cf_slot *s = &e->slots[k];
+  cf_exchange *x = &s->x;
+  int main_req = s->phase == PH_MAIN;
+  (void)now;
+  s->attempt++;
+  pace_take(c);
+  x->method = main_req ? s->rq.method : "GET";
+  if (main_req) x->url = s->rq.url;
+  x->body = main_req ? s->rq.body : NULL;
+  x->body_len = main_req ? s->rq.body_len : 0;
+  x->no_rewind = main_req && s->rq.create;
+  x->headers = x->body ? c->hdrs : c->hdrs->next;
+  x->resp = s->resp;
+  s->state = SL_RUNNING;
+  cf_transport_start(&c->tr, x, e->pipewait);
+}
+
+/* Read slot k's finished exchange. Pushes the decoded envelope (returns 1)
+** or an err (returns 0) and fills ai. */
+static int interpret(lua_State *L, cf_engine *e, int k, attempt_info *ai) {
+  cf_slot *s = &e->slots[k];
+  cf_exchange *x = &s->x;
+  cf_rbuf *resp = x->resp;
+  const char *method = x->method, *path = s->path;
+  int env = 0;
+  memset(ai, 0, sizeof *ai);
+  if (x->hdrs.ratelimit[0]) read_ratelimit(e->c, x->hdrs.ratelimit);
+  if (x->rc != CURLE_OK) {
+    if (resp->too_big) {
+      cf_error_push(L, "decode", "%s %s: response exceeds max_response_bytes (%I)",
+                    method, path, (lua_Integer)resp->max);
+    } else if (resp->oom) {
+      cf_error_push(L, "network", "%s %s: out of memory reading the response",
+                    method, path);
+    } else {
+      int timeout = x->rc == CURLE_OPERATION_TIMEDOUT;
+      if (x->rewind_refused)
+        cf_error_push(L, "network", "%s %s: connection lost after the request "
+                      "was sent (not re-sent): %s", method, path, x->errbuf);
+      else
+        cf_error_push(L, timeout ? "timeout" : "network", "%s %s: %s",
+                      method, path, x->errbuf);
+      ai->retryable = x->rewind_refused || retryable_curl(x->rc);
+      ai->ambiguous = x->body != NULL && (x->body_read > 0 || x->rewind_refused);
+    }
+    if (x->status > 0) set_int(L, "status", x->status);
+    if (x->hdrs.ray[0]) {
+      lua_pushstring(L, x->hdrs.ray);
+      lua_setfield(L, -2, "ray_id");
+    }
+    return 0;
+  }
+  if (resp->len > 0) {
+    lua_pushlstring(L, resp->data, resp->len);
+    if (json_decode(L)) env = lua_gettop(L);
+  }
+  if (x->status >= 200 && x->status < 300) {
+    if (env && lua_type(L, env) == LUA_TTABLE) {
+      int st = lua_getfield(L, env, "success");
+      int ok = lua_toboolean(L, -1);
+      lua_pop(L, 1);
+      if (st == LUA_TBOOLEAN && ok) return 1;       /* envelope on top */
+      if (st == LUA_TBOOLEAN) {
+        int code;
+        const char *m = first_error(L, env, &code);
+        cf_error_push(L, "api", "%s %s: HTTP %d with success=false: %s (code %d)",
+                      method, path, (int)x->status, m ? m : "(no message)", code);
+        ai->code = copy_envelope_errors(L, env);
+      } else {
+        cf_error_push(L, "decode", "%s %s: HTTP %d: response is not a "
+                      "Cloudflare envelope", method, path, (int)x->status);
+      }
+    } else {
+      cf_error_push(L, "decode", "%s %s: HTTP %d: response is not valid JSON",
+                    method, path, (int)x->status);
+    }
+  } else {
+    int code;
+    const char *m = first_error(L, env, &code);
+    if (m && code)
+      cf_error_push(L, "api", "%s %s: HTTP %d: %s (code %d)", method, path,
+                    (int)x->status, m, code);
+    else if (m)
+      cf_error_push(L, "api", "%s %s: HTTP %d: %s", method, path, (int)x->status, m);
+    else
+      cf_error_push(L, "api", "%s %s: HTTP %d", method, path, (int)x->status);
+    ai->code = copy_envelope_errors(L, env);
+    ai->retryable = x->status == 408 || x->status == 429 || x->status >= 500;
+    ai->ambiguous = x->body != NULL && x->status >= 500;
+    read_retry_after(&x->hdrs, ai);
+  }
+  if (strcmp(x->hdrs.should_retry, "true") == 0) ai->retryable = 1;
+  else if (strcmp(x->hdrs.should_retry, "false") == 0) ai->retryable = 0;
+  set_int(L, "status", x->status);
+  if (x->hdrs.ray[0]) {
+    lua_pushstring(L, x->hdrs.ray);
+    lua_setfield(L, -2, "ray_id");
+  }
+  if (ai->has_retry_after) {
+    push_seconds(L, ai->retry_after);
+    lua_setfield(L, -2, "retry_after");
+  }
+  if (env) lua_remove(L, env);
+  return 0;
+}
+
+/* A page of slot k's collection arrived (envelope on top, popped). Returns
+** 1 when the listing is complete (AN_ACC holds it), 0 when the next page is
+** scheduled, -1 with an err pushed when the page is not a list. Listing
+** follows pages until total_pages, a short or empty page, a repeated page,
+** or MAX_PAGES. */
+static int page_done(lua_State *L, cf_engine *e, int k) {
+  cf_slot *s = &e->slots[k];
+  int env = lua_gettop(L), arr, acc, have_info = 0, more;
+  lua_Integer n, i, tp = 0, pp = s->phase == PH_PAGES ? s->rq.per_page : 0;
+  if (lua_getfield(L, env, "result") != LUA_TTABLE) {
+    cf_error_push(L, "decode", "GET %s: result is not a list", s->path);
+    lua_replace(L, env);
+    lua_settop(L, env);
+    return -1;
+  }
+  arr = lua_gettop(L);
+  n = (lua_Integer)lua_rawlen(L, arr);
+  page_key(L, arr);
+  anchored(L, e, k, AN_PREV);
+  if (n > 0 && lua_rawequal(L, -1, -2)) {   /* the same page again */
+    lua_settop(L, env - 1);
+    return 1;
+  }
+  lua_pop(L, 1);
+  anchor(L, e, k, AN_PREV);
+  anchored(L, e, k, AN_ACC);
+  acc = lua_gettop(L);
+  for (i = 1; i <= n; i++) {
+    lua_rawgeti(L, arr, i);
+    lua_rawseti(L, acc, ++s->total);
+  }
+  if (lua_getfield(L, env, "result_info") == LUA_TTABLE) {
+    have_info = 1;
+    if (lua_getfield(L, -1, "total_pages") == LUA_TNUMBER) tp = lua_tointeger(L, -1);
+    lua_pop(L, 1);
+    if (pp <= 0 && lua_getfield(L, -1, "per_page") == LUA_TNUMBER)
+      pp = lua_tointeger(L, -1);
+  }
+  lua_settop(L, env - 1);
+  more = !(s->phase == PH_PAGES && s->rq.page > 0) && s->page < MAX_PAGES &&
+         (have_info || pp > 0) &&
+         !(n == 0 || (tp > 0 && s->page >= tp) || (pp > 0 && n < pp));
+  if (!more) return 1;
+  s->page++;
+  set_page(L, e, k);
+  return 0;
+}
+
+/* The listed policy (in the array at list) that matches the request body
+** (see the create contract in API.md): pushed (1), or nothing (0). */
+static int match_listed(lua_State *L, int list, const char *body, size_t len) {
+  int top = lua_gettop(L), req;
+  lua_Integer i, n;
+  lua_pushlstring(L, body, len);
+  if (!json_decode(L)) {
+    lua_settop(L, top);
+    return 0;
+  }
+  req = lua_gettop(L);
+  n = (lua_Integer)lua_rawlen(L, list);
+  for (i = 1; i <= n; i++) {
+    lua_rawgeti(L, list, i);
+    if (lua_type(L, -1) == LUA_TTABLE && policy_match(L, req, -1, NULL)) {
+      lua_replace(L, top + 1);
+      lua_settop(L, top + 1);
+      return 1;
+    }
+    lua_pop(L, 1);
+  }
+  lua_settop(L, top);
+  return 0;
+}
+
+/* Log "... failed (err); retry n of m in w s" for the err on top. */
+static void log_retry(lua_State *L, cf_engine *e, int k, double wait) {
+  cf_slot *s = &e->slots[k];
+  logf_(L, CI, "info", "%s %s failed (%s); retry %d of %d in %f s", s->x.method,
+        s->path, luaL_tolstring(L, -1, NULL), s->attempt, e->c->max_retries, wait);
+  lua_pop(L, 1);
+}
+
+/* The listing after an ambiguous create is over: found (the match on top,
+** 1) or not (0). */
+static void check_done(lua_State *L, cf_engine *e, int k, int found) {
+  cf_slot *s = &e->slots[k];
+  if (found) {
+    logf_(L, CI, "warn", "found the policy the failed create made; not creating another");
+    deliver(L, e, k, 1);
+    return;
+  }
+  logf_(L, CI, "info", "no matching policy in %s: the create did not happen",
+        s->rq.list_url + e->c->base_len);
+  anchored(L, e, k, AN_ERR);
+  s->phase = PH_MAIN;
+  s->attempt = s->main_attempt;
+  s->path = s->rq.path;
+  s->x.method = s->rq.method;
+  if (s->last) {
+    deliver(L, e, k, 0);
+    return;
+  }
+  log_retry(L, e, k, 0);
+  lua_pop(L, 1);
+  s->ready_at = 0;
+}
+
+/* Slot k's exchange is finished: decide what comes next. */
+static void advance(lua_State *L, cf_engine *e, int k) {
+  cf_client *c = e->c;
+  cf_slot *s = &e->slots[k];
+  attempt_info ai;
+  int last;
+  double wait = 0, now;
+  cf_transport_finish(&c->tr, &s->x);
+  pace_done(c);
+  s->state = SL_READY;
+  s->ready_at = 0;
+  if (interpret(L, e, k, &ai)) {
+    int r;
+    if (s->phase == PH_MAIN) {           /* the result object is the value */
+      if (lua_getfield(L, -1, "result") != LUA_TTABLE) {
+        cf_error_push(L, "decode", "%s %s: the response has no result object",
+                      s->x.method, s->path);
+        set_int(L, "status", s->x.status);
+        if (s->x.hdrs.ray[0]) {
+          lua_pushstring(L, s->x.hdrs.ray);
+          lua_setfield(L, -2, "ray_id");
+        }
+        lua_remove(L, -2);
+        lua_remove(L, -2);
+        deliver(L, e, k, 0);
+        return;
+      }
+      lua_remove(L, -2);
+      deliver(L, e, k, 1);
+      return;
+    }
+    r = page_done(L, e, k);
+    if (r < 0) {
+      if (s->phase == PH_PAGES) deliver(L, e, k, 0);
+      else {
+        lua_pop(L, 1);
+        logf_(L, CI, "warn", "could not list %s to check for a committed create",
+              s->rq.list_url + c->base_len);
+        anchored(L, e, k, AN_ERR);
+        deliver(L, e, k, 0);
+      }
+    } else if (r == 1) {
+      if (s->phase == PH_PAGES) {
+        anchored(L, e, k, AN_ACC);
+        deliver(L, e, k, 1);
+      } else {
+        int acc;
+        anchored(L, e, k, AN_ACC);
+        acc = lua_gettop(L);
+        r = match_listed(L, acc, s->rq.body, s->rq.body_len);
+        if (r) lua_remove(L, acc);
+        else lua_pop(L, 1);
+        check_done(L, e, k, r);
+      }
+    }
+    return;
+  }
+  /* a failed try: the err is on top */
+  set_int(L, "attempts", s->attempt);
+  last = !ai.retryable || s->attempt > c->max_retries;
+  now = now_mono();
+  if (!last) {
+    wait = ai.has_retry_after ? ai.retry_after : backoff(c, s->attempt);
+    if (ai.has_retry_after && ai.retry_after > c->max_retry_wait) {
+      logf_(L, CI, "warn", "%s %s: server asked to wait %f s, more than "
+            "max_retry_wait; giving up", s->x.method, s->path, ai.retry_after);
+      last = 1;
+    } else if (ai.has_retry_after && now + wait > c->pause_until) {
+      c->pause_until = now + wait;   /* no request of this client starts */
+    }
+  }
+  if (s->phase == PH_CHECK) {
+    if (last) {
+      logf_(L, CI, "warn", "could not list %s to check for a committed create: %s",
+            s->rq.list_url + c->base_len, luaL_tolstring(L, -1, NULL));
+      lua_pop(L, 2);
+      anchored(L, e, k, AN_ERR);       /* the create's err stays */
+      deliver(L, e, k, 0);
+      return;
+    }
+  } else if (s->phase == PH_MAIN && s->rq.create && s->rq.list_url &&
+             (ai.ambiguous || (s->was_ambiguous && ai.code == 12130))) {
+    s->was_ambiguous = 1;
+    s->last = last;
+    s->main_attempt = s->attempt;
+    anchor(L, e, k, AN_ERR);
+    logf_(L, CI, "warn", "create may have reached the server; listing %s to check",
+          s->rq.list_url + c->base_len);
+    begin_pages(L, e, k, PH_CHECK);
+    /* give a slow server time to commit */
+    s->ready_at = last ? 0 : now_mono() + wait;
+    return;
+  }
+  if (last) {
+    deliver(L, e, k, 0);
+    return;
+  }
+  log_retry(L, e, k, wait);
+  lua_pop(L, 1);
+  s->ready_at = now_mono() + wait;
+}
+
+/* The engine proper, run under lua_pcall (upvalue 1: the JSON decoder).
+** 1: client, 2: engine (light userdata), 3: anchors, 4: the single value,
+** 5: prep's argument, 6: results, 7: on_progress. */
+static int engine_main(lua_State *L) {
+  cf_engine *e = (cf_engine *)lua_touserdata(L, 2);
+  cf_client *c = e->c;
+  e->anchors = 3;
+  e->out = 4;
+  e->sp.arg = 5;
+  e->sp.results = e->sp.results ? 6 : 0;
+  e->sp.progress = e->sp.progress ? 7 : 0;
+  while (e->done < e->sp.n) {
+    double now = now_mono(), wake = now + 1.0, w;
+    int k, running = 0, finished = 0, paced, done0 = e->done;
+    for (k = 0; k < e->nslots && e->next <= e->sp.n; k++)
+      if (e->slots[k].state == SL_FREE) assign(L, e, k);
+    for (k = 0; k < e->nslots; k++) {
+      cf_slot *s = &e->slots[k];
+      if (s->state == SL_READY) {
+        if (s->ready_at > now) {
+          if (s->ready_at < wake) wake = s->ready_at;
+          continue;
+        }
+        if ((w = pace_wait(c, now, &paced)) > 0) {
+          if (paced && !e->pace_logged) {
+            e->pace_logged = 1;
+            logf_(L, CI, "info", "pacing: waiting %f s before the next request", w);
+          }
+          if (now + w < wake) wake = now + w;
+          continue;
+        }
+        e->pace_logged = 0;
+        if (c->closed) {   /* on_log or on_progress closed the client */
+          s->attempt++;
+          cf_error_push(L, "usage", "%s %s: the client was closed during the request",
+                        s->phase == PH_MAIN ? s->rq.method : "GET", s->path);
+          set_int(L, "attempts", s->attempt);
+          deliver(L, e, k, 0);
+          continue;
+        }
+        start(e, k, now);
+      }
+      if (s->state == SL_RUNNING) {
+        running++;
+        if (s->x.finished) finished++;
+      }
+    }
+    if (running > finished) {
+      long ms = finished ? 0 : (long)((wake - now) * 1000.0 + 0.999);
+      if (ms < 0) ms = 0;
+      if (cf_transport_drive(&c->tr, ms) < 0) {
+        for (k = 0; k < e->nslots; k++) {
+          cf_slot *s = &e->slots[k];
+          if (s->state == SL_RUNNING && !s->x.finished) {
+            s->x.finished = 1;
+            s->x.rc = CURLE_RECV_ERROR;
+            snprintf(s->x.errbuf, sizeof s->x.errbuf, "curl multi handle failed");
+          }
+        }
+      }
+    } else if (running == 0 && e->done == done0 && wake > now) {
+      sleep_for(wake - now);     /* every slot waits (backoff, pacing) */
+    }
+    for (k = 0; k < e->nslots; k++)
+      if (e->slots[k].state == SL_RUNNING && e->slots[k].x.finished)
+        advance(L, e, k);
+  }
+  if (e->sp.results) return 0;
+  lua_pushvalue(L, e->out);
   return 1;
 }
 
+/* Take every transfer off the multi and free what the slots own. */
+static void engine_cleanup(cf_engine *e) {
+  int k;
+  for (k = 0; k < e->nslots; k++) {
+    cf_slot *s = &e->slots[k];
+    if (s->state == SL_RUNNING) {
+      cf_transport_finish(&e->c->tr, &s->x);
+      pace_done(e->c);
+      s->state = SL_FREE;
+    }
+    free(s->own_resp.data);
+    s->own_resp.data = NULL;
+    cf_buf_free(&s->body);
+  }
+}
+
+int cf_client_exec(lua_State *L, cf_client *c, const cf_exec_spec *sp) {
+  cf_engine *e;
+  int k, n = sp->concurrency < sp->n ? sp->concurrency : sp->n, rc, ok;
+  int arg = lua_absindex(L, sp->arg);
+  int res = sp->results ? lua_absindex(L, sp->results) : 0;
+  int prog = sp->progress ? lua_absindex(L, sp->progress) : 0;
+  size_t size;
+  if (n < 1) n = 1;
+  size = sizeof(cf_engine) + (size_t)n * sizeof(cf_slot);
+  e = (cf_engine *)lua_newuserdatauv(L, size, 0);   /* freed by the GC */
+  memset(e, 0, size);
+  e->c = c;
+  e->sp = *sp;
+  e->nslots = n;
+  e->next = 1;
+  /* wait for a connection that may multiplex (HTTP/2 over TLS) rather than
+  ** open one per transfer */
+  e->pipewait = n > 1 && strncmp(c->base, "https:", 6) == 0;
+  for (k = 0; k < n; k++) {
+    cf_slot *s = &e->slots[k];
+    if (k == 0 && res == 0 && c->busy == 0) s->resp = &c->resp;
+    else {
+      s->resp = &s->own_resp;
+      s->own_resp.max = c->resp.max;
+    }
+  }
+  lua_pushvalue(L, lua_upvalueindex(1));
+  lua_pushcclosure(L, engine_main, 1);
+  lua_pushvalue(L, 1);                          /* the client */
+  lua_pushlightuserdata(L, e);
+  lua_createtable(L, 0, 0);                     /* anchors */
+  lua_pushnil(L);                               /* the single value */
+  lua_pushvalue(L, arg);
+  if (res) lua_pushvalue(L, res); else lua_pushnil(L);
+  if (prog) lua_pushvalue(L, prog); else lua_pushnil(L);
+  c->busy++;
+  rc = lua_pcall(L, 7, res ? 0 : 1, 0);
+  c->busy--;
+  engine_cleanup(e);   /* no transfer stays on the multi, error or not */
+  if (rc != LUA_OK) lua_error(L);
+  ok = e->ok;
+  if (res) {
+    lua_pop(L, 1);                              /* the engine */
+    return 1;
+  }
+  lua_remove(L, -2);                            /* the engine */
+  return ok;
+}
 /* ---- methods --------------------------------------------------------- */
 
 /* Check an id argument: a string (else raise), then its format (else push
@@ -1031,7 +1324,7 @@ static cf_buf *encode_policy(lua_State *L, cf_client *c, int idx,
 #define PATHAT(i) ((const char *)lua_touserdata(L, (i)))
 
 /* Push "<base>/<scope>/access/apps/<app>/policies" (URL) and its path. */
-static void push_app_paths(lua_State *L, cf_client *c, int app_idx) {
+void cf_client_app_paths(lua_State *L, cf_client *c, int app_idx) {
   const char *app = push_escaped(L, c, lua_tostring(L, app_idx));
   const char *url = lua_pushfstring(L, "%s/%s/access/apps/%s/policies", c->base,
                                     c->scope, app);
@@ -1039,13 +1332,13 @@ static void push_app_paths(lua_State *L, cf_client *c, int app_idx) {
   lua_remove(L, -3);
 }
 
-static void push_reusable_paths(lua_State *L, cf_client *c) {
+void cf_client_reusable_paths(lua_State *L, cf_client *c) {
   const char *url = lua_pushfstring(L, "%s/%s/access/policies", c->base, c->scope);
   lua_pushlightuserdata(L, (void *)(url + c->base_len));   /* the path */
 }
 
 /* Replace the URL/path pair on top with the pair for item "/<id>". */
-static void push_item_paths(lua_State *L, cf_client *c, int id_idx) {
+void cf_client_item_paths(lua_State *L, cf_client *c, int id_idx) {
   const char *id = push_escaped(L, c, lua_tostring(L, id_idx));
   const char *url = lua_pushfstring(L, "%s/%s", lua_tostring(L, -3), id);
   lua_pushlightuserdata(L, (void *)(url + c->base_len));
@@ -1054,30 +1347,31 @@ static void push_item_paths(lua_State *L, cf_client *c, int id_idx) {
   lua_pop(L, 3);
 }
 
-/* Run rq and return its result (or nil, err). A success without a result
-** object (e.g. "result": null) is not what the API promises: `decode`. */
-static int finish(lua_State *L, cf_client *c, cf_req *rq, const reconcile_ctx *rc) {
-  if (!do_request(L, 1, c, rq, rc)) return fail(L);
-  if (lua_getfield(L, -1, "result") != LUA_TTABLE) {
-    cf_error_push(L, "decode", "%s %s: the response has no result object",
-                  rq->method, rq->path);
-    set_int(L, "status", c->last_status);
-    if (c->last_ray[0]) {
-      lua_pushstring(L, c->last_ray);
-      lua_setfield(L, -2, "ray_id");
-    }
-    return fail(L);
-  }
+/* prep for a single call: the request was built by the method. */
+static int prep_single(lua_State *L, cf_client *c, int arg, int i, cf_req *rq,
+                       cf_buf *body) {
+  (void)c; (void)i; (void)body;
+  *rq = *(const cf_req *)lua_touserdata(L, arg);
+  return 1;
+}
+
+/* Run rq as a batch of one and return its value (or nil, err). */
+static int finish(lua_State *L, cf_client *c, cf_req *rq) {
+  cf_exec_spec sp;
+  memset(&sp, 0, sizeof sp);
+  sp.n = sp.concurrency = 1;
+  sp.prep = prep_single;
+  lua_pushlightuserdata(L, rq);
+  sp.arg = lua_gettop(L);
+  if (!cf_client_exec(L, c, &sp)) return fail(L);
   return 1;
 }
 
 /* Shared body of the create/update methods. */
 static int send_policy(lua_State *L, cf_client *c, const char *method,
                        int pol_idx, const cf_encode_opts *o, const char *url,
-                       const char *path, const char *list_url,
-                       const char *list_path) {
+                       const char *path, const char *list_url) {
   cf_req rq;
-  reconcile_ctx rc;
   cf_buf *b;
   luaL_checktype(L, pol_idx, LUA_TTABLE);
   if ((b = encode_policy(L, c, pol_idx, o)) == NULL) return fail(L);
@@ -1088,11 +1382,8 @@ static int send_policy(lua_State *L, cf_client *c, const char *method,
   rq.body = b->data;   /* owned by the userdata on the stack */
   rq.body_len = b->len;
   rq.create = strcmp(method, "POST") == 0;
-  rc.list_url = list_url;
-  rc.list_path = list_path;
-  rc.body = rq.body;
-  rc.body_len = rq.body_len;
-  return finish(L, c, &rq, rq.create ? &rc : NULL);
+  rq.list_url = rq.create ? list_url : NULL;
+  return finish(L, c, &rq);
 }
 
 static int simple(lua_State *L, cf_client *c, const char *method,
@@ -1102,7 +1393,21 @@ static int simple(lua_State *L, cf_client *c, const char *method,
   rq.method = method;
   rq.url = url;
   rq.path = path;
-  return finish(L, c, &rq, NULL);
+  return finish(L, c, &rq);
+}
+
+/* GET every page (or page `page`) of the collection at url. */
+static int list_all(lua_State *L, cf_client *c, const char *url, const char *path,
+                    lua_Integer page, lua_Integer per_page) {
+  cf_req rq;
+  memset(&rq, 0, sizeof rq);
+  rq.method = "GET";
+  rq.url = rq.list_url = url;
+  rq.path = path;
+  rq.list = 1;
+  rq.page = page;
+  rq.per_page = per_page;
+  return finish(L, c, &rq);
 }
 
 static const char *const list_opt_names[] = {"page", "per_page", NULL};
@@ -1135,64 +1440,61 @@ static int list_opts(lua_State *L, int idx, lua_Integer *page, lua_Integer *pp) 
 
 /* client:create_app_policy(app_id, policy [, opts]) */
 static int m_create_app_policy(lua_State *L) {
-  cf_client *c = check_client(L);
+  cf_client *c = cf_client_check(L);
   cf_encode_opts o;
   int top;
   luaL_checktype(L, 3, LUA_TTABLE);
   if (!check_id(L, 2, "app_id", 1)) return fail(L);
   if (!app_kind(L, c, 4, &o)) return fail(L);
   lua_settop(L, 4);
-  push_app_paths(L, c, 2);
+  cf_client_app_paths(L, c, 2);
   top = lua_gettop(L);
   return send_policy(L, c, "POST", 3, &o, lua_tostring(L, top - 1),
-                     PATHAT(top), lua_tostring(L, top - 1),
-                     PATHAT(top));
+                     PATHAT(top), lua_tostring(L, top - 1));
 }
 
 /* client:list_app_policies(app_id [, {page=, per_page=}]) */
 static int m_list_app_policies(lua_State *L) {
-  cf_client *c = check_client(L);
+  cf_client *c = cf_client_check(L);
   lua_Integer page, pp;
   if (!check_id(L, 2, "app_id", 1)) return fail(L);
   if (!list_opts(L, 3, &page, &pp)) return fail(L);
   lua_settop(L, 3);
-  push_app_paths(L, c, 2);
-  if (!list_all(L, 1, c, lua_tostring(L, 4), page, pp))
-    return fail(L);
-  return 1;
+  cf_client_app_paths(L, c, 2);
+  return list_all(L, c, lua_tostring(L, 4), PATHAT(5), page, pp);
 }
 
 static int m_get_app_policy(lua_State *L) {
-  cf_client *c = check_client(L);
+  cf_client *c = cf_client_check(L);
   if (!check_id(L, 2, "app_id", 1) || !check_id(L, 3, "policy_id", 0))
     return fail(L);
   lua_settop(L, 3);
-  push_app_paths(L, c, 2);
-  push_item_paths(L, c, 3);
+  cf_client_app_paths(L, c, 2);
+  cf_client_item_paths(L, c, 3);
   return simple(L, c, "GET", lua_tostring(L, -2), PATHAT(-1));
 }
 
 static int m_update_app_policy(lua_State *L) {
-  cf_client *c = check_client(L);
+  cf_client *c = cf_client_check(L);
   cf_encode_opts o;
   luaL_checktype(L, 4, LUA_TTABLE);
   if (!check_id(L, 2, "app_id", 1) || !check_id(L, 3, "policy_id", 0))
     return fail(L);
   if (!app_kind(L, c, 5, &o)) return fail(L);
   lua_settop(L, 5);
-  push_app_paths(L, c, 2);
-  push_item_paths(L, c, 3);
+  cf_client_app_paths(L, c, 2);
+  cf_client_item_paths(L, c, 3);
   return send_policy(L, c, "PUT", 4, &o, lua_tostring(L, 6),
-                     PATHAT(7), NULL, NULL);
+                     PATHAT(7), NULL);
 }
 
 static int m_delete_app_policy(lua_State *L) {
-  cf_client *c = check_client(L);
+  cf_client *c = cf_client_check(L);
   if (!check_id(L, 2, "app_id", 1) || !check_id(L, 3, "policy_id", 0))
     return fail(L);
   lua_settop(L, 3);
-  push_app_paths(L, c, 2);
-  push_item_paths(L, c, 3);
+  cf_client_app_paths(L, c, 2);
+  cf_client_item_paths(L, c, 3);
   return simple(L, c, "DELETE", lua_tostring(L, -2), PATHAT(-1));
 }
 
@@ -1222,60 +1524,57 @@ static int reusable_kind(lua_State *L, int idx, cf_encode_opts *o) {
 }
 
 static int m_create_policy(lua_State *L) {
-  cf_client *c = check_client(L);
+  cf_client *c = cf_client_check(L);
   cf_encode_opts o;
   int top;
   luaL_checktype(L, 2, LUA_TTABLE);
   if (!reusable_ok(L, c) || !reusable_kind(L, 3, &o)) return fail(L);
   lua_settop(L, 3);
-  push_reusable_paths(L, c);
+  cf_client_reusable_paths(L, c);
   top = lua_gettop(L);
   return send_policy(L, c, "POST", 2, &o, lua_tostring(L, top - 1),
-                     PATHAT(top), lua_tostring(L, top - 1),
-                     PATHAT(top));
+                     PATHAT(top), lua_tostring(L, top - 1));
 }
 
 static int m_list_policies(lua_State *L) {
-  cf_client *c = check_client(L);
+  cf_client *c = cf_client_check(L);
   lua_Integer page, pp;
   if (!list_opts(L, 2, &page, &pp)) return fail(L);
   if (!reusable_ok(L, c)) return fail(L);
   lua_settop(L, 2);
-  push_reusable_paths(L, c);
-  if (!list_all(L, 1, c, lua_tostring(L, 3), page, pp))
-    return fail(L);
-  return 1;
+  cf_client_reusable_paths(L, c);
+  return list_all(L, c, lua_tostring(L, 3), PATHAT(4), page, pp);
 }
 
 static int m_get_policy(lua_State *L) {
-  cf_client *c = check_client(L);
+  cf_client *c = cf_client_check(L);
   if (!check_id(L, 2, "policy_id", 0) || !reusable_ok(L, c)) return fail(L);
   lua_settop(L, 2);
-  push_reusable_paths(L, c);
-  push_item_paths(L, c, 2);
+  cf_client_reusable_paths(L, c);
+  cf_client_item_paths(L, c, 2);
   return simple(L, c, "GET", lua_tostring(L, -2), PATHAT(-1));
 }
 
 static int m_update_policy(lua_State *L) {
-  cf_client *c = check_client(L);
+  cf_client *c = cf_client_check(L);
   cf_encode_opts o;
   luaL_checktype(L, 3, LUA_TTABLE);
   if (!check_id(L, 2, "policy_id", 0) || !reusable_ok(L, c) ||
       !reusable_kind(L, 4, &o))
     return fail(L);
   lua_settop(L, 4);
-  push_reusable_paths(L, c);
-  push_item_paths(L, c, 2);
+  cf_client_reusable_paths(L, c);
+  cf_client_item_paths(L, c, 2);
   return send_policy(L, c, "PUT", 3, &o, lua_tostring(L, 5),
-                     PATHAT(6), NULL, NULL);
+                     PATHAT(6), NULL);
 }
 
 static int m_delete_policy(lua_State *L) {
-  cf_client *c = check_client(L);
+  cf_client *c = cf_client_check(L);
   if (!check_id(L, 2, "policy_id", 0) || !reusable_ok(L, c)) return fail(L);
   lua_settop(L, 2);
-  push_reusable_paths(L, c);
-  push_item_paths(L, c, 2);
+  cf_client_reusable_paths(L, c);
+  cf_client_item_paths(L, c, 2);
   return simple(L, c, "DELETE", lua_tostring(L, -2), PATHAT(-1));
 }
 
@@ -1290,6 +1589,7 @@ static const luaL_Reg client_methods[] = {
   {"get_policy", m_get_policy},
   {"update_policy", m_update_policy},
   {"delete_policy", m_delete_policy},
+  {"batch", cf_client_batch},
   {"close", client_close},
   {NULL, NULL}
 };

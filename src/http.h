@@ -1,8 +1,9 @@
 /*
-** cfaccess: the interface between the client object (client.c) and the
-** libcurl transport (transport.c). Nothing here touches Lua: the transport
-** fills plain C structs while curl runs, and the client turns them into Lua
-** values only after curl_easy_perform has returned.
+** cfaccess: the interface between the client object and its request engine
+** (client.c), batches (batch.c) and the libcurl transport (transport.c).
+** The transport never touches Lua: it fills plain C structs while curl
+** runs, and the engine turns them into Lua values only after a transfer is
+** done and libcurl has returned.
 */
 #ifndef CFACCESS_HTTP_H
 #define CFACCESS_HTTP_H
@@ -18,7 +19,7 @@
 ** - libcurl >= 7.80: the body goes as CURLOPT_POSTFIELDS (one send with the
 **   headers, as fast as plain libcurl) and CURLOPT_PREREQFUNCTION, called
 **   right before every send of the request, refuses a second send within
-**   one curl_easy_perform;
+**   one transfer;
 ** - older libcurl: the body goes through CURLOPT_READFUNCTION and the
 **   CURLOPT_SEEKFUNCTION refuses the rewind a re-send needs.
 ** Either way the transfer fails (x->rewind_refused set) and the client
@@ -65,6 +66,9 @@ typedef struct cf_exchange {
   size_t body_read;            /* bytes handed to curl: >0 = may have left */
   int sends;                   /* times libcurl started sending the request */
   int rewind_refused;          /* libcurl wanted to re-send: refused */
+  CURL *h;                     /* its easy handle while it runs */
+  int running;                 /* in the multi handle */
+  int finished;                /* done: rc is final */
   /* out */
   CURLcode rc;
   long status;                 /* 0 when no response came */
@@ -97,6 +101,7 @@ typedef struct cf_transport {
   CURLM *multi;     /* drives every exchange; owns the connections */
   CURLSH *share;    /* TLS sessions, only with copy_each */
   int copy_each;
+  int easy_busy;    /* the configured handle runs an exchange */
 } cf_transport;
 
 /* curl_global_init once per process (thread-safe). 0 on failure. */
@@ -107,8 +112,97 @@ CF_INTERNAL int cf_transport_init(cf_transport *t, const cf_transport_cfg *cfg,
                                   char *err, size_t errlen);
 /* Free everything (idempotent). */
 CF_INTERNAL void cf_transport_cleanup(cf_transport *t);
-/* Run one exchange; fills x->rc, x->status, x->hdrs, x->errbuf and
-** x->resp. Never calls Lua. */
-CF_INTERNAL void cf_transport_perform(cf_transport *t, cf_exchange *x);
+/* Exchanges run on the client's multi handle, several at once if wanted:
+** start hands one over (1, or 0 when it failed at once: x->finished set);
+** drive runs the transfers, marks the exchanges that are done
+** (x->finished, x->rc) and, when none is, waits up to timeout_ms for
+** activity; it returns how many finished, or -1 on a multi error. finish
+** takes a finished (or, to abort it, a running) exchange off the multi,
+** fills x->status and frees its handle. None of them calls Lua. */
+CF_INTERNAL int cf_transport_start(cf_transport *t, cf_exchange *x, int pipewait);
+CF_INTERNAL int cf_transport_drive(cf_transport *t, long timeout_ms);
+CF_INTERNAL void cf_transport_finish(cf_transport *t, cf_exchange *x);
+
+/* ---- the client object and its request engine (client.c) ----------- */
+
+#include <stdint.h>
+
+typedef struct cf_client {
+  cf_transport tr;
+  struct curl_slist *hdrs;  /* "Content-Type" first: hdrs->next = no body */
+  char *base;               /* base URL, no trailing '/' (malloc) */
+  char scope[48];           /* "accounts/<id>" or "zones/<id>" */
+  int zone;                 /* zone-scoped client */
+  int max_retries;
+  double max_retry_wait;
+  int pace;                 /* 0: rate_limit = false */
+  int rl_requests;
+  double rl_per;
+  double *ring;             /* response times of the last rl_requests (malloc) */
+  int ring_head, ring_count;
+  int inflight;             /* paced requests started, not yet answered */
+  double not_before;        /* monotonic time: Ratelimit header said wait */
+  double pause_until;       /* monotonic time: a Retry-After pauses all */
+  cf_rbuf resp;
+  cf_buf body;              /* request body, reused when not re-entered */
+  uint64_t rng;             /* xorshift state for backoff jitter */
+  size_t base_len;
+  int busy;                 /* requests in flight (on_log may re-enter) */
+  int closed;               /* closed by the user: unusable */
+  int released;             /* C resources freed */
+} cf_client;
+
+/* One operation as the engine runs it. Strings are owned by Lua values
+** that stay alive while the operation runs. */
+typedef struct cf_req {
+  const char *method;
+  const char *url;
+  const char *path;         /* url without the base, for messages */
+  const char *body;         /* NULL: none */
+  size_t body_len;
+  int create;               /* POST that creates: no blind re-send */
+  int list;                 /* GET of a collection: follow its pages */
+  const char *list_url;     /* list, or create: the collection (checked
+                            ** after an ambiguous create) */
+  lua_Integer page, per_page;   /* list: page > 0 gets only that page */
+} cf_req;
+
+/* Fill rq for operation i (1-based). arg is the stack index of the
+** caller's argument (cf_exec_spec.arg). Values it pushes (at most 4) are
+** kept alive while the operation runs: rq's strings may point into them.
+** body is a buffer of the operation's slot, for an encoded policy. Returns
+** 1, or 0 with an err pushed (the operation then fails with it). */
+typedef int (*cf_prep_fn)(lua_State *L, cf_client *c, int arg, int i,
+                          cf_req *rq, cf_buf *body);
+
+typedef struct cf_exec_spec {
+  int n;                    /* operations */
+  int concurrency;          /* transfers in flight at most (>= 1) */
+  int arg;                  /* stack index handed to prep */
+  cf_prep_fn prep;
+  int results;              /* stack index of a table for results[i] =
+                            ** {ok=, result= | err=}; 0: one operation, its
+                            ** value returned */
+  int progress;             /* stack index of on_progress(done, total), or 0 */
+} cf_exec_spec;
+
+/* Run the operations: up to `concurrency` at once on the client's multi
+** handle, each with retries, Retry-After, pacing (one pacer for all) and
+** the no-duplicate create; list operations follow their pages. With
+** results == 0: pushes the value (returns 1) or the err (returns 0). Else
+** fills the results table and returns 1. A Lua error raised by on_log or
+** on_progress propagates after every transfer is taken off the multi. */
+CF_INTERNAL int cf_client_exec(lua_State *L, cf_client *c, const cf_exec_spec *sp);
+/* The client at stack index 1 (raises when it is not one, or closed). */
+CF_INTERNAL cf_client *cf_client_check(lua_State *L);
+/* Push "<base>/<scope>/access/apps/<app>/policies" (URL) and a light
+** userdata pointing to its path (after the base). */
+CF_INTERNAL void cf_client_app_paths(lua_State *L, cf_client *c, int app_idx);
+/* Same for "<base>/accounts/<id>/access/policies". */
+CF_INTERNAL void cf_client_reusable_paths(lua_State *L, cf_client *c);
+/* Replace the URL/path pair on top with the pair for item "/<id>". */
+CF_INTERNAL void cf_client_item_paths(lua_State *L, cf_client *c, int id_idx);
+/* client:batch(ops [, opts]) (batch.c). */
+CF_INTERNAL int cf_client_batch(lua_State *L);
 
 #endif

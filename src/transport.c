@@ -1,8 +1,10 @@
 /*
 ** cfaccess transport: one libcurl easy handle per client, configured once
-** (security options, timeouts, callbacks) and then used for one exchange at
-** a time. The callbacks only copy bytes into C buffers that the client owns;
-** they never call Lua, so no Lua error can longjmp through libcurl.
+** (security options, timeouts, callbacks), and one multi handle that runs
+** the exchanges (one, or a batch's several at once) on that handle or on
+** copies of it. The callbacks only copy bytes into C buffers that the
+** client owns; they never call Lua, so no Lua error can longjmp through
+** libcurl.
 */
 #include <pthread.h>
 #include <stdio.h>
@@ -218,38 +220,15 @@ void cf_transport_cleanup(cf_transport *t) {
   t->share = NULL;
 }
 
-/* Drive one easy handle to completion on the client's multi handle (what
-** curl_easy_perform does, but with a multi that outlives the call). */
-static CURLcode run(CURLM *multi, CURL *h, char *errbuf, size_t errlen) {
-  CURLcode rc = CURLE_OK;
-  CURLMcode mc = curl_multi_add_handle(multi, h);
-  CURLMsg *msg;
-  int running = 1, left, done = 0;
-  while (mc == CURLM_OK && running) {
-    mc = curl_multi_perform(multi, &running);
-    /* the wait is capped by libcurl's own timers (timeouts, low speed) */
-    if (mc == CURLM_OK && running) mc = curl_multi_poll(multi, NULL, 0, 1000, NULL);
-  }
-  while ((msg = curl_multi_info_read(multi, &left)) != NULL)
-    if (msg->msg == CURLMSG_DONE && msg->easy_handle == h) {
-      rc = msg->data.result;
-      done = 1;
-    }
-  if (mc != CURLM_OK || !done) {
-    if (errbuf[0] == '\0')
-      snprintf(errbuf, errlen, "%s", mc != CURLM_OK ? curl_multi_strerror(mc)
-                                                  : "transfer did not finish");
-    if (rc == CURLE_OK) rc = CURLE_RECV_ERROR;
-  }
-  curl_multi_remove_handle(multi, h);
-  return rc;
-}
-
-void cf_transport_perform(cf_transport *t, cf_exchange *x) {
+/* Reset x's outputs and hand it to the multi handle on an easy handle of
+** its own: the configured one when it is free (and may be reused), else a
+** copy. Returns 1, or 0 with x->rc and x->errbuf set (x is then finished).
+** pipewait: prefer waiting for a connection that may multiplex (HTTP/2). */
+int cf_transport_start(cf_transport *t, cf_exchange *x, int pipewait) {
   CURLcode rc = CURLE_OK;
   const char *what = "";
   int has_body = x->body != NULL;
-  CURL *h = t->copy_each ? curl_easy_duphandle(t->easy) : t->easy;
+  CURL *h;
   (void)what;
   x->resp->len = 0;
   x->resp->too_big = x->resp->oom = 0;
@@ -257,14 +236,24 @@ void cf_transport_perform(cf_transport *t, cf_exchange *x) {
   x->rewind_refused = 0;
   x->sends = 0;
   x->status = 0;
+  x->finished = 0;
   x->errbuf[0] = '\0';
   memset(&x->hdrs, 0, sizeof x->hdrs);
+  if (t->copy_each || t->easy_busy) h = curl_easy_duphandle(t->easy);
+  else {
+    h = t->easy;
+    t->easy_busy = 1;
+  }
+  x->h = h;
   if (h == NULL) {
     x->rc = CURLE_OUT_OF_MEMORY;
+    x->finished = 1;
     snprintf(x->errbuf, sizeof x->errbuf, "curl_easy_duphandle failed");
-    return;
+    return 0;
   }
-  if (t->copy_each) SET(CURLOPT_SHARE, t->share);
+  if (h != t->easy) SET(CURLOPT_SHARE, t->share);
+  SET(CURLOPT_PRIVATE, (void *)x);
+  SET(CURLOPT_PIPEWAIT, (long)(pipewait != 0));
   SET(CURLOPT_ERRORBUFFER, x->errbuf);
   SET(CURLOPT_URL, x->url);
   SET(CURLOPT_HTTPHEADER, x->headers);
@@ -294,18 +283,80 @@ void cf_transport_perform(cf_transport *t, cf_exchange *x) {
   SET(CURLOPT_CUSTOMREQUEST,
       (strcmp(x->method, "GET") == 0 || strcmp(x->method, "POST") == 0)
           ? (char *)NULL : (char *)x->method);
-  if (rc == CURLE_OK) rc = run(t->multi, h, x->errbuf, sizeof x->errbuf);
+  if (rc == CURLE_OK) {
+    CURLMcode mc = curl_multi_add_handle(t->multi, h);
+    if (mc == CURLM_OK) {
+      x->running = 1;
+      return 1;
+    }
+    snprintf(x->errbuf, sizeof x->errbuf, "%s", curl_multi_strerror(mc));
+    rc = mc == CURLM_OUT_OF_MEMORY ? CURLE_OUT_OF_MEMORY : CURLE_FAILED_INIT;
+  }
   x->rc = rc;
-  if (rc != CURLE_OK && x->errbuf[0] == '\0')
+  x->finished = 1;
+  if (x->errbuf[0] == '\0')
     snprintf(x->errbuf, sizeof x->errbuf, "%s", curl_easy_strerror(rc));
+  return 0;
+}
+
+/* Mark the exchanges whose transfers are done (CURLOPT_PRIVATE leads to
+** each: whichever caller drives the multi, the right exchange learns). */
+static int collect(CURLM *multi) {
+  CURLMsg *msg;
+  int left, n = 0;
+  while ((msg = curl_multi_info_read(multi, &left)) != NULL) {
+    if (msg->msg == CURLMSG_DONE) {
+      char *p = NULL;
+      cf_exchange *x;
+      curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, &p);
+      x = (cf_exchange *)(void *)p;
+      if (x != NULL && x->running && x->h == msg->easy_handle) {
+        x->rc = msg->data.result;
+        x->finished = 1;
+        n++;
+      }
+    }
+  }
+  return n;
+}
+
+int cf_transport_drive(cf_transport *t, long timeout_ms) {
+  int running = 0, n;
+  CURLMcode mc = curl_multi_perform(t->multi, &running);
+  n = collect(t->multi);
+  if (mc == CURLM_OK && n == 0 && running > 0 && timeout_ms > 0) {
+    /* the wait is capped by libcurl's own timers (timeouts, low speed) */
+    mc = curl_multi_poll(t->multi, NULL, 0, (int)timeout_ms, NULL);
+    if (mc == CURLM_OK) mc = curl_multi_perform(t->multi, &running);
+    n = collect(t->multi);
+  }
+  return mc == CURLM_OK ? n : -1;
+}
+
+void cf_transport_finish(cf_transport *t, cf_exchange *x) {
+  CURL *h = x->h;
+  if (h == NULL) return;
+  if (x->running) curl_multi_remove_handle(t->multi, h);
+  x->running = 0;
+  if (!x->finished) {         /* aborted */
+    x->finished = 1;
+    x->rc = CURLE_ABORTED_BY_CALLBACK;
+  }
+  if (x->rc != CURLE_OK && x->errbuf[0] == '\0')
+    snprintf(x->errbuf, sizeof x->errbuf, "%s", curl_easy_strerror(x->rc));
   curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &x->status);
 #if CF_PREREQ_GUARD
-  if (has_body) {
+  if (x->body != NULL) {
     /* The body goes with the request: count it as handed over once a send
     ** began (a failure before that, e.g. connect, cannot have reached). */
     if (x->sends > 0) x->body_read = x->body_len;
   }
 #endif
+  curl_easy_setopt(h, CURLOPT_PRIVATE, (void *)NULL);
   if (h != t->easy) curl_easy_cleanup(h);   /* the connection stays shared */
-  else curl_easy_setopt(h, CURLOPT_ERRORBUFFER, (char *)NULL);
+  else {
+    curl_easy_setopt(h, CURLOPT_ERRORBUFFER, (char *)NULL);
+    t->easy_busy = 0;
+  }
+  x->h = NULL;
 }
