@@ -76,6 +76,16 @@ static void set_int(lua_State *L, const char *k, lua_Integer v) {
   lua_setfield(L, -2, k);
 }
 
+/* err.status (where a response came back) and err.ray_id (where the
+** response had one) from exchange x, on the error table at the top. */
+static void set_response_fields(lua_State *L, const cf_exchange *x) {
+  if (x->status > 0) set_int(L, "status", x->status);
+  if (x->hdrs.ray[0]) {
+    lua_pushstring(L, x->hdrs.ray);
+    lua_setfield(L, -2, "ray_id");
+  }
+}
+
 static void push_seconds(lua_State *L, double s) {
   if (s == (double)(lua_Integer)s) lua_pushinteger(L, (lua_Integer)s);
   else lua_pushnumber(L, s);
@@ -844,11 +854,7 @@ static int interpret(lua_State *L, cf_engine *e, int k, attempt_info *ai) {
       ai->retryable = x->rewind_refused || retryable_curl(x->rc);
       ai->ambiguous = x->body != NULL && (x->body_read > 0 || x->rewind_refused);
     }
-    if (x->status > 0) set_int(L, "status", x->status);
-    if (x->hdrs.ray[0]) {
-      lua_pushstring(L, x->hdrs.ray);
-      lua_setfield(L, -2, "ray_id");
-    }
+    set_response_fields(L, x);
     return 0;
   }
   if (resp->len > 0) {
@@ -892,11 +898,7 @@ static int interpret(lua_State *L, cf_engine *e, int k, attempt_info *ai) {
   }
   if (strcmp(x->hdrs.should_retry, "true") == 0) ai->retryable = 1;
   else if (strcmp(x->hdrs.should_retry, "false") == 0) ai->retryable = 0;
-  set_int(L, "status", x->status);
-  if (x->hdrs.ray[0]) {
-    lua_pushstring(L, x->hdrs.ray);
-    lua_setfield(L, -2, "ray_id");
-  }
+  set_response_fields(L, x);
   if (ai->has_retry_after) {
     push_seconds(L, ai->retry_after);
     lua_setfield(L, -2, "retry_after");
@@ -1028,11 +1030,7 @@ static void advance(lua_State *L, cf_engine *e, int k) {
       if (lua_getfield(L, -1, "result") != LUA_TTABLE) {
         cf_error_push(L, "decode", "%s %s: the response has no result object",
                       s->x.method, s->path);
-        set_int(L, "status", s->x.status);
-        if (s->x.hdrs.ray[0]) {
-          lua_pushstring(L, s->x.hdrs.ray);
-          lua_setfield(L, -2, "ray_id");
-        }
+        set_response_fields(L, &s->x);
         lua_remove(L, -2);
         lua_remove(L, -2);
         deliver(L, e, k, 0);

@@ -8,6 +8,7 @@
 */
 #include <pthread.h>
 #include <stdio.h>
+#include <ctype.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -77,8 +78,14 @@ static size_t on_header(char *ptr, size_t size, size_t nitems, void *ud) {
   while (ve > vs && (ptr[ve - 1] == '\r' || ptr[ve - 1] == '\n' ||
                      ptr[ve - 1] == ' ' || ptr[ve - 1] == '\t')) ve--;
 #define HDR_IS(name) (nl == sizeof(name) - 1 && strncasecmp(ptr, name, nl) == 0)
-  if (HDR_IS("cf-ray"))
-    keep(x->hdrs.ray, sizeof x->hdrs.ray, ptr + vs, ve - vs);
+  if (HDR_IS("cf-ray")) {
+    /* A ray id is hex, a dash and a colo code; anything else (a proxy that
+    ** echoes request headers, say) is dropped, so err.ray_id can never
+    ** carry a credential. */
+    size_t i;
+    for (i = vs; i < ve && (isalnum((unsigned char)ptr[i]) || ptr[i] == '-'); i++) {}
+    if (i == ve) keep(x->hdrs.ray, sizeof x->hdrs.ray, ptr + vs, ve - vs);
+  }
   else if (HDR_IS("retry-after"))
     keep(x->hdrs.retry_after, sizeof x->hdrs.retry_after, ptr + vs, ve - vs);
   else if (HDR_IS("retry-after-ms"))

@@ -79,6 +79,18 @@ describe("cfaccess client faults", function()
       c:close()
     end)
 
+    it("keeps a cf-ray only when it looks like one (an echoed credential is dropped)", function()
+      local c = client{ max_retries = 0 }
+      m:fault{ action = "status", status = 500, method = "GET", headers = { ["cf-ray"] = "Bearer " .. TOKEN } }
+      local _, err = c:list_app_policies(APP)
+      assert.equal(500, err.status)
+      assert.is_nil(err.ray_id)
+      m:fault{ action = "status", status = 500, method = "GET", headers = { ["cf-ray"] = "8c2f3a9b1d4e5f60-LHR" } }
+      _, err = c:list_app_policies(APP)
+      assert.equal("8c2f3a9b1d4e5f60-LHR", err.ray_id)
+      c:close()
+    end)
+
     it("succeeds after a transient 500 and 408", function()
       local c = client()
       m:fault{ { action = "status", status = 500, method = "GET" },
