@@ -388,19 +388,7 @@ int cf_client_batch(lua_State *L) {
     check_op(L, c, &ck, i);
   }
   if (ck.count > 0) {
-    const char *path, *msg;
-    lua_rawgeti(L, ck.problems, 1);
-    lua_getfield(L, -1, "path");
-    lua_getfield(L, -2, "message");
-    path = lua_tostring(L, -2);
-    msg = lua_tostring(L, -1);
-    if (ck.count == 1)
-      cf_error_push(L, "invalid", "invalid batch: %s: %s", path, msg);
-    else
-      cf_error_push(L, "invalid", "invalid batch: %s: %s (and %d more problem%s)",
-                    path, msg, ck.count - 1, ck.count == 2 ? "" : "s");
-    lua_pushvalue(L, ck.problems);
-    lua_setfield(L, -2, "problems");
+    cf_error_invalid(L, "batch", ck.problems, ck.count);
     lua_pushnil(L);
     lua_insert(L, -2);
     return 2;

@@ -32,6 +32,12 @@
 ** error metatable. Extra fields are set by the caller with lua_setfield. */
 CF_INTERNAL void cf_error_push(lua_State *L, const char *kind,
                                const char *fmt, ...);
+/* Push an `invalid` error for the problems list at pidx ({path=, message=}
+** items; count problems in all, the list may keep fewer): err.problems is
+** that list and err.message reads "invalid <what>: <first path>: <first
+** message> (and N more problems)". */
+CF_INTERNAL void cf_error_invalid(lua_State *L, const char *what, int pidx,
+                                  int count);
 /* Create the error metatable if needed (idempotent). */
 CF_INTERNAL void cf_error_init(lua_State *L);
 

@@ -37,3 +37,24 @@ void cf_error_push(lua_State *L, const char *kind, const char *fmt, ...) {
   cf_error_init(L);
   luaL_setmetatable(L, CF_ERROR_MT);
 }
+
+void cf_error_invalid(lua_State *L, const char *what, int pidx, int count) {
+  const char *path, *msg;
+  pidx = lua_absindex(L, pidx);
+  lua_rawgeti(L, pidx, 1);
+  lua_getfield(L, -1, "path");
+  lua_getfield(L, -2, "message");
+  path = lua_tostring(L, -2);
+  msg = lua_tostring(L, -1);
+  if (path == NULL) path = "";
+  if (msg == NULL) msg = "";
+  if (count == 1)
+    cf_error_push(L, "invalid", "invalid %s: %s%s%s", what, path, *path ? ": " : "", msg);
+  else
+    cf_error_push(L, "invalid", "invalid %s: %s%s%s (and %d more problem%s)", what,
+                  path, *path ? ": " : "", msg, count - 1, count == 2 ? "" : "s");
+  lua_pushvalue(L, pidx);
+  lua_setfield(L, -2, "problems");
+  lua_replace(L, -4);   /* the error takes the first problem's slot */
+  lua_pop(L, 2);
+}

@@ -956,21 +956,7 @@ int cf_policy_encode(lua_State *L, int idx, const cf_encode_opts *o,
     return 1;
   }
   if (out) out->len = start;
-  {
-    const char *path, *msg;
-    lua_rawgeti(L, c.perr, 1);
-    lua_getfield(L, -1, "path");
-    lua_getfield(L, -2, "message");
-    path = lua_tostring(L, -2);
-    msg = lua_tostring(L, -1);
-    if (c.nprob == 1)
-      cf_error_push(L, "invalid", "invalid policy: %s%s%s", path, *path ? ": " : "", msg);
-    else
-      cf_error_push(L, "invalid", "invalid policy: %s%s%s (and %d more problem%s)",
-                    path, *path ? ": " : "", msg, c.nprob - 1, c.nprob == 2 ? "" : "s");
-    lua_pushvalue(L, c.perr);
-    lua_setfield(L, -2, "problems");
-  }
+  cf_error_invalid(L, "policy", c.perr, c.nprob);
   lua_replace(L, top + 1);
   lua_settop(L, top + 1);
   return 0;
