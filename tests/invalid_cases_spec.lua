@@ -7,14 +7,7 @@ local cjson = require("cjson").new()
 local UUID = "f174e90a-fafe-4643-bbbc-4a0ed4fc8415"
 local IDP = "ea85612a-29c8-46c2-bacb-669d65136971"
 
--- A valid base policy with `extra` merged in (false removes a field).
-local function P(extra)
-  local p = { name = "p", decision = "allow", include = { { everyone = {} } } }
-  for k, v in pairs(extra or {}) do
-    if v == false then p[k] = nil else p[k] = v end
-  end
-  return p
-end
+local P = require("testutil").policy
 local function R(rule) return P{ include = { { everyone = {} }, rule } } end
 
 local INFRA = { kind = "infrastructure" }

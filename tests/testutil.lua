@@ -21,4 +21,14 @@ function M.deep_equal(a, b, path)
   return true
 end
 
+--- A valid minimal policy with `extra` merged in (a false value removes
+-- that field), for specs that vary one field at a time.
+function M.policy(extra)
+  local p = { name = "p", decision = "allow", include = { { everyone = {} } } }
+  for k, v in pairs(extra or {}) do
+    if v == false then p[k] = nil else p[k] = v end
+  end
+  return p
+end
+
 return M

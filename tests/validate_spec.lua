@@ -9,14 +9,7 @@ local UUID = "f174e90a-fafe-4643-bbbc-4a0ed4fc8415"
 local IDP = "ea85612a-29c8-46c2-bacb-669d65136971"
 local ACCOUNT = "023e105f4ecef8ad9ca31a8372d0c353"
 
--- A valid minimal policy with `extra` fields merged in (false removes).
-local function P(extra)
-  local p = { name = "p", decision = "allow", include = { { everyone = {} } } }
-  for k, v in pairs(extra or {}) do
-    if v == false then p[k] = nil else p[k] = v end
-  end
-  return p
-end
+local P = require("testutil").policy
 
 -- The problems of an invalid policy as a { [path] = message } map, plus the error.
 local function problems(policy, opts)
