@@ -31,7 +31,7 @@ if [ -f tests/mock/cfmock.py ]; then
         "$url/__mock/apps" || { echo "embed: cannot register app $app"; exit 1; }
     done
   else
-    echo "embed: the mock did not start; the threads run encode only"
+    echo "embed: the mock did not start"; exit 1
   fi
 fi
 TSAN_OPTIONS="halt_on_error=1 exitcode=66 second_deadlock_stack=1" \
