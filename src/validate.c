@@ -21,8 +21,8 @@
 
 #define PATH_MAX_LEN 512      /* longer paths are cut, marked with "..." */
 #define MAX_DEPTH 64          /* nesting guard for pass-through values */
-#define MAX_PASS 100000       /* pass-through values visited (shared
-                                 subtables could otherwise blow up) */
+#define MAX_PASS 200000       /* pass-through values and keys visited
+                                 (shared subtables could otherwise blow up) */
 #define MAX_TEXT (16u << 20)  /* string bytes a policy may carry (16 MiB):
                                  ** shared sub-tables could otherwise make a
                                  ** small table encode to gigabytes */
@@ -783,13 +783,20 @@ static void check_value(vctx *c, const cf_field *f, int idx) {
 /* Write any JSON-encodable value (pass-through of unknown fields): strings,
 ** numbers, booleans, cjson.null, lists (keys 1..n) and string-keyed objects
 ** (keys sorted); depth-limited, so cycles end as a problem. */
+/* Charge one pass-through value or key to the visit budget; 0 once it is
+** spent (reported once). */
+static int pass_charge(vctx *c) {
+  if (c->pass_budget <= 0) return 0;
+  if (--c->pass_budget == 0) {
+    problem(c, NULL, "unknown fields too large (more than %d values and keys)", MAX_PASS);
+    return 0;
+  }
+  return 1;
+}
+
 static void write_any(vctx *c, int idx, int depth) {
   lua_State *L = c->L;
-  if (c->pass_budget <= 0) return;    /* reported once, below */
-  if (--c->pass_budget == 0) {
-    problem(c, NULL, "unknown fields too large (more than %d values)", MAX_PASS);
-    return;
-  }
+  if (c->text_budget == 0 || !pass_charge(c)) return;
   switch (lua_type(L, idx)) {
     case LUA_TSTRING: {
       size_t n;
@@ -815,6 +822,7 @@ static void write_any(vctx *c, int idx, int depth) {
     case LUA_TTABLE: {
       lua_Integer n, count = 0, i;
       int strkeys = 0, otherkeys = 0;
+      size_t keybytes = 0;
       if (depth > MAX_DEPTH) {
         problem(c, NULL, "nested more than %d levels deep (a cycle?)", MAX_DEPTH);
         return;
@@ -822,9 +830,19 @@ static void write_any(vctx *c, int idx, int depth) {
       luaL_checkstack(L, 16, "cfaccess: nesting");
       n = (lua_Integer)lua_rawlen(L, idx);
       lua_pushnil(L);
+      /* Every key is charged, and the key bytes before they are sorted or
+      ** checked: a table reachable many times through shared subtables
+      ** must not cost more than the budgets allow. */
       while (lua_next(L, idx)) {
         lua_pop(L, 1);
-        if (lua_type(L, -1) == LUA_TSTRING) strkeys++;
+        if (!pass_charge(c)) {
+          lua_pop(L, 1);
+          return;
+        }
+        if (lua_type(L, -1) == LUA_TSTRING) {
+          strkeys++;
+          keybytes += lua_rawlen(L, -1);
+        }
         else if (lua_isinteger(L, -1) && lua_tointeger(L, -1) >= 1 &&
                  lua_tointeger(L, -1) <= n) count++;
         else otherkeys++;
@@ -835,14 +853,16 @@ static void write_any(vctx *c, int idx, int depth) {
       }
       if (strkeys) {
         size_t m, k;
-        keyref *ks = sorted_keys(L, idx, &m);
+        keyref *ks;
+        if (!take_text(c, keybytes)) return;
+        ks = sorted_keys(L, idx, &m);
         WC(c, '{');
         for (k = 0; k < m; k++) {
           size_t old;
           if (k) WC(c, ',');
           old = path_key(c, ks[k].s, ks[k].n);
           if (!cf_is_utf8(ks[k].s, ks[k].n)) problem(c, NULL, "field name is not valid UTF-8");
-          else if (take_text(c, ks[k].n)) w_string(c, ks[k].s, ks[k].n);
+          else w_string(c, ks[k].s, ks[k].n);
           WC(c, ':');
           lua_pushlstring(L, ks[k].s, ks[k].n);
           lua_rawget(L, idx);

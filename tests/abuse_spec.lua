@@ -550,6 +550,27 @@ describe("fuzz regressions", function()
     assert(ok, "(" .. tostring(how) .. " " .. tostring(rc) .. ") " .. out)
   end)
 
+  it("fuzz_encode timeout-dag-huge-keys: huge keys and sparse tables reachable " ..
+     "many ways cost no more than the budgets allow", function()
+    local ok, how, rc, out = child([[
+      local core = require("cfaccess.core")
+      local big = string.rep("k", 100 * 1024)
+      local wide = { [big .. "1"] = 1, [big .. "2"] = 2 }   -- 200 KB of keys
+      local sparse = {}
+      for i = 1, 100000, 2 do sparse[i] = i end             -- not a list
+      for _, leaf in ipairs{ wide, sparse } do
+        local d = leaf
+        for _ = 1, 20 do d = { l = d, r = d } end
+        local p = { name = "n", decision = "allow", include = { { everyone = {} } }, extra = d }
+        for _, f in ipairs{ core.validate, core.encode } do
+          local r, err = f(p, { allow_unknown = true })
+          assert(r == nil and err.kind == "invalid", "accepted")
+        end
+      end
+    ]], 20)
+    assert(ok, "(" .. tostring(how) .. " " .. tostring(rc) .. ") " .. tostring(out))
+  end)
+
   it("fuzz_response result-null-no-err: success with result null returns a table or nil, err", function()
     local srv = assert(socket.bind("127.0.0.1", 0))
     local _, port = srv:getsockname()
