@@ -99,6 +99,11 @@ CF_INTERNAL int cf_is_email(const char *s, size_t n);
 CF_INTERNAL int cf_is_uuid(const char *s, size_t n);
 CF_INTERNAL int cf_is_hex32(const char *s, size_t n);
 CF_INTERNAL int cf_is_country(const char *s, size_t n);       /* ISO 3166-1 a2 */
+/* Case-insensitive optimal-string-alignment distance (Levenshtein plus
+** adjacent transpositions), for "did you mean"; (size_t)-1 when either
+** string is longer than 64 bytes. */
+CF_INTERNAL size_t cf_edit_distance(const char *a, size_t an, const char *b,
+                                    size_t bn);
 
 /* ---- client (client.c, transport.c) ---------------------------------- */
 

@@ -175,26 +175,6 @@ static const char *const option_names[] = {
   "max_response_bytes", "cafile", "proxy", "user_agent", "on_log", NULL
 };
 
-/* Edit distance, for "did you mean" (short names only). */
-static size_t edit_distance(const char *a, const char *b) {
-  size_t la = strlen(a), lb = strlen(b), i, j, row[64];
-  if (la >= 63 || lb >= 63) return 99;
-  for (j = 0; j <= lb; j++) row[j] = j;
-  for (i = 1; i <= la; i++) {
-    size_t prev = row[0], tmp;
-    row[0] = i;
-    for (j = 1; j <= lb; j++) {
-      size_t best = prev + (a[i - 1] == b[j - 1] ? 0 : 1);
-      if (row[j] + 1 < best) best = row[j] + 1;
-      if (row[j - 1] + 1 < best) best = row[j - 1] + 1;
-      tmp = row[j];
-      row[j] = best;
-      prev = tmp;
-    }
-  }
-  return row[lb];
-}
-
 /* Check that every key of the table at idx is in names; else push a
 ** `usage` error naming the first unknown key and return 0. */
 static int check_keys(lua_State *L, int idx, const char *const *names,
@@ -214,7 +194,7 @@ static int check_keys(lua_State *L, int idx, const char *const *names,
     for (i = 0; names[i]; i++) {
       size_t d;
       if (strcmp(k, names[i]) == 0) break;
-      d = edit_distance(k, names[i]);
+      d = cf_edit_distance(k, strlen(k), names[i], strlen(names[i]));
       if (d < bestd) { bestd = d; best = names[i]; }
     }
     if (names[i] == NULL) {

@@ -294,3 +294,29 @@ int cf_is_country(const char *s, size_t n) {
   }
   return 0;
 }
+
+/* ---- did you mean ---------------------------------------------------- */
+
+static int lower(int ch) { return ch >= 'A' && ch <= 'Z' ? ch + 32 : ch; }
+
+size_t cf_edit_distance(const char *a, size_t an, const char *b, size_t bn) {
+  int d[65][65];
+  size_t i, j;
+  if (an > 64 || bn > 64) return (size_t)-1;
+  for (i = 0; i <= an; i++) d[i][0] = (int)i;
+  for (j = 0; j <= bn; j++) d[0][j] = (int)j;
+  for (i = 1; i <= an; i++)
+    for (j = 1; j <= bn; j++) {
+      int cost = lower((unsigned char)a[i - 1]) != lower((unsigned char)b[j - 1]);
+      int v = d[i - 1][j] + 1;
+      if (d[i][j - 1] + 1 < v) v = d[i][j - 1] + 1;
+      if (d[i - 1][j - 1] + cost < v) v = d[i - 1][j - 1] + cost;
+      if (i > 1 && j > 1 &&
+          lower((unsigned char)a[i - 1]) == lower((unsigned char)b[j - 2]) &&
+          lower((unsigned char)a[i - 2]) == lower((unsigned char)b[j - 1]) &&
+          d[i - 2][j - 2] + 1 < v)
+        v = d[i - 2][j - 2] + 1;
+      d[i][j] = v;
+    }
+  return (size_t)d[an][bn];
+}

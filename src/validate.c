@@ -304,42 +304,17 @@ static int is_null(lua_State *L, int idx) {
 
 /* ---- did you mean -------------------------------------------------------------- */
 
-static int lower(int ch) { return ch >= 'A' && ch <= 'Z' ? ch + 32 : ch; }
-
-/* Case-insensitive optimal-string-alignment distance (Levenshtein plus
-** adjacent transpositions); both strings at most 64 bytes. */
-static int edit_distance(const char *a, size_t an, const char *b, size_t bn) {
-  int d[65][65];
-  size_t i, j;
-  for (i = 0; i <= an; i++) d[i][0] = (int)i;
-  for (j = 0; j <= bn; j++) d[0][j] = (int)j;
-  for (i = 1; i <= an; i++)
-    for (j = 1; j <= bn; j++) {
-      int cost = lower((unsigned char)a[i - 1]) != lower((unsigned char)b[j - 1]);
-      int v = d[i - 1][j] + 1;
-      if (d[i][j - 1] + 1 < v) v = d[i][j - 1] + 1;
-      if (d[i - 1][j - 1] + cost < v) v = d[i - 1][j - 1] + cost;
-      if (i > 1 && j > 1 &&
-          lower((unsigned char)a[i - 1]) == lower((unsigned char)b[j - 2]) &&
-          lower((unsigned char)a[i - 2]) == lower((unsigned char)b[j - 1]) &&
-          d[i - 2][j - 2] + 1 < v)
-        v = d[i - 2][j - 2] + 1;
-      d[i][j] = v;
-    }
-  return d[an][bn];
-}
-
 /* The schema name closest to k, or NULL when nothing is close. */
 static const char *suggest(const cf_schema *s, const char *k, size_t n) {
   const char *best = NULL;
-  int bestd = 1 << 20;
+  size_t bestd = (size_t)-1;
   unsigned i;
   if (n == 0 || n > 64) return NULL;
   for (i = 0; i < s->n; i++) {
     const cf_field *f = &s->fields[i];
     size_t longer = f->len > n ? f->len : n;
-    int d = edit_distance(k, n, f->name, f->len);
-    if ((size_t)d * 3 <= longer && d < bestd) { bestd = d; best = f->name; }
+    size_t d = cf_edit_distance(k, n, f->name, f->len);
+    if (d <= longer / 3 && d < bestd) { bestd = d; best = f->name; }
   }
   return best;
 }
