@@ -328,16 +328,10 @@ end)
 
 describe("abuse: the mock", function()
   local m
-  setup(function()
-    m = mockctl.start{ token = TOKEN }
-  end)
-  teardown(function()
-    if m then m:stop() end
-  end)
-  before_each(function()
-    m:reset()
-    m:app("accounts", ACCT, APP)
-  end)
+  local hooks = mockctl.block_hooks({ token = TOKEN }, { { "accounts", ACCT, APP } }, function(mock) m = mock end)
+  setup(hooks.setup)
+  teardown(hooks.teardown)
+  before_each(hooks.before_each)
 
   it("Retry-After of a year: fails at once with err.retry_after", function()
     m:fault{ action = "rate_limit", retry_after = 31536000 }

@@ -23,20 +23,14 @@ end
 
 describe("client:batch", function()
   local m, lines
-
-  setup(function()
-    m = mockctl.start{ token = TOKEN }
-  end)
-
-  teardown(function()
-    if m then m:stop() end
-  end)
+  local hooks = mockctl.block_hooks({ token = TOKEN },
+    { { "accounts", ACCT, APP }, { "accounts", ACCT, APP2 }, { "accounts", ACCT, APP3 } },
+    function(mock) m = mock end)
+  setup(hooks.setup)
+  teardown(hooks.teardown)
+  before_each(hooks.before_each)
 
   before_each(function()
-    m:reset()
-    m:app("accounts", ACCT, APP)
-    m:app("accounts", ACCT, APP2)
-    m:app("accounts", ACCT, APP3)
     lines = {}
   end)
 

@@ -20,18 +20,12 @@ end
 
 describe("cfaccess client faults", function()
   local m, lines, errors
-
-  setup(function()
-    m = mockctl.start{ token = TOKEN }
-  end)
-
-  teardown(function()
-    if m then m:stop() end
-  end)
+  local hooks = mockctl.block_hooks({ token = TOKEN }, { { "accounts", ACCT, APP } }, function(mock) m = mock end)
+  setup(hooks.setup)
+  teardown(hooks.teardown)
+  before_each(hooks.before_each)
 
   before_each(function()
-    m:reset()
-    m:app("accounts", ACCT, APP)
     lines = {}
   end)
 

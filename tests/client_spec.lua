@@ -21,21 +21,12 @@ local function contains(s, needle) return s:find(needle, 1, true) ~= nil end
 
 describe("cfaccess client", function()
   local m
-
-  setup(function()
-    m = mockctl.start{ token = TOKEN }
-  end)
-
-  teardown(function()
-    if m then m:stop() end
-  end)
-
-  before_each(function()
-    m:reset()
-    m:app("accounts", ACCT, APP)
-    m:app("accounts", ACCT, INFRA, "infrastructure")
-    m:app("zones", ZONE, ZAPP)
-  end)
+  local hooks = mockctl.block_hooks({ token = TOKEN },
+    { { "accounts", ACCT, APP }, { "accounts", ACCT, INFRA, "infrastructure" }, { "zones", ZONE, ZAPP } },
+    function(mock) m = mock end)
+  setup(hooks.setup)
+  teardown(hooks.teardown)
+  before_each(hooks.before_each)
 
   local function client(opts)
     local o = { account_id = ACCT, api_token = TOKEN, base_url = m.base_url,

@@ -95,19 +95,11 @@ local function codes(resp)
 end
 
 describe("cfmock", function()
-  setup(function()
-    m = mockctl.start{ token = TOKEN, api_key = API_KEY, email = EMAIL }
-  end)
-
-  teardown(function()
-    if m then m:stop() end
-  end)
-
-  before_each(function()
-    m:reset()
-    m:app("accounts", ACCT, APP)
-    m:app("zones", ZONE, ZAPP)
-  end)
+  local hooks = mockctl.block_hooks({ token = TOKEN, api_key = API_KEY, email = EMAIL },
+    { { "accounts", ACCT, APP }, { "zones", ZONE, ZAPP } }, function(mock) m = mock end)
+  setup(hooks.setup)
+  teardown(hooks.teardown)
+  before_each(hooks.before_each)
 
   describe("startup", function()
     it("reports its port, pid and base URL", function()

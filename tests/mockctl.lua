@@ -222,4 +222,26 @@ function Mock:stderr()
   return read_file(self.err_file) or ""
 end
 
+--- Hooks that give a busted describe block one mock; register them with
+-- setup(h.setup), teardown(h.teardown), before_each(h.before_each). The mock
+-- is started with `opts` (as for start) and handed to `set`, stopped at the
+-- end, and reset before each test with `apps` registered (a list of
+-- { scope, scope_id, app_id [, type] }).
+function M.block_hooks(opts, apps, set)
+  local m
+  return {
+    setup = function()
+      m = M.start(opts)
+      set(m)
+    end,
+    teardown = function()
+      if m then m:stop() end
+    end,
+    before_each = function()
+      m:reset()
+      for _, a in ipairs(apps) do m:app(table.unpack(a)) end
+    end,
+  }
+end
+
 return M

@@ -29,19 +29,10 @@ end
 
 describe("pacing under concurrency", function()
   local m
-
-  setup(function()
-    m = mockctl.start{ token = TOKEN }
-  end)
-
-  teardown(function()
-    if m then m:stop() end
-  end)
-
-  before_each(function()
-    m:reset()
-    m:app("accounts", ACCT, APP)
-  end)
+  local hooks = mockctl.block_hooks({ token = TOKEN }, { { "accounts", ACCT, APP } }, function(mock) m = mock end)
+  setup(hooks.setup)
+  teardown(hooks.teardown)
+  before_each(hooks.before_each)
 
   it("never exceeds 20 requests in any 2 s window (server timestamps)", function()
     local c = assert(core.client{ account_id = ACCT, api_token = TOKEN, base_url = m.base_url,
