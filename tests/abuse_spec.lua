@@ -104,15 +104,9 @@ while True:
     threading.Thread(target=serve, args=(c,), daemon=True).start()
 ]==]
 
-local function q(s) return "'" .. s:gsub("'", "'\\''") .. "'" end
+local q = mockctl.shell_quote
 
-local function read_file(path)
-  local f = io.open(path, "rb")
-  if not f then return nil end
-  local s = f:read("a")
-  f:close()
-  return s
-end
+local read_file = mockctl.read_file
 
 local script_path
 local function raw_server(mode)

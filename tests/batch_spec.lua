@@ -305,13 +305,7 @@ describe("client:batch over HTTP/2", function()
     return ok, out
   end
 
-  local function readfile(path)
-    local f = io.open(path, "rb")
-    if not f then return nil end
-    local s = f:read("a")
-    f:close()
-    return s
-  end
+  local readfile = mockctl.read_file
 
   teardown(function()
     local pid = pidfile and readfile(pidfile)

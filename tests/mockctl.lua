@@ -43,13 +43,15 @@ function M.shell_quote(s)
 end
 local q = M.shell_quote
 
-local function read_file(path)
+--- The whole file at path, or nil when it cannot be opened.
+function M.read_file(path)
   local f = io.open(path, "rb")
   if not f then return nil end
   local s = f:read("a")
   f:close()
   return s
 end
+local read_file = M.read_file
 
 -- Is `pid` still a live process (not gone, not a zombie)?
 local function alive(pid)
