@@ -1244,16 +1244,20 @@ static int check_id(lua_State *L, int idx, const char *name, int allow_hex32) {
   return 0;
 }
 
-/* Percent-encode s (ids are validated already; this is belt and braces).
-** Pushes the result. */
+/* Push s for a URL path: as it is when every byte is unreserved (RFC 3986;
+** validated ids always are), else percent-encoded (belt and braces). */
 static const char *push_escaped(lua_State *L, cf_client *c, const char *s) {
-  char *e = curl_easy_escape(c->tr.easy, s, 0);
-  const char *r;
+  const char *p;
+  char *e;
+  for (p = s; (*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
+              (*p >= '0' && *p <= '9') || *p == '-' || *p == '.' || *p == '_' ||
+              *p == '~'; p++) {}
+  if (*p == '\0') return lua_pushstring(L, s);
+  e = curl_easy_escape(c->tr.easy, s, 0);
   if (e == NULL) luaL_error(L, "cfaccess: not enough memory");
   lua_pushstring(L, e);   /* raises only without memory */
   curl_free(e);
-  r = lua_tostring(L, -1);
-  return r;
+  return lua_tostring(L, -1);
 }
 
 /* Read the encoding options of an app-policy method at idx and pick the

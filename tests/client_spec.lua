@@ -367,6 +367,35 @@ describe("cfaccess client", function()
       c:close()
     end)
 
+    it("decodes results: integral numbers as integers, null members dropped", function()
+      local c = assert(client())
+      local id = "00000000-0000-4000-8000-000000000001"
+      m:fault{ action = "status", status = 200, method = "GET", body = '{"success":true,'
+        .. '"errors":[],"messages":[],"result":{"id":"' .. id .. '","precedence":3,'
+        .. '"half":1.5,"neg":-2,"zero":-0.0,"big":1e300,"exp":2e3,"gone":null,'
+        .. '"deep":{"list":[1,2.5,null,[4,{"n":5,"x":null}]],"empty":[],"obj":{}},'
+        .. '"huge":18446744073709551616}}' }
+      local r = assert(c:get_app_policy(APP, id))
+      assert.equal(id, r.id)
+      for _, k in ipairs{ "precedence", "neg", "zero", "exp" } do
+        assert.equal("integer", math.type(r[k]), k)
+      end
+      assert.same({ 3, -2, 0, 2000 }, { r.precedence, r.neg, r.zero, r.exp })
+      for _, k in ipairs{ "half", "big", "huge" } do assert.equal("float", math.type(r[k]), k) end
+      assert.is_nil(r.gone)
+      assert.equal(nil, next(r.deep.empty))
+      assert.equal(nil, next(r.deep.obj))
+      local list = r.deep.list
+      assert.equal(4, #list)
+      assert.equal("integer", math.type(list[1]))
+      assert.equal(2.5, list[2])
+      assert.equal("userdata", type(list[3]))              -- null kept: it holds a place
+      assert.equal("integer", math.type(list[4][1]))
+      assert.same({ n = 5 }, list[4][2])
+      assert.equal("integer", math.type(list[4][2].n))
+      c:close()
+    end)
+
     it("sends the infrastructure body when asked", function()
       local c = assert(client())
       local r, err = c:create_app_policy(INFRA, policy("ssh", {
