@@ -25,7 +25,7 @@ SRCS        := $(sort $(wildcard src/*.c))
 OBJS        := $(patsubst src/%.c,$(O)/obj/%.o,$(SRCS))
 HDRS        := $(wildcard src/*.h)
 
-.PHONY: all deps test test-only asan valgrind lint demo mock bench clean luarocks-check
+.PHONY: all deps test test-only asan valgrind lint demo mock bench bench-instr clean luarocks-check
 
 all: $(SO)
 
@@ -78,6 +78,12 @@ mock:
 bench: deps
 	@$(MAKE) --no-print-directory all
 	@sh bench/run.sh
+
+# Userland instructions per request, client vs C floor (valgrind; the same
+# on every run, where req/s moves with whatever else shares the machine).
+bench-instr: deps
+	@$(MAKE) --no-print-directory all
+	@sh bench/run.sh instr
 
 # `luarocks make` into a throwaway tree, then require it from that tree.
 luarocks-check: all

@@ -13,6 +13,8 @@
 #              with 8 in flight
 #   others     the curl command spawned per request; LuaSocket socket.http
 #   rss        VmRSS growth of one process over a batch of 100,000 ops
+# `bench/run.sh instr` (make bench-instr) prints instead the userland
+# instructions per request of seq and batch against the two C floors.
 # Knobs: ROUNDS (5), N (3000 sequential requests), NB (10000 batched ops),
 # NCLI (100 curl spawns), NSOCK (500), NRSS (100000), CONC (8).
 set -eu
@@ -64,6 +66,40 @@ app=f174e90a-fafe-4643-bbbc-4a0ed4fc8415
 base="http://127.0.0.1:$port/client/v4"
 url="$base/accounts/023e105f4ecef8ad9ca31a8372d0c353/access/apps/$app/policies"
 "$LUA" bench/client.lua body "$dir/body.json"   # floor.c and curl send the same bytes
+
+if [ "${1:-}" = instr ]; then
+  # Userland instructions per request under valgrind (the same count on
+  # every run, unlike req/s on a shared machine): each program runs twice,
+  # with 200 and 1200 requests, and the difference / 1000 leaves out start-up.
+  command -v valgrind >/dev/null 2>&1 || { echo "bench: valgrind not found (make deps)" >&2; exit 1; }
+  irefs() {   # irefs N CMD...: the instruction count of CMD with @N@ -> N
+    n=$1; shift
+    for a in "$@"; do shift; [ "$a" = @N@ ] && a=$n; set -- "$@" "$a"; done
+    valgrind --tool=callgrind --callgrind-out-file=/dev/null "$@" 2>&1 >/dev/null |
+      awk '/refs:/ { gsub(",", "", $4); print $4 }'
+  }
+  per_op() {   # per_op LABEL CMD...
+    label=$1; shift
+    a=$(irefs 200 "$@") b=$(irefs 1200 "$@")
+    echo "$label $(( (b - a) / 1000 ))"
+  }
+  echo "bench: userland instructions per request (valgrind); libcurl $(curl-config --version 2>/dev/null | cut -d' ' -f2)"
+  {
+    per_op floor "$dir/floor" "$url" "$dir/body.json" @N@
+    per_op seq "$LUA" bench/client.lua seq "$base" @N@
+    per_op floor_multi "$dir/floor" "$url" "$dir/body.json" @N@ "$CONC"
+    per_op batch "$LUA" bench/client.lua batch "$base" @N@ "$CONC"
+  } | awk -v conc="$CONC" '{ v[$1] = $2 }
+    END {
+      printf "| %-36s | %12s | %-22s |\n", "benchmark", "instr/op", "client / floor"
+      printf "|%s|%s|%s|\n", "--------------------------------------", "--------------", "------------------------"
+      printf "| %-36s | %12d | %-22s |\n", "sequential create_app_policy", v["seq"], sprintf("%.2fx", v["seq"] / v["floor"])
+      printf "| %-36s | %12d | %-22s |\n", "C floor: one reused libcurl handle", v["floor"], ""
+      printf "| %-36s | %12d | %-22s |\n", sprintf("client:batch, concurrency %d", conc), v["batch"], sprintf("%.2fx", v["batch"] / v["floor_multi"])
+      printf "| %-36s | %12d | %-22s |\n", sprintf("C floor: curl multi, %d in flight", conc), v["floor_multi"], ""
+    }'
+  exit 0
+fi
 
 echo "bench: nginx 127.0.0.1:$port; $pinned; $ROUNDS rounds; libcurl $(curl-config --version 2>/dev/null | cut -d' ' -f2)"
 "$dir/floor" "$url" "$dir/body.json" 200 >/dev/null             # warm up
@@ -121,5 +157,10 @@ END {
   printf "| %-44s | %-6s | %10s | %10d | %10s | %9s | %-28s |\n", sprintf("RSS growth: %d ops, batches of 1000", nrss), "KB", "", g, "", "", sprintf("[< 5120] %s", g < 5120 ? "ok" : "MISS")
   printf "| %-44s | %-6s | %10s | %10d | %10s | %9s | %-28s |\n", sprintf("RSS growth: one batch of %d, all held", nrss), "KB", "", held, "", "", sprintf("results take %d KB of Lua heap", heap)
   printf "\nRSS: %d KB before and %d KB after %d ops in batches of 1,000 (results dropped);\none batch of %d deletes grows RSS by %d KB while its results (%d KB of Lua heap) are held.\n", before, after, nrss, nrss, held, heap
+  printf "per round (same-round pairs, so slow drift in the machine cancels):\n  seq/floor:"
+  for (i = 1; i <= n["seq"] && i <= n["floor"]; i++) printf " %.2f", v["seq", i] / v["floor", i]
+  printf "\n  batch/C multi:"
+  for (i = 1; i <= n["batch"] && i <= n["floor_multi"]; i++) printf " %.2f", v["batch", i] / v["floor_multi", i]
+  printf "\n"
   printf "req/s: higher is better; us/op and KB: lower is better. CPU is user+system of the client process\n(curl command: with its children). Rows run alternately in each round, so they share the machine'"'"'s noise.\n"
 }' "$out"
