@@ -114,6 +114,8 @@ static void zero_secrets(cf_client *c) {
   /* The header strings hold the token/key. */
   for (p = c->hdrs; p != NULL; p = p->next)
     if (p->data) memset(p->data, 0, strlen(p->data));
+  c->secret = NULL;
+  c->secret_len = 0;
 }
 
 static void client_release(cf_client *c) {
@@ -446,6 +448,55 @@ static void read_ratelimit(cf_client *c, const char *v) {
   if (wait > c->max_retry_wait) wait = c->max_retry_wait;
   until = now_mono() + wait;
   if (until > c->not_before) c->not_before = until;
+}
+
+/* Where needle (n > 0 bytes) first occurs in s[0..len), or NULL. */
+static const char *find_bytes(const char *s, size_t len, const char *needle, size_t n) {
+  const char *end = s + len;
+  while ((size_t)(end - s) >= n) {
+    const char *p = (const char *)memchr(s, needle[0], (size_t)(end - s) - n + 1);
+    if (p == NULL) return NULL;
+    if (memcmp(p, needle, n) == 0) return p;
+    s = p + 1;
+  }
+  return NULL;
+}
+
+/* A server (or a proxy in front of it) may echo what it was sent: every
+** string of the error envelope at idx that holds the client's credential
+** gets "[redacted]" in its place before any of it reaches err or on_log.
+** Error paths only; depth is bounded by the decoder's nesting limit. */
+static void redact(lua_State *L, const cf_client *c, int idx) {
+  idx = lua_absindex(L, idx);
+  if (c->secret_len == 0 || lua_type(L, idx) != LUA_TTABLE) return;
+  luaL_checkstack(L, 6, "cfaccess: JSON too deep");
+  lua_pushnil(L);
+  while (lua_next(L, idx) != 0) {
+    size_t len = 0;
+    const char *s = NULL, *hit = NULL;
+    int t = lua_type(L, -1);
+    if (t == LUA_TTABLE) redact(L, c, -1);
+    else if (t == LUA_TSTRING) {
+      s = lua_tolstring(L, -1, &len);
+      hit = find_bytes(s, len, c->secret, c->secret_len);
+    }
+    if (hit != NULL) {
+      luaL_Buffer b;
+      luaL_buffinit(L, &b);
+      do {
+        luaL_addlstring(&b, s, (size_t)(hit - s));
+        luaL_addstring(&b, "[redacted]");
+        len -= (size_t)(hit - s) + c->secret_len;
+        s = hit + c->secret_len;
+      } while ((hit = find_bytes(s, len, c->secret, c->secret_len)) != NULL);
+      luaL_addlstring(&b, s, len);
+      luaL_pushresult(&b);
+      lua_pushvalue(L, -3);
+      lua_insert(L, -2);
+      lua_rawset(L, idx);   /* an existing key: allowed while traversing */
+    }
+    lua_pop(L, 1);
+  }
 }
 
 /* Fill err (on top) from the envelope at env (or none): errors, messages,
@@ -847,6 +898,7 @@ static int interpret(lua_State *L, cf_engine *e, int k, attempt_info *ai) {
       int ok = lua_toboolean(L, -1);
       lua_pop(L, 1);
       if (st == LUA_TBOOLEAN && ok) return 1;       /* envelope on top */
+      redact(L, e->c, env);
       if (st == LUA_TBOOLEAN) {
         int code;
         const char *m = first_error(L, env, &code);
@@ -863,7 +915,9 @@ static int interpret(lua_State *L, cf_engine *e, int k, attempt_info *ai) {
     }
   } else {
     int code;
-    const char *m = first_error(L, env, &code);
+    const char *m;
+    redact(L, e->c, env);
+    m = first_error(L, env, &code);
     if (m && code)
       cf_error_push(L, "api", "%s %s: HTTP %d: %s (code %d)", method, path,
                     (int)x->status, m, code);
@@ -1763,6 +1817,13 @@ static int client_new(lua_State *L) {
                    !add_header(&c->hdrs, "X-Auth-Key", "", key.value))) {
     client_release(c);
     return luaL_error(L, "cfaccess: not enough memory");
+  }
+  {  /* the credential is the value of the last header */
+    struct curl_slist *last = c->hdrs;
+    while (last->next != NULL) last = last->next;
+    c->secret = strchr(last->data, ':') + 2;
+    if (tok.value) c->secret += strlen("Bearer ");
+    c->secret_len = strlen(c->secret);
   }
   if (ua == NULL) {
     const curl_version_info_data *vi = curl_version_info(CURLVERSION_NOW);

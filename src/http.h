@@ -130,6 +130,8 @@ CF_INTERNAL void cf_transport_finish(cf_transport *t, cf_exchange *x);
 typedef struct cf_client {
   cf_transport tr;
   struct curl_slist *hdrs;  /* "Content-Type" first: hdrs->next = no body */
+  const char *secret;       /* the token or key, inside hdrs' last string */
+  size_t secret_len;
   char *base;               /* base URL, no trailing '/' (malloc) */
   char scope[48];           /* "accounts/<id>" or "zones/<id>" */
   int zone;                 /* zone-scoped client */

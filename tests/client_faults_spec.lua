@@ -498,5 +498,52 @@ describe("cfaccess client faults", function()
       end
       c:close(); bad:close(); dead:close()
     end)
+
+    -- A server or proxy that echoes the request back into its error text.
+    local function echoing(secret, status)
+      local cjson = require("cjson")
+      return { action = "status", status = status, method = "GET", body = cjson.encode{
+        success = false, result = cjson.null,
+        errors = { { code = 10000, message = "bad credential " .. secret .. " (" .. secret .. ")",
+                     documentation_url = "https://example.com/?k=" .. secret,
+                     source = { pointer = "/" .. secret } } },
+        messages = { { code = 1, message = secret } } } }
+    end
+
+    local function all_strings(v, out)
+      out = out or {}
+      if type(v) == "string" then out[#out + 1] = v
+      elseif type(v) == "table" then for k, x in pairs(v) do all_strings(k, out); all_strings(x, out) end end
+      return out
+    end
+
+    it("are redacted from error text a server echoes back", function()
+      local KEY = "k3y-faults-spec-S3CRET"
+      local cases = {
+        { client(), TOKEN, 403 },
+        { client(), TOKEN, 200 },                                     -- success=false on a 200
+        { assert(core.client{ account_id = ACCT, api_key = KEY, api_email = "ops@example.com",
+                              base_url = m.base_url, rate_limit = false, max_retries = 1,
+                              on_log = function(level, msg) lines[#lines + 1] = level .. " " .. msg end }),
+          KEY, 403 },
+      }
+      for _, case in ipairs(cases) do
+        local c, secret, status = case[1], case[2], case[3]
+        lines = {}
+        m:fault(echoing(secret, status))
+        m:fault(echoing(secret, 500))
+        local r, err = c:list_app_policies(APP)
+        assert.is_nil(r)
+        assert.equal("api", err.kind)
+        local text = table.concat(all_strings(err), "\n") .. tostring(err) .. table.concat(lines, "\n")
+        assert.falsy(text:find(secret, 1, true))
+        assert.equal("bad credential [redacted] ([redacted])", err.errors[1].message)
+        assert.equal("https://example.com/?k=[redacted]", err.errors[1].documentation_url)
+        assert.equal("/[redacted]", err.errors[1].source.pointer)
+        assert.equal("[redacted]", err.messages[1].message)
+        assert.truthy(tostring(err):find("bad credential [redacted]", 1, true))
+        c:close()
+      end
+    end)
   end)
 end)
