@@ -212,21 +212,26 @@ static int check_keys(lua_State *L, int idx, const char *const *names,
   return 1;
 }
 
+/* Push option `name` of the table at idx when it has type want (returns
+** 1); absent: pushes nothing, returns 0; another type: pushes a usage error
+** saying it expected `what`, returns -1. */
+static int opt_get(lua_State *L, int idx, const char *name, int want,
+                   const char *what) {
+  int t = lua_getfield(L, idx, name);
+  if (t == want) return 1;
+  lua_pop(L, 1);
+  if (t == LUA_TNIL) return 0;
+  cf_error_push(L, "usage", "client option %s: expected %s, got %s", name, what,
+                lua_typename(L, t));
+  return -1;
+}
+
 /* Read an optional string option; *v stays NULL when absent. A string with
 ** CR/LF/NUL is refused (it may end up in a header or URL). */
 static int opt_string(lua_State *L, int idx, const char *name, const char **v) {
   size_t n;
-  int t = lua_getfield(L, idx, name);
-  if (t == LUA_TNIL) {
-    lua_pop(L, 1);
-    return 1;
-  }
-  if (t != LUA_TSTRING) {
-    cf_error_push(L, "usage", "client option %s: expected a string, got %s",
-                  name, lua_typename(L, t));
-    lua_remove(L, -2);
-    return 0;
-  }
+  int got = opt_get(L, idx, name, LUA_TSTRING, "a string");
+  if (got <= 0) return got == 0;
   *v = lua_tolstring(L, -1, &n);
   lua_pop(L, 1);  /* still referenced by the options table */
   if (n == 0) {
@@ -245,18 +250,9 @@ static int opt_string(lua_State *L, int idx, const char *name, const char **v) {
 ** integer is set, an integral value. */
 static int opt_number(lua_State *L, int idx, const char *name, double *v,
                       double min, int incl, int integer) {
-  int t = lua_getfield(L, idx, name);
   double d;
-  if (t == LUA_TNIL) {
-    lua_pop(L, 1);
-    return 1;
-  }
-  if (t != LUA_TNUMBER) {
-    cf_error_push(L, "usage", "client option %s: expected a number, got %s",
-                  name, lua_typename(L, t));
-    lua_remove(L, -2);
-    return 0;
-  }
+  int got = opt_get(L, idx, name, LUA_TNUMBER, "a number");
+  if (got <= 0) return got == 0;
   d = lua_tonumber(L, -1);
   if (d != d || d > 1e15 || (incl ? d < min : d <= min) ||
       (integer && d != (double)(long long)d)) {
@@ -1765,13 +1761,11 @@ static int client_new(lua_State *L) {
     return fail(L);
   }
   lua_pop(L, 1);
-  t = lua_getfield(L, 1, "on_log");
-  if (t != LUA_TNIL && t != LUA_TFUNCTION) {
-    cf_error_push(L, "usage", "client option on_log: expected a function, got %s",
-                  lua_typename(L, t));
-    return fail(L);
+  switch (opt_get(L, 1, "on_log", LUA_TFUNCTION, "a function")) {
+    case -1: return fail(L);
+    case 1: lua_pop(L, 1); break;
+    default: break;
   }
-  lua_pop(L, 1);
   if (!cf_transport_global_init()) {
     cf_error_push(L, "network", "curl_global_init failed");
     return fail(L);

@@ -90,6 +90,15 @@ describe("cfaccess client", function()
         assert.is_nil(c, "case " .. i)
         assert.equal("usage", err.kind, "case " .. i .. ": " .. tostring(err))
       end
+      for opt, msg in pairs{
+        timeout = { "5", "client option timeout: expected a number, got string" },
+        cafile = { 1, "client option cafile: expected a string, got number" },
+        on_log = { "print", "client option on_log: expected a function, got string" },
+        max_retries = { 1.5, "client option max_retries: expected an integer >= 0, got 1.5" },
+      } do
+        local _, err = client{ [opt] = msg[1] }
+        assert.equal(msg[2], err.message)
+      end
     end)
 
     it("refuses plain http to a non-loopback host before any connection", function()
