@@ -42,14 +42,6 @@ describe("client:batch", function()
     return assert(core.client(o))
   end
 
-  local function count(method)
-    local n = 0
-    for _, q in ipairs(m:log()) do
-      if method == nil or q.method == method then n = n + 1 end
-    end
-    return n
-  end
-
   it("runs mixed ops and returns results in input order", function()
     local c = client()
     local existing = assert(c:create_app_policy(APP, policy("existing")))
@@ -210,7 +202,7 @@ describe("client:batch", function()
     assert.is_false(results[3].ok)
     assert.equal("invalid", results[3].err.kind)
     assert.equal("ops[3].policy.decision", results[3].err.problems[1].path)
-    assert.equal(3, count("POST"))
+    assert.equal(3, m:count("POST"))
     c:close()
   end)
 
@@ -227,7 +219,7 @@ describe("client:batch", function()
       assert.equal("usage", results[i].err.kind)
       assert.truthy(results[i].err.message:find("closed", 1, true))
     end
-    assert.equal(2, count("POST"))
+    assert.equal(2, m:count("POST"))
     assert.has_error(function() c:batch({}) end)
   end)
 
@@ -268,7 +260,7 @@ describe("client:batch", function()
     local byname = {}
     for _, p in ipairs(m:state()) do byname[p.name] = (byname[p.name] or 0) + 1 end
     assert.same({ a = 1, b = 1, ["once-500"] = 1, ["once-reset"] = 1 }, byname)
-    assert.equal(4, count("POST"))
+    assert.equal(4, m:count("POST"))
     assert.truthy(table.concat(lines, "\n"):find("listing", 1, true))
     c:close()
   end)
@@ -288,7 +280,7 @@ describe("client:batch", function()
       assert.is_true(results[i].ok)
       assert.equal("n" .. i, results[i].result.name)
     end
-    assert.equal(1000, count("POST"))
+    assert.equal(1000, m:count("POST"))
     c:close()
   end)
 end)

@@ -189,6 +189,15 @@ function Mock:log()
   return self:control("GET", "/log").requests
 end
 
+--- How many requests the mock received (only `method` ones, when given).
+function Mock:count(method)
+  local n = 0
+  for _, req in ipairs(self:log()) do
+    if method == nil or req.method == method then n = n + 1 end
+  end
+  return n
+end
+
 --- Every stored policy (with _scope, _scope_id, _app_id, _kind).
 function Mock:state()
   return self:control("GET", "/state").policies
