@@ -1761,11 +1761,8 @@ static int client_new(lua_State *L) {
     return fail(L);
   }
   lua_pop(L, 1);
-  switch (opt_get(L, 1, "on_log", LUA_TFUNCTION, "a function")) {
-    case -1: return fail(L);
-    case 1: lua_pop(L, 1); break;
-    default: break;
-  }
+  if ((t = opt_get(L, 1, "on_log", LUA_TFUNCTION, "a function")) < 0) return fail(L);
+  lua_pop(L, t);   /* the function, when there is one */
   if (!cf_transport_global_init()) {
     cf_error_push(L, "network", "curl_global_init failed");
     return fail(L);
