@@ -458,40 +458,58 @@ static const char *find_bytes(const char *s, size_t len, const char *needle, siz
   return NULL;
 }
 
-/* A server (or a proxy in front of it) may echo what it was sent: every
-** string of the error envelope at idx that holds the client's credential
-** gets "[redacted]" in its place before any of it reaches err or on_log.
-** Error paths only; depth is bounded by the decoder's nesting limit. */
-static void redact(lua_State *L, const cf_client *c, int idx) {
-  idx = lua_absindex(L, idx);
-  if (c->secret_len == 0 || lua_type(L, idx) != LUA_TTABLE) return;
-  luaL_checkstack(L, 6, "cfaccess: JSON too deep");
-  lua_pushnil(L);
-  while (lua_next(L, idx) != 0) {
-    size_t len = 0;
-    const char *s = NULL, *hit = NULL;
-    int t = lua_type(L, -1);
-    if (t == LUA_TTABLE) redact(L, c, -1);
-    else if (t == LUA_TSTRING) {
-      s = lua_tolstring(L, -1, &len);
-      hit = find_bytes(s, len, c->secret, c->secret_len);
+/* If the value at the top is a string holding the client's credential,
+** replace it with a copy that has "[redacted]" in each place; a table is
+** replaced by a copy with its keys and values so treated (depth is
+** bounded by the decoder's nesting limit). */
+static void redact_top(lua_State *L, const cf_client *c) {
+  size_t len;
+  const char *s, *hit;
+  if (lua_type(L, -1) == LUA_TTABLE) {
+    int t = lua_gettop(L);
+    luaL_checkstack(L, 6, "cfaccess: JSON too deep");
+    lua_newtable(L);
+    lua_pushnil(L);
+    while (lua_next(L, t) != 0) {   /* t, copy, key, value */
+      lua_pushvalue(L, -2);
+      redact_top(L, c);
+      lua_insert(L, -2);            /* t, copy, key, key', value */
+      redact_top(L, c);
+      lua_rawset(L, t + 1);
     }
-    if (hit != NULL) {
-      luaL_Buffer b;
-      luaL_buffinit(L, &b);
-      do {
-        luaL_addlstring(&b, s, (size_t)(hit - s));
-        luaL_addstring(&b, "[redacted]");
-        len -= (size_t)(hit - s) + c->secret_len;
-        s = hit + c->secret_len;
-      } while ((hit = find_bytes(s, len, c->secret, c->secret_len)) != NULL);
-      luaL_addlstring(&b, s, len);
-      luaL_pushresult(&b);
-      lua_pushvalue(L, -3);
-      lua_insert(L, -2);
-      lua_rawset(L, idx);   /* an existing key: allowed while traversing */
-    }
-    lua_pop(L, 1);
+    lua_remove(L, t);
+    return;
+  }
+  if (lua_type(L, -1) != LUA_TSTRING) return;
+  s = lua_tolstring(L, -1, &len);
+  if ((hit = find_bytes(s, len, c->secret, c->secret_len)) == NULL) return;
+  {
+    luaL_Buffer b;
+    luaL_buffinit(L, &b);
+    do {
+      luaL_addlstring(&b, s, (size_t)(hit - s));
+      luaL_addstring(&b, "[redacted]");
+      len -= (size_t)(hit - s) + c->secret_len;
+      s = hit + c->secret_len;
+    } while ((hit = find_bytes(s, len, c->secret, c->secret_len)) != NULL);
+    luaL_addlstring(&b, s, len);
+    luaL_pushresult(&b);
+  }
+  lua_remove(L, -2);
+}
+
+/* A server (or a proxy in front of it) may echo what it was sent: the
+** fields of the err on top that carry its text (message, Cloudflare's
+** errors and messages, ray_id) get "[redacted]" wherever the client's
+** credential was, before any of it reaches the caller or on_log. */
+static void redact_err(lua_State *L, const cf_client *c) {
+  static const char *const fields[] = {"message", "errors", "messages", "ray_id", NULL};
+  int i;
+  if (c->secret_len == 0) return;
+  for (i = 0; fields[i] != NULL; i++) {
+    lua_getfield(L, -1, fields[i]);
+    redact_top(L, c);
+    lua_setfield(L, -2, fields[i]);
   }
 }
 
@@ -853,9 +871,8 @@ static void start(cf_engine *e, int k, double now) {
   cf_transport_start(&c->tr, x, e->pipewait);
 }
 
-/* Read slot k's finished exchange. Pushes the decoded envelope (returns 1)
-** or an err (returns 0) and fills ai. */
-static int interpret(lua_State *L, cf_engine *e, int k, attempt_info *ai) {
+/* interpret(), before the credential is taken out of the err. */
+static int interpret_(lua_State *L, cf_engine *e, int k, attempt_info *ai) {
   cf_slot *s = &e->slots[k];
   cf_exchange *x = &s->x;
   cf_rbuf *resp = x->resp;
@@ -894,7 +911,6 @@ static int interpret(lua_State *L, cf_engine *e, int k, attempt_info *ai) {
       int ok = lua_toboolean(L, -1);
       lua_pop(L, 1);
       if (st == LUA_TBOOLEAN && ok) return 1;       /* envelope on top */
-      redact(L, e->c, env);
       if (st == LUA_TBOOLEAN) {
         int code;
         const char *m = first_error(L, env, &code);
@@ -911,9 +927,7 @@ static int interpret(lua_State *L, cf_engine *e, int k, attempt_info *ai) {
     }
   } else {
     int code;
-    const char *m;
-    redact(L, e->c, env);
-    m = first_error(L, env, &code);
+    const char *m = first_error(L, env, &code);
     if (m && code)
       cf_error_push(L, "api", "%s %s: HTTP %d: %s (code %d)", method, path,
                     (int)x->status, m, code);
@@ -934,6 +948,14 @@ static int interpret(lua_State *L, cf_engine *e, int k, attempt_info *ai) {
     lua_setfield(L, -2, "retry_after");
   }
   if (env) lua_remove(L, env);
+  return 0;
+}
+
+/* Read slot k's finished exchange. Pushes the decoded envelope (returns 1)
+** or an err with nothing of the credential in it (returns 0); fills ai. */
+static int interpret(lua_State *L, cf_engine *e, int k, attempt_info *ai) {
+  if (interpret_(L, e, k, ai)) return 1;
+  redact_err(L, e->c);
   return 0;
 }
 

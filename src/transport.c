@@ -80,11 +80,12 @@ static size_t on_header(char *ptr, size_t size, size_t nitems, void *ud) {
 #define HDR_IS(name) (nl == sizeof(name) - 1 && strncasecmp(ptr, name, nl) == 0)
   if (HDR_IS("cf-ray")) {
     /* A ray id is hex, a dash and a colo code; anything else (a proxy that
-    ** echoes request headers, say) is dropped, so err.ray_id can never
-    ** carry a credential. */
+    ** echoes request headers, say), or too long to keep whole, is dropped;
+    ** the client also drops one that holds its credential. */
     size_t i;
     for (i = vs; i < ve && (isalnum((unsigned char)ptr[i]) || ptr[i] == '-'); i++) {}
-    if (i == ve) keep(x->hdrs.ray, sizeof x->hdrs.ray, ptr + vs, ve - vs);
+    if (i == ve && ve - vs < sizeof x->hdrs.ray)
+      keep(x->hdrs.ray, sizeof x->hdrs.ray, ptr + vs, ve - vs);
   }
   else if (HDR_IS("retry-after"))
     keep(x->hdrs.retry_after, sizeof x->hdrs.retry_after, ptr + vs, ve - vs);

@@ -71,6 +71,23 @@ describe("cfaccess client faults", function()
       local _, err = c:list_app_policies(APP)
       assert.equal(500, err.status)
       assert.is_nil(err.ray_id)
+      -- the bare token has a ray id's characters: it is redacted
+      for _, ray in ipairs{ TOKEN, "8c2f3a9b1d4e5f60-" .. TOKEN } do
+        m:fault{ action = "status", status = 500, method = "GET", headers = { ["cf-ray"] = ray } }
+        _, err = c:list_app_policies(APP)
+        assert.equal(ray:gsub(TOKEN:gsub("%-", "%%-"), "[redacted]"), err.ray_id)
+      end
+      -- a value too long to keep whole is dropped, not cut (a cut credential
+      -- could no longer be recognised)
+      for _, ray in ipairs{ string.rep("a", 64), string.rep("a", 200) } do
+        m:fault{ action = "status", status = 500, method = "GET", headers = { ["cf-ray"] = ray } }
+        _, err = c:list_app_policies(APP)
+        assert.equal(500, err.status)
+        assert.is_nil(err.ray_id, ray)
+      end
+      m:fault{ action = "status", status = 500, method = "GET", headers = { ["cf-ray"] = string.rep("a", 63) } }
+      _, err = c:list_app_policies(APP)
+      assert.equal(string.rep("a", 63), err.ray_id)
       m:fault{ action = "status", status = 500, method = "GET", headers = { ["cf-ray"] = "8c2f3a9b1d4e5f60-LHR" } }
       _, err = c:list_app_policies(APP)
       assert.equal("8c2f3a9b1d4e5f60-LHR", err.ray_id)
@@ -499,7 +516,7 @@ describe("cfaccess client faults", function()
         errors = { { code = 10000, message = "bad credential " .. secret .. " (" .. secret .. ")",
                      documentation_url = "https://example.com/?k=" .. secret,
                      source = { pointer = "/" .. secret } } },
-        messages = { { code = 1, message = secret } } } }
+        messages = { { code = 1, message = secret, ["k-" .. secret] = true } } } }
     end
 
     local function all_strings(v, out)
@@ -533,6 +550,7 @@ describe("cfaccess client faults", function()
         assert.equal("https://example.com/?k=[redacted]", err.errors[1].documentation_url)
         assert.equal("/[redacted]", err.errors[1].source.pointer)
         assert.equal("[redacted]", err.messages[1].message)
+        assert.is_true(err.messages[1]["k-[redacted]"])
         assert.truthy(tostring(err):find("bad credential [redacted]", 1, true))
         c:close()
       end

@@ -140,8 +140,13 @@ RESPONSES = {
     "http10": b"HTTP/1.0 200 OK\r\n\r\n" + OK.encode(),
     "bad-chunk": b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nabc\r\n0\r\n\r\n",
     "empty": b"",
+    # a server that echoes the credential (fuzz_response.c's TOKEN) back
+    "echo": http(403, '{"success":false,"errors":[{"code":10000,"message":"bad token fuzz-secret-token-5ee1",'
+                 '"documentation_url":"https://x/?t=fuzz-secret-token-5ee1"}],'
+                 '"messages":[{"code":1,"message":"fuzz-secret-token-5ee1"}],"result":null}',
+                 ["cf-ray: fuzz-secret-token-5ee1"], reason="Forbidden"),
 }
 for i, (name, resp) in enumerate(sorted(RESPONSES.items())):
     for op in range(5):
-        if op == 0 or name in ("ok", "list", "list-1000-pages", "fail-400", "no-retry", "chunked"):
+        if op == 0 or name in ("ok", "list", "list-1000-pages", "fail-400", "no-retry", "chunked", "echo"):
             write("fuzz_response", "%s-op%d" % (name, op), bytes([op]) + resp)
