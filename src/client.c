@@ -1831,12 +1831,11 @@ static int client_new(lua_State *L) {
     client_release(c);
     return luaL_error(L, "cfaccess: not enough memory");
   }
-  {  /* the credential is the value of the last header */
+  {  /* the credential ends the last header (our copy: the caller's goes) */
     struct curl_slist *last = c->hdrs;
     while (last->next != NULL) last = last->next;
-    c->secret = strchr(last->data, ':') + 2;
-    if (tok.value) c->secret += strlen("Bearer ");
-    c->secret_len = strlen(c->secret);
+    c->secret_len = strlen(tok.value ? tok.value : key.value);
+    c->secret = last->data + strlen(last->data) - c->secret_len;
   }
   if (ua == NULL) {
     const curl_version_info_data *vi = curl_version_info(CURLVERSION_NOW);

@@ -81,7 +81,7 @@ static size_t on_header(char *ptr, size_t size, size_t nitems, void *ud) {
   if (HDR_IS("cf-ray")) {
     /* A ray id is hex, a dash and a colo code; anything else (a proxy that
     ** echoes request headers, say), or too long to keep whole, is dropped;
-    ** the client also drops one that holds its credential. */
+    ** the client then redacts its credential from what is kept. */
     size_t i;
     for (i = vs; i < ve && (isalnum((unsigned char)ptr[i]) || ptr[i] == '-'); i++) {}
     if (i == ve && ve - vs < sizeof x->hdrs.ray)
