@@ -1518,15 +1518,19 @@ static int m_list_app_policies(lua_State *L) {
   return list_all(L, c, lua_tostring(L, 4), PATHAT(5), page, pp);
 }
 
-static int m_get_app_policy(lua_State *L) {
+/* client:get_app_policy / delete_app_policy (app_id, policy_id) */
+static int app_item(lua_State *L, const char *method) {
   cf_client *c = cf_client_check(L);
   if (!check_id(L, 2, "app_id", 1) || !check_id(L, 3, "policy_id", 0))
     return fail(L);
   lua_settop(L, 3);
   cf_client_app_paths(L, c, 2);
   cf_client_item_paths(L, c, 3);
-  return simple(L, c, "GET", lua_tostring(L, -2), PATHAT(-1));
+  return simple(L, c, method, lua_tostring(L, -2), PATHAT(-1));
 }
+
+static int m_get_app_policy(lua_State *L) { return app_item(L, "GET"); }
+static int m_delete_app_policy(lua_State *L) { return app_item(L, "DELETE"); }
 
 static int m_update_app_policy(lua_State *L) {
   cf_client *c = cf_client_check(L);
@@ -1540,16 +1544,6 @@ static int m_update_app_policy(lua_State *L) {
   cf_client_item_paths(L, c, 3);
   return send_policy(L, c, "PUT", 4, &o, lua_tostring(L, 6),
                      PATHAT(7), NULL);
-}
-
-static int m_delete_app_policy(lua_State *L) {
-  cf_client *c = cf_client_check(L);
-  if (!check_id(L, 2, "app_id", 1) || !check_id(L, 3, "policy_id", 0))
-    return fail(L);
-  lua_settop(L, 3);
-  cf_client_app_paths(L, c, 2);
-  cf_client_item_paths(L, c, 3);
-  return simple(L, c, "DELETE", lua_tostring(L, -2), PATHAT(-1));
 }
 
 /* Reusable policies exist only at account scope. */
@@ -1600,14 +1594,18 @@ static int m_list_policies(lua_State *L) {
   return list_all(L, c, lua_tostring(L, 3), PATHAT(4), page, pp);
 }
 
-static int m_get_policy(lua_State *L) {
+/* client:get_policy / delete_policy (policy_id) */
+static int reusable_item(lua_State *L, const char *method) {
   cf_client *c = cf_client_check(L);
   if (!check_id(L, 2, "policy_id", 0) || !reusable_ok(L, c)) return fail(L);
   lua_settop(L, 2);
   cf_client_reusable_paths(L, c);
   cf_client_item_paths(L, c, 2);
-  return simple(L, c, "GET", lua_tostring(L, -2), PATHAT(-1));
+  return simple(L, c, method, lua_tostring(L, -2), PATHAT(-1));
 }
+
+static int m_get_policy(lua_State *L) { return reusable_item(L, "GET"); }
+static int m_delete_policy(lua_State *L) { return reusable_item(L, "DELETE"); }
 
 static int m_update_policy(lua_State *L) {
   cf_client *c = cf_client_check(L);
@@ -1621,15 +1619,6 @@ static int m_update_policy(lua_State *L) {
   cf_client_item_paths(L, c, 2);
   return send_policy(L, c, "PUT", 3, &o, lua_tostring(L, 5),
                      PATHAT(6), NULL);
-}
-
-static int m_delete_policy(lua_State *L) {
-  cf_client *c = cf_client_check(L);
-  if (!check_id(L, 2, "policy_id", 0) || !reusable_ok(L, c)) return fail(L);
-  lua_settop(L, 2);
-  cf_client_reusable_paths(L, c);
-  cf_client_item_paths(L, c, 2);
-  return simple(L, c, "DELETE", lua_tostring(L, -2), PATHAT(-1));
 }
 
 static const luaL_Reg client_methods[] = {
