@@ -87,14 +87,10 @@ static void problem(lua_State *L, checker *ck, lua_Integer i, const char *sub,
   va_list ap;
   ck->count++;
   if (ck->count > MAX_BATCH_PROBLEMS || ck->problems == 0) return;
-  lua_createtable(L, 0, 2);
   lua_pushfstring(L, "ops[%I]%s", i, sub);
-  lua_setfield(L, -2, "path");
   va_start(ap, fmt);
-  lua_pushvfstring(L, fmt, ap);
+  cf_problem_add(L, ck->problems, ck->count, fmt, ap);
   va_end(ap);
-  lua_setfield(L, -2, "message");
-  lua_rawseti(L, ck->problems, ck->count);
 }
 
 /* Move the problems of the `invalid` err on top into ck (pops it). */

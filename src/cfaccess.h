@@ -6,6 +6,7 @@
 #ifndef CFACCESS_H
 #define CFACCESS_H
 
+#include <stdarg.h>
 #include <stddef.h>
 
 #include "lua.h"
@@ -38,6 +39,11 @@ CF_INTERNAL void cf_error_push(lua_State *L, const char *kind,
 ** message> (and N more problems)". */
 CF_INTERNAL void cf_error_invalid(lua_State *L, const char *what, int pidx,
                                   int count);
+/* Pop the path string on top and store { path = it, message = <fmt, ap
+** formatted by lua_pushvfstring> } as item n of the problems list at list
+** (an absolute index). */
+CF_INTERNAL void cf_problem_add(lua_State *L, int list, lua_Integer n,
+                                const char *fmt, va_list ap);
 /* Create the error metatable if needed (idempotent). */
 CF_INTERNAL void cf_error_init(lua_State *L);
 

@@ -38,6 +38,16 @@ void cf_error_push(lua_State *L, const char *kind, const char *fmt, ...) {
   luaL_setmetatable(L, CF_ERROR_MT);
 }
 
+void cf_problem_add(lua_State *L, int list, lua_Integer n, const char *fmt,
+                    va_list ap) {
+  lua_createtable(L, 0, 2);
+  lua_insert(L, -2);
+  lua_setfield(L, -2, "path");
+  lua_pushvfstring(L, fmt, ap);
+  lua_setfield(L, -2, "message");
+  lua_rawseti(L, list, n);
+}
+
 void cf_error_invalid(lua_State *L, const char *what, int pidx, int count) {
   const char *path, *msg;
   pidx = lua_absindex(L, pidx);

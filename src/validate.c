@@ -268,14 +268,10 @@ static void problem(vctx *c, const char *leaf, const char *fmt, ...) {
       lua_createtable(L, 4, 0);
       lua_replace(L, c->perr);
     }
-    lua_createtable(L, 0, 2);
     lua_pushlstring(L, path, plen);
-    lua_setfield(L, -2, "path");
     va_start(ap, fmt);
-    lua_pushvfstring(L, fmt, ap);
+    cf_problem_add(L, c->perr, c->nprob, fmt, ap);
     va_end(ap);
-    lua_setfield(L, -2, "message");
-    lua_rawseti(L, c->perr, c->nprob);
   }
   c->plen = old;
 }
