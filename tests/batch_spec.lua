@@ -14,12 +14,7 @@ local APP2 = "0b1c2d3e-4f50-4617-8283-94a5b6c7d8e9"
 local APP3 = "9e8d7c6b-5a49-4837-a625-140f0e1d2c3b"
 local MISSING = "11111111-2222-4333-8444-555555555555"
 
-local function policy(name, extra)
-  local p = { name = name, decision = "allow",
-              include = { { email = { email = "alice@example.com" } } } }
-  for k, v in pairs(extra or {}) do p[k] = v end
-  return p
-end
+local policy = require("testutil").named_policy
 
 describe("client:batch", function()
   local m, lines
@@ -34,13 +29,7 @@ describe("client:batch", function()
     lines = {}
   end)
 
-  local function client(opts)
-    local o = { account_id = ACCT, api_token = TOKEN, base_url = m.base_url,
-                rate_limit = false, max_retries = 2,
-                on_log = function(level, msg) lines[#lines + 1] = level .. " " .. msg end }
-    for k, v in pairs(opts or {}) do o[k] = v end
-    return assert(core.client(o))
-  end
+  local function client(opts) return m:client(ACCT, TOKEN, lines, opts) end
 
   it("runs mixed ops and returns results in input order", function()
     local c = client()

@@ -30,13 +30,7 @@ describe("cfaccess client faults", function()
   end)
 
   -- Every client logs into `lines`; every err seen goes through `seen`.
-  local function client(opts)
-    local o = { account_id = ACCT, api_token = TOKEN, base_url = m.base_url,
-                rate_limit = false, max_retries = 2,
-                on_log = function(level, msg) lines[#lines + 1] = level .. " " .. msg end }
-    for k, v in pairs(opts or {}) do o[k] = v end
-    return assert(core.client(o))
-  end
+  local function client(opts) return m:client(ACCT, TOKEN, lines, opts) end
 
   -- A loopback URL where nothing listens (a port just freed).
   local function dead_url()

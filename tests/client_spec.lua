@@ -10,12 +10,7 @@ local APP = "f174e90a-fafe-4643-bbbc-4a0ed4fc8415"
 local ZAPP = "a1b2c3d4a1b2c3d4a1b2c3d4a1b2c3d4"       -- 32-hex app id
 local INFRA = "11111111-2222-4333-8444-555555555555"
 
-local function policy(name, extra)
-  local p = { name = name, decision = "allow",
-              include = { { email = { email = "alice@example.com" } } } }
-  for k, v in pairs(extra or {}) do p[k] = v end
-  return p
-end
+local policy = require("testutil").named_policy
 
 local function contains(s, needle) return s:find(needle, 1, true) ~= nil end
 

@@ -76,11 +76,7 @@ local function request(method, path, opts)
   return resp, err, partial
 end
 
-local function policy(name, extra)
-  local p = { name = name, decision = "allow", include = { { email = { email = "a@example.com" } } } }
-  for k, v in pairs(extra or {}) do p[k] = v end
-  return p
-end
+local policy = require("testutil").named_policy
 
 local function create(path, p)
   local r = assert(request("POST", path, { body = p }))

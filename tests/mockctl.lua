@@ -189,6 +189,17 @@ function Mock:log()
   return self:control("GET", "/log").requests
 end
 
+--- A cfaccess.core client of this mock for account `acct` with `token`:
+-- no pacing, 2 retries, on_log lines appended to `lines` as "level msg";
+-- fields of `opts` override. Raises if the client cannot be made.
+function Mock:client(acct, token, lines, opts)
+  local o = { account_id = acct, api_token = token, base_url = self.base_url,
+              rate_limit = false, max_retries = 2,
+              on_log = function(level, msg) lines[#lines + 1] = level .. " " .. msg end }
+  for k, v in pairs(opts or {}) do o[k] = v end
+  return assert(require("cfaccess.core").client(o))
+end
+
 --- How many requests the mock received (only `method` ones, when given).
 function Mock:count(method)
   local n = 0

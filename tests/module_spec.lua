@@ -4,12 +4,7 @@
 local ROOT = os.getenv("CFACCESS_TEST_ROOT") or "."
 local LUA = os.getenv("LUA") or "lua5.4"
 
-local function readfile(path)
-  local f = assert(io.open(path, "rb"))
-  local s = f:read("a")
-  f:close()
-  return s
-end
+local function readfile(path) return assert(require("mockctl").read_file(path)) end
 
 -- File names in a directory matching a Lua pattern, sorted.
 local function ls(dir, pattern)

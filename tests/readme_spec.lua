@@ -8,12 +8,7 @@ local ROOT = os.getenv("CFACCESS_TEST_ROOT") or "."
 local LUA = os.getenv("LUA") or "lua5.4"
 local q = mockctl.shell_quote
 
-local function readfile(path)
-  local f = assert(io.open(path, "rb"))
-  local s = f:read("a")
-  f:close()
-  return s
-end
+local function readfile(path) return assert(mockctl.read_file(path)) end
 
 -- The file's text, or "" when it does not exist.
 local function readopt(path)

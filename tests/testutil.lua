@@ -31,4 +31,13 @@ function M.policy(extra)
   return p
 end
 
+--- A valid policy named `name` (one email include), with `extra` fields
+-- merged in: what the client specs create against the mock.
+function M.named_policy(name, extra)
+  local p = { name = name, decision = "allow",
+              include = { { email = { email = "alice@example.com" } } } }
+  for k, v in pairs(extra or {}) do p[k] = v end
+  return p
+end
+
 return M
