@@ -43,4 +43,7 @@ for k, v in pairs(core) do M[k] = v end
 --- The rule builders (see `cfaccess.rules`).
 M.rules = require("cfaccess.rules")
 
+--- Offline evaluation: `cfaccess.evaluate`, `cfaccess.evaluator`, `client:evaluate`.
+require("cfaccess.evaluate").install(M)
+
 return M
