@@ -51,27 +51,34 @@ M.invalid = invalid
 
 -- ---------------------------------------------------------------------------
 -- One body (a policy's or a group's): value, and for U/L what is missing
--- and where. `out` (optional) collects { path =, type =, result =, needs = }.
+-- and where. Evaluation stops as soon as a section's value is settled (a
+-- true include or exclude, a false require); the trace runs every rule
+-- again when it is read (build_trace), so the decision costs no
+-- allocation per rule.
 
-local function section(list, q, out, any)
+local function test(r, q)
+  if r.identity and q.user == nil then return q.nouser, "user" end   -- see run
+  return r.test(q)
+end
+
+-- any = true: OR (include, exclude); false: AND (require).
+local function section(list, q, any)
   local acc = any and F or T
-  local uv, un, up, lv, ln, lp
+  local un, up, ln, lp
   for i = 1, #list do
     local r = list[i]
-    local v, needs = r.test(q)
+    local v, needs = test(r, q)
     if any then
+      if v == T then return T end
       if v > acc then acc = v end
-    elseif v < acc then
-      acc = v
+    else
+      if v == F then return F end
+      if v < acc then acc = v end
     end
     if v == U then
-      if not uv then uv, un, up = true, needs, r.path end
+      if not up then un, up = needs, r.path end
     elseif v == L then
-      if not lv then lv, ln, lp = true, needs, r.path end
-    end
-    if out then
-      out[#out + 1] = { path = r.path, type = r.key, result = SHOW[v],
-                        needs = (v == U or v == L) and needs or nil }
+      if not lp then ln, lp = needs, r.path end
     end
   end
   if acc == U then return acc, un, up end
@@ -79,10 +86,13 @@ local function section(list, q, out, any)
   return acc
 end
 
-local function eval_body(b, q, out)
-  local inc, ineeds, ipath = section(b.include, q, out, true)
-  local req, rneeds, rpath = section(b.require, q, out, false)
-  local exc, eneeds, epath = section(b.exclude, q, out, true)
+local function eval_body(b, q)
+  local inc, ineeds, ipath = section(b.include, q, true)
+  if inc == F then return F end
+  local req, rneeds, rpath = section(b.require, q, false)
+  if req == F then return F end
+  local exc, eneeds, epath = section(b.exclude, q, true)
+  if exc == T then return F end
   exc = NOT[exc]
   local v = inc
   if req < v then v = req end
@@ -216,6 +226,10 @@ local function view(r)
     else
       check_user(problems, u)
       q.user = u
+      if type(u.email) == "string" then
+        q.email = u.email:lower()
+        q.domain = q.email:match("@([^@]*)$") or ""
+      end
     end
   end
   if #problems > 0 then return nil, problems end
@@ -225,7 +239,58 @@ end
 -- ---------------------------------------------------------------------------
 -- Results
 
-local RESULT_MT = { __tostring = function(r) return r.reason end, __name = "cfaccess.evaluation" }
+-- The trace, built the first time `result.trace` is read (most callers
+-- never read it, and building it costs more than deciding): every rule of
+-- every policy the decision looked at is run again, in full, on the same
+-- request view, with the same "no login" answer per phase.
+local RUNS = setmetatable({}, { __mode = "k" })
+
+local function build_trace(set, q, seen)
+  local trace = {}
+  local n1 = #set.phase1
+  for i, cp in ipairs(set.order) do
+    local e = { index = cp.index, name = cp.name, id = cp.id, decision = cp.decision,
+                precedence = cp.precedence, phase = cp.phase, status = "not_evaluated", rules = {} }
+    if (i <= n1 and i <= seen[1]) or (i > n1 and i - n1 <= seen[2]) then
+      q.nouser = cp.phase == 1 and F or L
+      local vals = {}
+      for _, sec in ipairs{ "include", "require", "exclude" } do
+        local acc = sec == "require" and T or F
+        for _, r in ipairs(cp.body[sec]) do
+          local v, needs = test(r, q)
+          if sec == "require" then
+            if v < acc then acc = v end
+          elseif v > acc then
+            acc = v
+          end
+          e.rules[#e.rules + 1] = { path = r.path, type = r.key, result = SHOW[v],
+                                    needs = (v == U or v == L) and needs or nil }
+        end
+        vals[sec] = acc
+      end
+      local v = vals.include
+      if vals.require < v then v = vals.require end
+      if NOT[vals.exclude] < v then v = NOT[vals.exclude] end
+      e.status = STATUS[v]
+    end
+    trace[i] = e
+  end
+  return trace
+end
+
+local RESULT_MT = {
+  __name = "cfaccess.evaluation",
+  __tostring = function(r) return r.reason end,
+  __index = function(r, k)
+    if k ~= "trace" then return nil end
+    local run = RUNS[r]
+    if not run then return nil end
+    local t = build_trace(run[1], run[2], run[3])
+    rawset(r, "trace", t)
+    RUNS[r] = nil
+    return t
+  end,
+}
 
 local function where(cp)
   if cp.precedence then return format("%s, precedence %d", cp.decision, cp.precedence) end
@@ -237,17 +302,16 @@ local function decided(cp)
            precedence = cp.precedence, phase = cp.phase }
 end
 
--- Walk one phase: returns the first policy that is T (or, with `stop_l`,
--- T or L), and the first undecided one before it: { cp =, needs =, path = }.
-local function walk(list, q, trace, tpos, stop_l)
+-- Walk phase `ph` (1 or 2): returns the first policy that is T (or, with
+-- `stop_l`, T or L), and the first undecided one before it:
+-- { cp =, needs =, path = }. seen[ph] counts the policies looked at.
+local function walk(list, q, seen, ph, stop_l)
   local pending
   for k = 1, #list do
     local cp = list[k]
-    local rules = {}
-    local v, needs, path = eval_body(cp.body, q, rules)
-    local e = trace[tpos[cp]]
-    e.status, e.rules = STATUS[v], rules
-    if v == T or (stop_l and v == L) then return cp, pending, v end
+    local v, needs, path = eval_body(cp.body, q)
+    seen[ph] = k
+    if v == T or (stop_l and v == L) then return cp, pending end
     if v ~= F and not pending then pending = { cp = cp, needs = needs, path = path } end
   end
   return nil, pending
@@ -259,10 +323,10 @@ local function indeterminate(p)
 end
 
 -- The phase-2 outcome (after no phase-1 match).
-local function phase2(set, q, trace, tpos)
+local function phase2(set, q, seen)
   q.nouser = L
   if q.user == nil then
-    local cp, pending = walk(set.phase2, q, trace, tpos, true)
+    local cp, pending = walk(set.phase2, q, seen, 2, true)
     if cp then
       return { allowed = false, status = "login_required",
                reason = format("login_required: %q (%s) needs a logged-in user, and the request has none",
@@ -270,7 +334,7 @@ local function phase2(set, q, trace, tpos)
     end
     if pending then return indeterminate(pending) end
   else
-    local cp, pending = walk(set.phase2, q, trace, tpos, false)
+    local cp, pending = walk(set.phase2, q, seen, 2, false)
     if pending then return indeterminate(pending) end
     if cp then
       local allow = cp.decision == "allow"
@@ -287,15 +351,10 @@ end
 local function run(set, request)
   local q, problems = view(request)
   if not q then return nil, invalid(problems) end
-  local trace, tpos = {}, {}
-  for i, cp in ipairs(set.order) do
-    trace[i] = { index = cp.index, name = cp.name, id = cp.id, decision = cp.decision,
-                 precedence = cp.precedence, phase = cp.phase, status = "not_evaluated", rules = {} }
-    tpos[cp] = i
-  end
+  local seen = { 0, 0 }
   local res
   q.nouser = F   -- phase 1 takes no login: identity rules without a user are false
-  local cp, pending = walk(set.phase1, q, trace, tpos, false)
+  local cp, pending = walk(set.phase1, q, seen, 1, false)
   if pending then
     res = indeterminate(pending)
   elseif cp then
@@ -306,7 +365,7 @@ local function run(set, request)
             reason = "blocked: strict service token authentication, and no Service Auth or "
               .. "Bypass policy matched the request's token" }
   else
-    res = phase2(set, q, trace, tpos)
+    res = phase2(set, q, seen)
     if set.strict and q.service_token == nil and res.status ~= "blocked" then
       -- a token would have been refused outright: the outcome hangs on it
       res = { allowed = nil, status = "indeterminate",
@@ -314,8 +373,9 @@ local function run(set, request)
     end
   end
   res.steps = res.steps or {}
-  res.trace = trace
-  return setmetatable(res, RESULT_MT)
+  setmetatable(res, RESULT_MT)
+  RUNS[res] = { set, q, seen }
+  return res
 end
 
 -- ---------------------------------------------------------------------------

@@ -149,15 +149,10 @@ function Run:rules(list, abs, rel, decision)
     self.path = where .. "." .. rkey
     local test = matchers[rkey](inner, self)
     self.path = saved
-    if identity(rkey) and rkey ~= "group" then
-      -- no login: the engine's answer for this phase (q.nouser)
-      local t = test
-      test = function(q)
-        if q.user == nil then return q.nouser, "user" end
-        return t(q)
-      end
-    end
-    out[j] = { path = path, key = rkey, test = test }
+    -- identity rules other than group (whose own rules decide) are not
+    -- run without a user: the engine answers for them
+    out[j] = { path = path, key = rkey, test = test,
+               identity = identity(rkey) and rkey ~= "group" or nil }
   end
   return out
 end
@@ -301,7 +296,8 @@ function M.compile(policies, opts, eval_body)
     return a.index < b.index
   end)
   local set = { order = compiled, phase1 = {}, phase2 = {}, strict = opts.strict_service_tokens == true }
-  for _, cp in ipairs(compiled) do
+  for pos, cp in ipairs(compiled) do
+    cp.pos = pos   -- its place in evaluation order (and in the trace)
     local list = cp.phase == 1 and set.phase1 or set.phase2
     list[#list + 1] = cp
   end

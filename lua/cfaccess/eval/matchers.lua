@@ -11,8 +11,8 @@
 -- "needs a login"); `needs` names the request input a missing value would
 -- have come from, e.g. `country` or `user.idp["okta"].groups`.
 -- Identity rules (schema `identity = true`, except `group`, whose own
--- rules decide) are never called without a user: the engine answers for
--- them (evaluate.lua).
+-- rules decide) are never called without a user (q.user): the engine
+-- answers for them (evaluate.lua).
 -- @module cfaccess.eval.matchers
 local core = require("cfaccess.core")
 local cidr = require("cfaccess.eval.cidr")
@@ -101,21 +101,22 @@ local function idp_of(r) return r.identity_provider_id or r.connection_id end
 
 local matchers = {}
 
+-- q.email is the user's email lowercased, q.domain what follows its last "@"
 matchers.email = function(r)
   local want = lower(r.email)
   return function(q)
-    local e = q.user.email
+    local e = q.email
     if e == nil then return U, "user.email" end
-    return b(lower(e) == want)
+    return b(e == want)
   end
 end
 
 matchers.email_list = function(r, cc)
   local set = cc:list(r.id, "email")
   return function(q)
-    local e = q.user.email
+    local e = q.email
     if e == nil then return U, "user.email" end
-    return b(set[lower(e)])
+    return b(set[e])
   end
 end
 
@@ -123,10 +124,8 @@ end
 matchers.email_domain = function(r)
   local want = lower(r.domain)
   return function(q)
-    local e = q.user.email
-    if e == nil then return U, "user.email" end
-    local d = e:match("@([^@]*)$")
-    return b(d ~= nil and lower(d) == want)
+    if q.email == nil then return U, "user.email" end
+    return b(q.domain == want)
   end
 end
 
