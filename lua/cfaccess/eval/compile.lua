@@ -140,9 +140,9 @@ function Run:rules(list, abs, rel, decision)
     local path = rel .. "[" .. j .. "]"       -- in the trace: relative to its body
     local where = abs .. path                 -- in problems: from the top
     if decision == "bypass" and identity(rkey) then
-      self:problem(where, "a bypass policy takes no identity-based rule (%s)", rkey)
+      self:problem(where, "a bypass policy takes no identity-based rule (rule type %s)", rkey)
     elseif service_auth_only[rkey] and decision and decision ~= "non_identity" then
-      self:problem(where, "a %s rule needs decision \"non_identity\" (Service Auth), got %q",
+      self:problem(where, "rule type %s needs decision \"non_identity\" (Service Auth), got %q",
         rkey, decision)
     end
     local saved = self.path
