@@ -29,7 +29,7 @@ static void check_rule(cf_walk *w, const cf_field *f, const char *d) {
     cf_walk_error(w, NULL, "a linked_app_token rule needs decision \"non_identity\" or "
                   "\"bypass\", got \"%s\"", d);
   else if (f->flags & CF_FL_SERVICE)
-    cf_walk_warn(w, NULL, "a %s rule is checked only by Service Auth: under decision \"%s\" "
+    cf_walk_warn(w, NULL, "%s is a Service Auth rule: under decision \"%s\" "
                  "it never lets a service in (the request goes to the login page); write "
                  "decision = \"non_identity\"", f->name, d);
   else if (f->flags & CF_FL_IDENTITY)
