@@ -512,3 +512,100 @@ describe("validate: behaviour", function()
     end
   end)
 end)
+
+describe("validate: kind group", function()
+  local G = { kind = "group" }
+  it("takes name and include (required), exclude, require and is_default", function()
+    local g = { name = "admins", include = { { email_domain = { domain = "example.com" } } },
+                exclude = { { email = { email = "bob@example.com" } } }, require = { { geo = { country_code = "US" } } },
+                is_default = true }
+    local json = assert_valid(g, G)
+    assert.equal('{"name":"admins","include":[{"email_domain":{"domain":"example.com"}}],'
+      .. '"exclude":[{"email":{"email":"bob@example.com"}}],"require":[{"geo":{"country_code":"US"}}],'
+      .. '"is_default":true}', json)
+    assert_valid({ name = "g", include = { { everyone = {} } } }, G)
+  end)
+
+  it("reports policy fields as unknown and names the body a group", function()
+    local map, err = problems({ name = "g", include = { { everyone = {} } }, decision = "allow",
+                                session_duration = "1h" }, G)
+    assert.truthy(map.decision:find("unknown field", 1, true))
+    assert.truthy(map.session_duration:find("unknown field", 1, true))
+    assert.equal("invalid group: decision: unknown field (and 1 more problem)", err.message)
+    local _, err2 = problems({ name = "g" }, G)
+    assert.truthy(err2.message:find("^invalid group: include: required field is missing"))
+  end)
+
+  it("runs no policy check: identity rules and service tokens draw no warning", function()
+    local r = table.pack(core.validate({ name = "g", include = { { service_token = { token_id = UUID } },
+                                                                 { linked_app_token = { app_uid = UUID } } } }, G))
+    assert.equal(1, r.n)
+    assert.is_true(r[1])
+  end)
+
+  it("is listed in core.schema.kinds and in the unknown-kind message", function()
+    local ok, err = core.validate(P{}, { kind = "groups" })
+    assert.is_nil(ok)
+    assert.equal("usage", err.kind)
+    assert.truthy(err.message:find("reusable, infrastructure or group", 1, true))
+  end)
+end)
+
+describe("validate: one-of (an application's policies item, internal kind _app_policies)", function()
+  local A = { kind = "_app_policies" }
+  it("takes a policy id, a link { id, precedence } or an inline policy, each checked as itself", function()
+    local json = assert_valid({ policies = { UUID, { id = UUID, precedence = 2 },
+      { name = "inline", decision = "allow", include = { { everyone = {} } }, precedence = 3 } } }, A)
+    assert.equal('{"policies":["' .. UUID .. '",{"id":"' .. UUID .. '","precedence":2},'
+      .. '{"name":"inline","decision":"allow","include":[{"everyone":{}}],"precedence":3}]}', json)
+  end)
+
+  it("reports each alternative's own problems at the item's path", function()
+    local map, err = problems({ policies = { "not-a-uuid", { id = UUID, precedence = "1" },
+      { decision = "allow", include = {} }, 7, { precedence = 1 } } }, A)
+    assert.equal(6, #err.problems, tostring(err))
+    assert.truthy(map["policies[1]"]:find('"not-a-uuid" is not a UUID', 1, true))
+    assert.truthy(map["policies[2].precedence"]:find("expected an integer, got string", 1, true))
+    assert.truthy(map["policies[3].name"]:find("required field is missing", 1, true))
+    assert.truthy(map["policies[3].include"]:find("must contain at least one rule", 1, true))
+    assert.equal("expected a policy id, a link { id =, precedence = } or an inline policy, got number",
+      map["policies[4]"])
+    assert.truthy(map["policies[5].id"]:find("required field is missing", 1, true))
+  end)
+
+  it("is not a public kind", function()
+    for _, k in ipairs(core.schema.kinds) do assert.not_equal("_app_policies", k) end
+  end)
+end)
+
+describe("validate: messages show what is there", function()
+  it("escapes invisible and control characters in quoted values", function()
+    assert_problem(rule_policy{ email = { email = "\u{FEFF}a@b.co" } }, "include[1].email.email",
+      '"\\u{FEFF}a@b.co" is not an email address')
+    assert_problem(rule_policy{ email = { email = "a@b.co\u{200B}" } }, "include[1].email.email",
+      '"a@b.co\\u{200B}" is not an email address')
+    assert_problem(rule_policy{ email = { email = "a@b\t.co" } }, "include[1].email.email",
+      '"a@b\\u{09}.co" is not an email address')
+    assert_problem(rule_policy{ email_domain = { domain = "\u{202E}moc.example" } }, "include[1].email_domain.domain",
+      '"\\u{202E}moc.example" is not a domain name')
+    -- visible non-ASCII stays as it is
+    assert_problem(rule_policy{ email = { email = "café" } }, "include[1].email.email", '"café" is not an email address')
+  end)
+
+  it("escapes them in paths too", function()
+    assert_problem(P{ ["\u{FEFF}name"] = "x", name = "p" }, "\\u{FEFF}name", "unknown field")
+  end)
+end)
+
+describe("validate: warnings come third, nil when none", function()
+  it("validate and encode return true/json, nil, warnings", function()
+    local ok, err, w = core.validate(P{ precedence = 0 })
+    assert.is_true(ok)
+    assert.is_nil(err)
+    assert.same({ { path = "precedence", message = w[1].message } }, w)
+    local json, err2, w2 = core.encode(P{ precedence = 0 })
+    assert.is_string(json)
+    assert.is_nil(err2)
+    assert.same(w, w2)
+  end)
+end)
