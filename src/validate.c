@@ -36,7 +36,7 @@ static void bad_key(cf_walk *c, int kidx) {
   lua_State *L = c->L;
   size_t old = c->plen;
   if (lua_type(L, kidx) == LUA_TNUMBER && lua_isinteger(L, kidx))
-    cf_walk_index(c, lua_tointeger(L, kidx));
+    cf_walk_push_index(c, lua_tointeger(L, kidx));
   cf_walk_error(c, NULL, "unexpected %s key (object keys are strings)", cf_walk_found(L, kidx));
   c->plen = old;
 }
@@ -44,7 +44,7 @@ static void bad_key(cf_walk *c, int kidx) {
 static void unknown_key(cf_walk *c, const cf_schema *s, const char *k, size_t n) {
   /* no suggestion work once the problem list is full (only counted) */
   const char *hint = c->nprob < 1000 ? cf_walk_suggest(s, NULL, k, n) : NULL;
-  size_t old = cf_walk_key(c, k, n);
+  size_t old = cf_walk_push_key(c, k, n);
   if (hint) cf_walk_error(c, NULL, "unknown %s (did you mean \"%s\"?)", s->unknown, hint);
   else cf_walk_error(c, NULL, "unknown %s", s->unknown);
   c->plen = old;
@@ -63,7 +63,7 @@ static void unknown_keys(cf_walk *c, const cf_schema *s, int uidx, int obj,
       unknown_key(c, s, ks[i].s, ks[i].n);
       continue;
     }
-    old = cf_walk_key(c, ks[i].s, ks[i].n);
+    old = cf_walk_push_key(c, ks[i].s, ks[i].n);
     if (!cf_is_utf8(ks[i].s, ks[i].n)) {
       cf_walk_error(c, NULL, "field name is not valid UTF-8");
       c->plen = old;
@@ -164,7 +164,7 @@ static void check_list(cf_walk *c, const cf_field *f, int idx) {
     size_t old;
     if (i > 1) cf_jw_char(&c->jw, ',');
     lua_rawgeti(L, idx, i);
-    old = cf_walk_index(c, i);
+    old = cf_walk_push_index(c, i);
     check_value(c, f->elem, lua_gettop(L));
     c->plen = old;
     lua_pop(L, 1);
@@ -201,7 +201,7 @@ static void check_rule(cf_walk *c, const cf_schema *s, int idx, int slot, int fi
   }
   if (first_fi >= 0) {
     const cf_field *f = &s->fields[first_fi];
-    size_t old = cf_walk_key(c, f->name, f->len);
+    size_t old = cf_walk_push_key(c, f->name, f->len);
     c->rule_flags |= f->flags & (CF_FL_IDENTITY | CF_FL_SERVICE | CF_FL_LINKED);
     cf_jw_char(&c->jw, '{');
     cf_jw_raw(&c->jw, f->jkey, f->jlen);
@@ -251,7 +251,7 @@ static void check_field(cf_walk *c, const cf_field *f, int slot, int *first) {
   if (f->type == CF_T_LIST && !(f->flags & CF_FL_NONEMPTY) &&
       lua_type(c->L, slot) == LUA_TTABLE && list_is_empty(c->L, slot))
     return;                                  /* empty optional list: omitted */
-  old = cf_walk_key(c, f->name, f->len);
+  old = cf_walk_push_key(c, f->name, f->len);
   if ((f->flags & CF_FL_LEGACY) && !c->legacy)
     cf_walk_error(c, NULL, "renamed %s in the 2025 API (opts.legacy = true accepts the "
                   "2024 shape)", f->renamed);
@@ -272,11 +272,6 @@ void cf_walk_object(cf_walk *c, const cf_schema *s, int idx, int top) {
   int uslot, nslots = one ? 1 : (int)s->n;
   int count = 0, first_fi = -1, nunknown = 0, nbad = 0, first = 1;
   unsigned i;
-  if (is_list_shaped(L, idx)) {
-    cf_walk_error(c, NULL, one ? "expected a rule (a table with one rule type), got a list"
-                               : "expected an object, got a list");
-    return;
-  }
   luaL_checkstack(L, nslots + 16, "cfaccess: nesting");
   lua_settop(L, base + nslots + 1);         /* value slots + unknowns slot */
   uslot = base + nslots + 1;
@@ -286,6 +281,13 @@ void cf_walk_object(cf_walk *c, const cf_schema *s, int idx, int top) {
     size_t kl;
     int fi;
     if (lua_type(L, -2) != LUA_TSTRING) {
+      if (nbad == 0 && count == 0 && nunknown == 0 && is_list_shaped(L, idx)) {
+        /* a list where an object belongs: one problem, at the container */
+        lua_settop(L, base);
+        cf_walk_error(c, NULL, one ? "expected a rule (a table with one rule type), got a list"
+                                   : "expected an object, got a list");
+        return;
+      }
       bad_key(c, -2);
       nbad++;
       lua_pop(L, 1);
@@ -306,7 +308,7 @@ void cf_walk_object(cf_walk *c, const cf_schema *s, int idx, int top) {
       continue;
     }
     if (s->fields[fi].kinds && !(s->fields[fi].kinds & c->kbit)) {
-      size_t old = cf_walk_key(c, k, kl);
+      size_t old = cf_walk_push_key(c, k, kl);
       cf_walk_error(c, NULL, "not accepted in %s \"%s\" %s", c->body->article,
                     c->body->name, c->body->noun);
       c->plen = old;

@@ -82,26 +82,8 @@ const char *cf_walk_quote(lua_State *L, const char *s, size_t n) {
 
 /* ---- paths ---------------------------------------------------------------- */
 
-size_t cf_walk_key(cf_walk *w, const char *k, size_t n) {
-  size_t old = w->plen;
-  if (w->plen < CF_MAX_SEGS) {
-    w->seg[w->plen].s = k;
-    w->seg[w->plen].n = n;
-  }
-  w->plen++;
-  return old;
-}
-
-size_t cf_walk_index(cf_walk *w, lua_Integer i) {
-  size_t old = w->plen;
-  if (w->plen < CF_MAX_SEGS) {
-    w->seg[w->plen].s = NULL;
-    w->seg[w->plen].i = i;
-  }
-  w->plen++;
-  return old;
-}
-
+size_t cf_walk_key(cf_walk *w, const char *k, size_t n) { return cf_walk_push_key(w, k, n); }
+size_t cf_walk_index(cf_walk *w, lua_Integer i) { return cf_walk_push_index(w, i); }
 void cf_walk_leave(cf_walk *w, size_t old) { w->plen = old; }
 
 /* Render the current path ("a.b[2].c", after the prefix) into out (at

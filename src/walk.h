@@ -37,6 +37,28 @@ struct cf_walk {
   cf_jw jw;                   /* the output (jw.out NULL: validate only) */
 };
 
+/* The path push of cf_walk_key / cf_walk_index, inline for the walker's
+** hot loop (one per field and per list element). */
+static inline size_t cf_walk_push_key(cf_walk *w, const char *k, size_t n) {
+  size_t old = w->plen;
+  if (w->plen < CF_MAX_SEGS) {
+    w->seg[w->plen].s = k;
+    w->seg[w->plen].n = n;
+  }
+  w->plen++;
+  return old;
+}
+
+static inline size_t cf_walk_push_index(cf_walk *w, lua_Integer i) {
+  size_t old = w->plen;
+  if (w->plen < CF_MAX_SEGS) {
+    w->seg[w->plen].s = NULL;
+    w->seg[w->plen].i = i;
+  }
+  w->plen++;
+  return old;
+}
+
 /* walk.c */
 CF_INTERNAL void cf_walk_problem(cf_walk *w, int warning, const char *leaf,
                                  const char *fmt, va_list ap);
