@@ -76,20 +76,9 @@ function Run:validate(body, vopts, prefix)
   return false
 end
 
--- Does the core validate kind "group" (API.md section 6)? A core without
--- it gets the group's rule lists checked as those of an allow policy.
-local GROUP_KIND = core.validate({ name = "g", include = { { everyone = {} } } }, { kind = "group" }) == true
-
+-- A group body (API.md section 6: kind "group").
 function Run:validate_group(g, prefix)
-  local legacy = self.opts.legacy
-  if GROUP_KIND then return self:validate(g, { kind = "group", legacy = legacy }, prefix) end
-  local as_policy = {}
-  for k, v in pairs(g) do if k ~= "is_default" then as_policy[k] = v end end
-  as_policy.decision = "allow"
-  if g.is_default ~= nil and type(g.is_default) ~= "boolean" then
-    self:problem(prefix .. ".is_default", "expected a boolean, got %s", type(g.is_default))
-  end
-  return self:validate(as_policy, { kind = "reusable", legacy = legacy }, prefix)
+  return self:validate(g, { kind = "group", legacy = self.opts.legacy }, prefix)
 end
 
 -- cc.range: a CIDR from a validated ip rule.
