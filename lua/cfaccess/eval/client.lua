@@ -57,20 +57,12 @@ local function fetch_groups(client, policies, given)
   return groups
 end
 
---- Evaluate `request` against the live policies of application `app_id`.
--- @param client a `cfaccess.client`
--- @tparam string app_id the application
--- @tparam table request as for `cfaccess.evaluate`
--- @tparam[opt] table opts as for `cfaccess.evaluate` (`groups` given here are not fetched;
--- `lists` must hold every list the policies use)
--- @return the result, or `nil, err`
-function M.evaluate(client, app_id, request, opts)
-  if type(request) ~= "table" then
-    error(format("bad argument #2 to 'evaluate' (table expected, got %s)", type(request)), 2)
-  end
-  if opts ~= nil and type(opts) ~= "table" then
-    error(format("bad argument #3 to 'evaluate' (table or nil expected, got %s)", type(opts)), 2)
-  end
+--- Read what evaluating application `app_id` needs: its live policies
+-- (in the API's order; without precedences when a link lacks one, so that
+-- list order decides) and the options for `cfaccess.evaluate` with the
+-- groups they use filled in.
+-- @return policies, opts; or nil, err
+function M.load(client, app_id, opts)
   opts = opts or {}
   local live, err = client:list_app_policies(app_id)
   if not live then return nil, err end
@@ -96,6 +88,25 @@ function M.evaluate(client, app_id, request, opts)
   eopts.groups = next(groups) and groups or nil
   -- fields newer than this library must not stop an evaluation of live data
   if eopts.allow_unknown == nil then eopts.allow_unknown = true end
+  return policies, eopts
+end
+
+--- Evaluate `request` against the live policies of application `app_id`.
+-- @param client a `cfaccess.client`
+-- @tparam string app_id the application
+-- @tparam table request as for `cfaccess.evaluate`
+-- @tparam[opt] table opts as for `cfaccess.evaluate` (`groups` given here are not fetched;
+-- `lists` must hold every list the policies use)
+-- @return the result, or `nil, err`
+function M.evaluate(client, app_id, request, opts)
+  if type(request) ~= "table" then
+    error(format("bad argument #2 to 'evaluate' (table expected, got %s)", type(request)), 2)
+  end
+  if opts ~= nil and type(opts) ~= "table" then
+    error(format("bad argument #3 to 'evaluate' (table or nil expected, got %s)", type(opts)), 2)
+  end
+  local policies, eopts = M.load(client, app_id, opts)
+  if not policies then return nil, eopts end
   return evaluate.evaluate(policies, request, eopts)
 end
 
