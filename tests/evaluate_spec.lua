@@ -700,3 +700,262 @@ describe("client:evaluate", function()
   pending("fetches each referenced group once with client:get_group (needs get_group and a mock groups endpoint)")
   pending("reusable policies linked to the app come with the legacy ones (the mock's app-policy list returns only legacy ones)")
 end)
+
+describe("cfaccess test (the command, as a subprocess)", function()
+  local ROOT = os.getenv("CFACCESS_TEST_ROOT") or "."
+  local LUA = os.getenv("LUA") or "lua5.4"
+  local q = mockctl.shell_quote
+  local have_cli = mockctl.read_file(ROOT .. "/lua/cfaccess/cli.lua") ~= nil
+  local CF_VARS = { "CLOUDFLARE_API_TOKEN", "CLOUDFLARE_API_KEY", "CLOUDFLARE_EMAIL",
+    "CLOUDFLARE_ACCOUNT_ID", "CLOUDFLARE_ZONE_ID", "CLOUDFLARE_BASE_URL", "NO_COLOR" }
+  local dir
+
+  setup(function()
+    dir = os.tmpname()
+    os.remove(dir)
+    assert(os.execute("mkdir " .. q(dir)))
+  end)
+  teardown(function()
+    if dir then os.execute("rm -rf " .. q(dir)) end
+  end)
+
+  local function write(name, text)
+    local f = assert(io.open(dir .. "/" .. name, "wb"))
+    f:write(text)
+    f:close()
+    return name
+  end
+
+  -- Run `cfaccess ARGS` in dir with only `env` of the Cloudflare variables.
+  local function run(args, env)
+    local words = { "cd", q(dir), "&&", "env" }
+    for _, v in ipairs(CF_VARS) do words[#words + 1] = "-u " .. v end
+    for k, v in pairs(env or {}) do words[#words + 1] = q(k .. "=" .. v) end
+    words[#words + 1] = "NO_PROXY=127.0.0.1,localhost timeout 120"
+    words[#words + 1] = q(LUA) .. " " .. q(ROOT .. "/bin/cfaccess")
+    for _, a in ipairs(args) do words[#words + 1] = q(a) end
+    local out, err = os.tmpname(), os.tmpname()
+    words[#words + 1] = "</dev/null >" .. q(out) .. " 2>" .. q(err)
+    local _, how, code = os.execute(table.concat(words, " "))
+    local res = { how = how, code = code, out = mockctl.read_file(out) or "", err = mockctl.read_file(err) or "" }
+    os.remove(out)
+    os.remove(err)
+    res.show = ("exit %s\n--- stdout\n%s--- stderr\n%s"):format(tostring(code), res.out, res.err)
+    return res
+  end
+
+  local POLICIES = [[
+  policies = {
+    { name = "block embargoed", decision = "deny", precedence = 1, include = { r.geo("KP"), r.geo("IR") } },
+    { name = "staff", decision = "allow", precedence = 2, include = { r.email_domain("example.com") } },
+    { name = "contractors", decision = "allow", precedence = 3, include = { r.group("grp-c") },
+      require = { r.auth_method("mfa") }, approval_required = true },
+  },
+  groups = { ["grp-c"] = { name = "contractors", include = r.emails{ "c1@partner.example" } } },
+]]
+  local function lua_file(name, cases, extra)
+    return write(name, "local r = rules\nreturn {\n" .. (extra or POLICIES) .. "  cases = {\n" .. cases .. "  },\n}\n")
+  end
+  local PASSING = [[
+    { name = "staff from DE", request = { country = "DE", user = { email = "ann@example.com" } },
+      expect = { allowed = true, status = "approved", decided_by = "staff" } },
+    { name = "contractor with MFA", request = { country = "DE", user = { email = "c1@partner.example", amr = { "mfa" } } },
+      expect = { allowed = true, decided_by = "contractors" } },
+    { name = "contractor from KP", request = { country = "KP", user = { email = "c1@partner.example", amr = { "mfa" } } },
+      expect = { allowed = false, status = "blocked", decided_by = "block embargoed" } },
+    { name = "no login", request = { country = "DE" }, expect = { status = "login_required" } },
+    { name = "stranger", request = { country = "DE", user = { email = "x@other.example" } },
+      expect = { status = "blocked", decided_by = false } },
+    { name = "unknown country", request = { user = { email = "ann@example.com" } },
+      expect = { status = "indeterminate" } },
+]]
+
+  if not have_cli then
+    pending("the cfaccess command (cfaccess.cli, branch w1-cli) is not in this tree yet")
+    return
+  end
+
+  it("passes a passing file: exit 0, one ok line per case, then the summary", function()
+    local f = lua_file("pass_test.lua", PASSING)
+    local res = run{ "test", f }
+    assert.are.equal(0, res.code, res.show)
+    assert.are.equal("# pass_test.lua\nok - staff from DE\nok - contractor with MFA\nok - contractor from KP\n"
+      .. "ok - no login\nok - stranger\nok - unknown country\n6 passed, 0 failed\n", res.out)
+    assert.are.equal("", res.err)
+  end)
+
+  it("fails a failing case: exit 1, with what was expected and what came", function()
+    local f = lua_file("fail_test.lua", [[
+    { name = "staff from KP", request = { country = "KP", user = { email = "ann@example.com" } },
+      expect = { allowed = true, decided_by = "staff" } },
+    { name = "staff from DE", request = { country = "DE", user = { email = "ann@example.com" } },
+      expect = { allowed = true } },
+]])
+    local res = run{ "test", f }
+    assert.are.equal(1, res.code, res.show)
+    assert.are.equal("# fail_test.lua\n"
+      .. 'not ok - staff from KP: expected allowed = true, decided_by = "staff", got allowed = false, '
+      .. 'decided_by = "block embargoed" (decided by "block embargoed")\n'
+      .. "ok - staff from DE\n1 passed, 1 failed\n", res.out)
+  end)
+
+  it("reports an indeterminate case: exit 3, naming the missing input", function()
+    local f = lua_file("indet_test.lua", [[
+    { name = "no country", request = { user = { email = "ann@example.com" } }, expect = { allowed = true } },
+    { name = "staff from DE", request = { country = "DE", user = { email = "ann@example.com" } }, expect = { allowed = true } },
+]])
+    local res = run{ "test", f }
+    assert.are.equal(3, res.code, res.show)
+    assert.is_truthy(res.out:find('not ok - no country: indeterminate: include[1] of "block embargoed" needs country\n',
+      1, true), res.show)
+    assert.is_truthy(res.out:find("\n1 passed, 1 failed\n$"), res.show)
+  end)
+
+  it("exit 1 wins over 3 when one file fails and another is indeterminate; 3 over 0", function()
+    local pass = lua_file("p_test.lua", PASSING)
+    local indet = lua_file("i_test.lua", [[
+    { name = "no country", request = { user = { email = "ann@example.com" } }, expect = { allowed = true } },
+]])
+    local fail = lua_file("f_test.lua", [[
+    { name = "wrong", request = { country = "DE", user = { email = "ann@example.com" } }, expect = { allowed = false } },
+]])
+    assert.are.equal(3, run{ "test", pass, indet }.code)
+    local res = run{ "test", pass, indet, fail }
+    assert.are.equal(1, res.code, res.show)
+    assert.is_truthy(res.out:find("# p_test.lua\n", 1, true) and res.out:find("# f_test.lua\n", 1, true), res.show)
+    assert.is_truthy(res.out:find("\n6 passed, 2 failed\n$"), res.show)
+  end)
+
+  it("reads JSON test files", function()
+    local f = write("t_test.json", [[{
+  "policies": [ { "name": "staff", "decision": "allow", "precedence": 1,
+                  "include": [ { "email_domain": { "domain": "example.com" } } ] } ],
+  "cases": [ { "name": "staff", "request": { "user": { "email": "a@example.com" } },
+               "expect": { "status": "approved", "decided_by": "staff" } } ] }
+]])
+    local res = run{ "test", f }
+    assert.are.equal(0, res.code, res.show)
+    assert.are.equal("# t_test.json\nok - staff\n1 passed, 0 failed\n", res.out)
+  end)
+
+  it("tests an app of a state file (state + app), in the state's order", function()
+    write("state.lua", [[
+local r = rules
+return {
+  policies = {
+    { name = "staff", decision = "allow", include = { r.email_domain("example.com") } },
+    { name = "no KP", decision = "deny", include = { r.geo("KP") } },
+  },
+  apps = { ["3f2d1c7e-8a9b-4c5d-9e0f-1a2b3c4d5e6f"] = { "no KP", "staff" } },
+}
+]])
+    local f = write("s_test.lua", [[
+return {
+  state = "state.lua", app = "3f2d1c7e-8a9b-4c5d-9e0f-1a2b3c4d5e6f",
+  cases = {
+    { name = "KP staff blocked first", request = { country = "KP", user = { email = "a@example.com" } },
+      expect = { allowed = false, decided_by = "no KP" } },
+    { name = "DE staff", request = { country = "DE", user = { email = "a@example.com" } },
+      expect = { allowed = true, decided_by = "staff" } },
+  },
+}
+]])
+    local res = run{ "test", f }
+    assert.are.equal(0, res.code, res.show)
+  end)
+
+  it("an invalid file: exit 1, each problem as FILE: path: message", function()
+    local f = lua_file("bad_test.lua", [[
+    { name = "typo", request = { contry = "DE" }, expect = { staus = "approved" } },
+]], [[
+  policies = { { name = "x", decision = "allow", precedence = 1, include = { r.group("nope") } } },
+]])
+    local res = run{ "test", f }
+    assert.are.equal(1, res.code, res.show)
+    assert.is_truthy(res.out:find("bad_test.lua: cases[1].expect.staus: unknown field", 1, true), res.show)
+    local f2 = lua_file("bad2_test.lua", [[
+    { name = "ok", request = {}, expect = { status = "blocked" } },
+]], [[
+  policies = { { name = "x", decision = "allow", precedence = 1, include = { r.group("nope") } } },
+]])
+    res = run{ "test", f2 }
+    assert.are.equal(1, res.code, res.show)
+    assert.is_truthy(res.out:find('bad2_test.lua: policies[1].include[1].group.id: unknown group "nope"', 1, true), res.show)
+    res = run{ "test", "missing_test.lua" }
+    assert.are.equal(1, res.code, res.show)
+  end)
+
+  it("a case whose request is invalid fails (exit 1), with the path", function()
+    local f = lua_file("req_test.lua", [[
+    { name = "typo", request = { contry = "DE", user = { email = "a@example.com" } }, expect = { allowed = true } },
+]])
+    local res = run{ "test", f }
+    assert.are.equal(1, res.code, res.show)
+    assert.is_truthy(res.out:find("not ok - typo: invalid request: cases[1].request.contry: unknown field", 1, true), res.show)
+  end)
+
+  it("usage errors exit 64", function()
+    assert.are.equal(64, run{ "test" }.code)
+    assert.are.equal(64, run{ "test", "--nope", "x.lua" }.code)
+  end)
+
+  describe("--live", function()
+    local TOKEN = "t0k3n-evaluate-live-S3CRET"
+    local APP = "3f2d1c7e-8a9b-4c5d-9e0f-1a2b3c4d5e6f"
+    local m
+    local hooks = mockctl.block_hooks({ token = TOKEN }, { { "accounts", ACCT, APP } },
+      function(mock) m = mock end)
+    setup(hooks.setup)
+    teardown(hooks.teardown)
+    before_each(hooks.before_each)
+
+    local function env() return { CLOUDFLARE_API_TOKEN = TOKEN, CLOUDFLARE_ACCOUNT_ID = ACCT,
+                                  CLOUDFLARE_BASE_URL = m.base_url } end
+
+    it("takes the policies from the live app named by the file, read-only", function()
+        local c = m:client(ACCT, TOKEN, {})
+      assert(c:create_app_policy(APP, P("staff", "allow", 2, { r.email_domain("example.com") })))
+      assert(c:create_app_policy(APP, P("block KP", "deny", 1, { r.geo("KP") })))
+      c:close()
+      local f = write("live_test.lua", ([[
+return { app = %q, cases = {
+  { name = "staff", request = { country = "DE", user = { email = "a@example.com" } }, expect = { decided_by = "staff" } },
+  { name = "KP", request = { country = "KP", user = { email = "a@example.com" } }, expect = { decided_by = "block KP" } },
+} }
+]]):format(APP))
+      local posts = m:count("POST")
+      local before = m:count()
+      local res = run({ "test", "--live", f }, env())
+      assert.are.equal(0, res.code, res.show)
+      assert.are.equal("# live_test.lua\nok - staff\nok - KP\n2 passed, 0 failed\n", res.out)
+      assert.are.equal(posts, m:count("POST"))
+      assert.are.equal(1, m:count() - before)          -- one list request for both cases
+      assert.is_falsy(res.out:find(TOKEN, 1, true) or res.err:find(TOKEN, 1, true))
+    end)
+
+    it("fails a live case that the live policies decide otherwise: exit 1", function()
+        local c = m:client(ACCT, TOKEN, {})
+      assert(c:create_app_policy(APP, P("everyone", "allow", 1, { r.everyone() })))
+      c:close()
+      local f = write("live2_test.lua", ([[
+return { app = %q, cases = {
+  { name = "KP must be blocked", request = { country = "KP", user = { email = "a@example.com" } },
+    expect = { allowed = false } },
+} }
+]]):format(APP))
+      local res = run({ "test", "--live", f }, env())
+      assert.are.equal(1, res.code, res.show)
+      assert.is_truthy(res.out:find('not ok - KP must be blocked: expected allowed = false, got allowed = true '
+        .. '(decided by "everyone")', 1, true), res.show)
+    end)
+
+    it("without credentials: exit 64, nothing sent", function()
+        local f = write("live3_test.lua", ([[return { app = %q, cases = { { name = "x", request = {}, expect = { allowed = false } } } }]]):format(APP))
+      local before = m:count()
+      local res = run({ "test", "--live", f }, { CLOUDFLARE_ACCOUNT_ID = ACCT, CLOUDFLARE_BASE_URL = m.base_url })
+      assert.are.equal(64, res.code, res.show)
+      assert.matches("CLOUDFLARE_API_TOKEN", res.err)
+      assert.are.equal(before, m:count())
+    end)
+  end)
+end)
