@@ -42,9 +42,11 @@ end
 local opts = { groups = groups }
 
 local requests = {
-  { ip = "203.0.113.7", country = "DE", service_token = false, user = { email = "u49@example.com", login_method = "okta-1",
+  { ip = "203.0.113.7", country = "DE", service_token = false, user = { email = "u49@example.com",
+    login_method = "okta-1",
     amr = { "pwd", "mfa" }, risk = "low", idp = { ["okta-1"] = { groups = { "other" } } } } },
-  { ip = "2001:db8::7", country = "FR", service_token = false, user = { email = "nobody@example.org", login_method = "okta-1",
+  { ip = "2001:db8::7", country = "FR", service_token = false, user = { email = "nobody@example.org",
+    login_method = "okta-1",
     amr = { "pwd" }, risk = "low", idp = { ["okta-1"] = { groups = {} } } } },
 }
 

@@ -90,9 +90,11 @@ local cases = {
     { lists = LISTS }, true, "approved", "t" },
   { "ip_list holds an IPv6 range", one(r.ip_list("list-ips")), req{ ip = "2001:db8:abcd:12::1" },
     { lists = LISTS }, true, "approved", "t" },
-  { "ip_list single address", one(r.ip_list("list-ips")), req{ ip = "192.0.2.9" }, { lists = LISTS }, true, "approved", "t" },
+  { "ip_list single address", one(r.ip_list("list-ips")), req{ ip = "192.0.2.9" }, { lists = LISTS }, true,
+    "approved", "t" },
   { "ip_list misses", one(r.ip_list("list-ips")), req{ ip = "192.0.2.10" }, { lists = LISTS }, false, "blocked", nil },
-  { "certificate presented", one(r.certificate()), req{ certificate = { common_name = "dev1" } }, nil, true, "approved", "t" },
+  { "certificate presented", one(r.certificate()), req{ certificate = { common_name = "dev1" } }, nil, true,
+    "approved", "t" },
   { "certificate absent (false)", one(r.certificate()), req(), nil, false, "blocked", nil },
   { "common_name equal", one(r.common_name("dev1.example.com")),
     req{ certificate = { common_name = "dev1.example.com" } }, nil, true, "approved", "t" },
@@ -131,9 +133,11 @@ local cases = {
     req{ service_token = "tok-2", user = NONE }, nil, false, "blocked", nil },
   { "any_valid_service_token", { P("ci", "non_identity", 1, { r.any_valid_service_token() }) },
     req{ service_token = "tok-9", user = NONE }, nil, true, "approved", "ci" },
-  { "external_evaluation answered true", one(r.external_evaluation("https://ext.example/eval", "https://ext.example/keys")),
+  { "external_evaluation answered true", one(r.external_evaluation("https://ext.example/eval",
+    "https://ext.example/keys")),
     req{ external = { ["https://ext.example/eval"] = true } }, nil, true, "approved", "t" },
-  { "external_evaluation answered false", one(r.external_evaluation("https://ext.example/eval", "https://ext.example/keys")),
+  { "external_evaluation answered false", one(r.external_evaluation("https://ext.example/eval",
+    "https://ext.example/keys")),
     req{ external = { ["https://ext.example/eval"] = false } }, nil, false, "blocked", nil },
   { "geo equal", one(r.geo("DE")), req(), nil, true, "approved", "t" },
   { "geo differs", one(r.geo("US")), req(), nil, false, "blocked", nil },
@@ -217,9 +221,11 @@ local cases = {
     }, req{ user = user{ email = "mallory@example.com" } }, { groups = GROUPS }, false, "blocked", nil },
 
   -- IPv6 ----------------------------------------------------------------------------
-  { "IPv6 address inside a /32", one(r.ip("2001:db8::/32")), req{ ip = "2001:db8:1:2::5" }, nil, true, "approved", "t" },
+  { "IPv6 address inside a /32", one(r.ip("2001:db8::/32")), req{ ip = "2001:db8:1:2::5" }, nil, true, "approved",
+    "t" },
   { "IPv6 address outside a /32", one(r.ip("2001:db8::/32")), req{ ip = "2001:db9::5" }, nil, false, "blocked", nil },
-  { "IPv6 /128 single address", one(r.ip("2001:db8::1/128")), req{ ip = "2001:DB8:0:0:0:0:0:1" }, nil, true, "approved", "t" },
+  { "IPv6 /128 single address", one(r.ip("2001:db8::1/128")), req{ ip = "2001:DB8:0:0:0:0:0:1" }, nil, true,
+    "approved", "t" },
   { "an IPv4 request never falls in an IPv6 range", one(r.ip("::/0")), req(), nil, false, "blocked", nil },
   { "an IPv4-mapped IPv6 request is its IPv4 address", one(r.ip("203.0.113.0/24")), req{ ip = "::ffff:203.0.113.9" },
     nil, true, "approved", "t" },
@@ -263,7 +269,8 @@ local cases = {
   -- steps ---------------------------------------------------------------------------------
   { "steps: independent MFA, approval, purpose justification, isolation", {
       P("guarded", "allow", 1, { r.everyone() }, { mfa_config = { allowed_authenticators = { "totp" } },
-        approval_required = true, approval_groups = { { approvals_needed = 1, email_addresses = { "boss@example.com" } } },
+        approval_required = true, approval_groups = { { approvals_needed = 1,
+          email_addresses = { "boss@example.com" } } },
         purpose_justification_required = true, isolation_required = true }),
     }, req(), nil, true, "approved", "guarded", { "mfa", "approval", "purpose_justification", "isolation" } },
   { "steps: mfa_disabled adds no MFA step", {
@@ -279,7 +286,8 @@ local cases = {
   -- login_required ----------------------------------------------------------------------------
   { "login_required: no user, an Allow policy could match", one(r.email_domain("example.com")),
     req{ user = NONE }, nil, false, "login_required", nil },
-  { "login_required: even for Allow everyone", one(r.everyone()), req{ user = false }, nil, false, "login_required", nil },
+  { "login_required: even for Allow everyone", one(r.everyone()), req{ user = false }, nil, false, "login_required",
+    nil },
   { "no user, and no phase-2 policy can match whoever logs in: blocked", {
       P("office only", "allow", 1, { r.everyone() }, { require = { r.ip("198.51.100.0/24") } }),
     }, req{ user = NONE }, nil, false, "blocked", nil },
@@ -352,7 +360,8 @@ describe("cfaccess.evaluate results", function()
     assert.are.equal('blocked by "block KP" (deny, precedence 1)',
       tostring(assert(cfaccess.evaluate(pols, req{ country = "KP" }))))
     assert.are.equal("blocked: no policy matched",
-      tostring(assert(cfaccess.evaluate(pols, req{ user = user{ email = "x@other.org", idp = { [OKTA] = { groups = {} } } } }))))
+      tostring(assert(cfaccess.evaluate(pols, req{ user = user{ email = "x@other.org",
+        idp = { [OKTA] = { groups = {} } } } }))))
     local res = assert(cfaccess.evaluate({ pols[3] }, req{ user = user{ idp = {} } }))
     assert.are.equal('indeterminate: include[1] of "contractors" needs user.idp["okta-idp-1"]', tostring(res))
   end)
@@ -444,7 +453,8 @@ describe("cfaccess.evaluate invalid inputs", function()
     { "an invalid group body", one(r.group("g")), req(), { groups = { g = { name = "g", include = {} } } },
       'groups["g"].include' },
     { "an unknown list id", one(r.email_list("nope")), req(), { lists = LISTS }, "[1].include[1].email_list.id" },
-    { "an ip list entry that is not an address", one(r.ip_list("l")), req(), { lists = { l = { "10.0.0.0/8", "nope" } } },
+    { "an ip list entry that is not an address", one(r.ip_list("l")), req(), { lists = { l = { "10.0.0.0/8",
+      "nope" } } },
       'lists["l"][2]' },
     { "identity rules in a Bypass policy", { P("b", "bypass", 1, { r.email("alice@example.com") }) }, req(), nil,
       "[1].include[1]" },
@@ -475,7 +485,8 @@ describe("cfaccess.evaluate invalid inputs", function()
   end
 
   it("reports every problem, not just the first", function()
-    local _, err = cfaccess.evaluate({ P("a", "allow", 1, { r.group("nope") }), P("b", "allow", 1, { r.email_list("x") }) },
+    local _, err = cfaccess.evaluate({ P("a", "allow", 1, { r.group("nope") }), P("b", "allow", 1,
+      { r.email_list("x") }) },
       req(), {})
     assert.is_true(#err.problems >= 3, tostring(err))
     assert.matches("%(and %d+ more problems?%)", tostring(err))
@@ -657,7 +668,8 @@ describe("client:evaluate", function()
 
   it("uses opts.groups and opts.lists for the groups and lists the policies name", function()
     local c = m:client(ACCT, TOKEN, {})
-    assert(c:create_app_policy(APP, P("eu", "allow", 1, { r.group("eu") }, { require = { r.email_list("list-emails") } })))
+    assert(c:create_app_policy(APP, P("eu", "allow", 1, { r.group("eu") },
+      { require = { r.email_list("list-emails") } })))
     local res = assert(c:evaluate(APP, req{ country = "FR", user = user{ email = "carol@example.com" } },
       { groups = GROUPS, lists = LISTS }))
     assert.are.equal("approved", res.status)
@@ -698,7 +710,8 @@ describe("client:evaluate", function()
   end)
 
   pending("fetches each referenced group once with client:get_group (needs get_group and a mock groups endpoint)")
-  pending("reusable policies linked to the app come with the legacy ones (the mock's app-policy list returns only legacy ones)")
+  pending("reusable policies linked to the app come with the legacy ones "
+    .. "(the mock's app-policy list returns only legacy ones)")
 end)
 
 describe("cfaccess test (the command, as a subprocess)", function()
@@ -753,15 +766,18 @@ describe("cfaccess test (the command, as a subprocess)", function()
   },
   groups = { ["grp-c"] = { name = "contractors", include = r.emails{ "c1@partner.example" } } },
 ]]
-  local function lua_file(name, cases, extra)
-    return write(name, "local r = rules\nreturn {\n" .. (extra or POLICIES) .. "  cases = {\n" .. cases .. "  },\n}\n")
+  local function lua_file(name, case_text, extra)
+    return write(name, "local r = rules\nreturn {\n" .. (extra or POLICIES)
+      .. "  cases = {\n" .. case_text .. "  },\n}\n")
   end
   local PASSING = [[
     { name = "staff from DE", request = { country = "DE", user = { email = "ann@example.com" } },
       expect = { allowed = true, status = "approved", decided_by = "staff" } },
-    { name = "contractor with MFA", request = { country = "DE", user = { email = "c1@partner.example", amr = { "mfa" } } },
+    { name = "contractor with MFA", request = { country = "DE", user = { email = "c1@partner.example",
+      amr = { "mfa" } } },
       expect = { allowed = true, decided_by = "contractors" } },
-    { name = "contractor from KP", request = { country = "KP", user = { email = "c1@partner.example", amr = { "mfa" } } },
+    { name = "contractor from KP", request = { country = "KP", user = { email = "c1@partner.example",
+      amr = { "mfa" } } },
       expect = { allowed = false, status = "blocked", decided_by = "block embargoed" } },
     { name = "no login", request = { country = "DE" }, expect = { status = "login_required" } },
     { name = "stranger", request = { country = "DE", user = { email = "x@other.example" } },
@@ -802,7 +818,8 @@ describe("cfaccess test (the command, as a subprocess)", function()
   it("reports an indeterminate case: exit 3, naming the missing input", function()
     local f = lua_file("indet_test.lua", [[
     { name = "no country", request = { user = { email = "ann@example.com" } }, expect = { allowed = true } },
-    { name = "staff from DE", request = { country = "DE", user = { email = "ann@example.com" } }, expect = { allowed = true } },
+    { name = "staff from DE", request = { country = "DE", user = { email = "ann@example.com" } },
+      expect = { allowed = true } },
 ]])
     local res = run{ "test", f }
     assert.are.equal(3, res.code, res.show)
@@ -817,7 +834,8 @@ describe("cfaccess test (the command, as a subprocess)", function()
     { name = "no country", request = { user = { email = "ann@example.com" } }, expect = { allowed = true } },
 ]])
     local fail = lua_file("f_test.lua", [[
-    { name = "wrong", request = { country = "DE", user = { email = "ann@example.com" } }, expect = { allowed = false } },
+    { name = "wrong", request = { country = "DE", user = { email = "ann@example.com" } },
+      expect = { allowed = false } },
 ]])
     assert.are.equal(3, run{ "test", pass, indet }.code)
     local res = run{ "test", pass, indet, fail }
@@ -880,7 +898,8 @@ return {
 ]])
     res = run{ "test", f2 }
     assert.are.equal(1, res.code, res.show)
-    assert.is_truthy(res.out:find('bad2_test.lua: policies[1].include[1].group.id: unknown group "nope"', 1, true), res.show)
+    assert.is_truthy(res.out:find('bad2_test.lua: policies[1].include[1].group.id: unknown group "nope"', 1, true),
+      res.show)
     res = run{ "test", "missing_test.lua" }
     assert.are.equal(1, res.code, res.show)
   end)
@@ -891,7 +910,8 @@ return {
 ]])
     local res = run{ "test", f }
     assert.are.equal(1, res.code, res.show)
-    assert.is_truthy(res.out:find("not ok - typo: invalid request: cases[1].request.contry: unknown field", 1, true), res.show)
+    assert.is_truthy(res.out:find("not ok - typo: invalid request: cases[1].request.contry: unknown field", 1, true),
+      res.show)
   end)
 
   it("usage errors exit 64", function()
@@ -919,8 +939,10 @@ return {
       c:close()
       local f = write("live_test.lua", ([[
 return { app = %q, cases = {
-  { name = "staff", request = { country = "DE", user = { email = "a@example.com" } }, expect = { decided_by = "staff" } },
-  { name = "KP", request = { country = "KP", user = { email = "a@example.com" } }, expect = { decided_by = "block KP" } },
+  { name = "staff", request = { country = "DE", user = { email = "a@example.com" } },
+    expect = { decided_by = "staff" } },
+  { name = "KP", request = { country = "KP", user = { email = "a@example.com" } },
+    expect = { decided_by = "block KP" } },
 } }
 ]]):format(APP))
       local posts = m:count("POST")
@@ -950,7 +972,8 @@ return { app = %q, cases = {
     end)
 
     it("without credentials: exit 64, nothing sent", function()
-        local f = write("live3_test.lua", ([[return { app = %q, cases = { { name = "x", request = {}, expect = { allowed = false } } } }]]):format(APP))
+        local f = write("live3_test.lua", ([[return { app = %q, cases = { { name = "x", request = {},
+          expect = { allowed = false } } } }]]):format(APP))
       local before = m:count()
       local res = run({ "test", "--live", f }, { CLOUDFLARE_ACCOUNT_ID = ACCT, CLOUDFLARE_BASE_URL = m.base_url })
       assert.are.equal(64, res.code, res.show)

@@ -285,7 +285,8 @@ function M.run(files, opts)
     end
   end
   if client then client:close() end
-  if indeterminate > 0 then say("# ", indeterminate, " indeterminate: a request leaves out an input that decides it") end
+  if indeterminate > 0 then say("# ", indeterminate,
+    " indeterminate: a request leaves out an input that decides it") end
   say(passed, " passed, ", failed + indeterminate, " failed")
   out:flush()
   if failed > 0 or bad > 0 then return EXIT.failure end

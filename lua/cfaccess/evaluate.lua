@@ -198,7 +198,8 @@ local function view(r)
   if r.ip ~= nil then
     local hi, lo, bits = cidr.parse_addr(r.ip)
     if hi then q.ip_hi, q.ip_lo, q.ip_bits = hi, lo, bits
-    else problems[#problems + 1] = { path = "request.ip", message = format("%q is not an IP address", tostring(r.ip)) } end
+    else problems[#problems + 1] = { path = "request.ip", message = format("%q is not an IP address",
+      tostring(r.ip)) } end
   end
   if r.country ~= nil then
     if type(r.country) == "string" and r.country:match("^%a%a$") then q.country = r.country:upper()
