@@ -149,6 +149,40 @@ local function bools(problems, path, v)
   end
 end
 
+-- What one IdP told about the user (see the table in README.md).
+local IDP = { groups = true, auth_contexts = true, github = true, saml = true, oidc = true }
+local IDP_KNOWN = known(IDP)
+
+local function check_idp(problems, path, d)
+  for k, v in pairs(d) do
+    local p = path .. "." .. tostring(k)
+    if not IDP[k] then
+      problems[#problems + 1] = { path = p, message = "unknown field (known: " .. IDP_KNOWN .. ")" }
+    elseif k == "groups" or k == "auth_contexts" then
+      strings(problems, p, v)
+    elseif k == "github" then
+      if type(v) ~= "table" then
+        problems[#problems + 1] = { path = p, message = "expected a list of { org =, teams = }, got " .. type(v) }
+      else
+        for i, m in ipairs(v) do
+          local pi = p .. "[" .. i .. "]"
+          if type(m) ~= "table" or type(m.org) ~= "string" then
+            problems[#problems + 1] = { path = pi, message = "expected { org = string, teams = { ... } }" }
+          elseif m.teams ~= nil then
+            strings(problems, pi .. ".teams", m.teams)
+          end
+        end
+      end
+    elseif type(v) ~= "table" then   -- saml attributes, oidc claims
+      problems[#problems + 1] = { path = p, message = "expected a table of names to values, got " .. type(v) }
+    else
+      for name, val in pairs(v) do
+        if type(val) ~= "string" then strings(problems, format("%s[%q]", p, tostring(name)), val) end
+      end
+    end
+  end
+end
+
 local function check_user(problems, u)
   for k in pairs(u) do
     if not USER[k] then
@@ -176,9 +210,7 @@ local function check_user(problems, u)
           problems[#problems + 1] = { path = format("request.user.idp[%q]", tostring(id)),
                                       message = "expected a table, got " .. type(d) }
         else
-          for _, f in ipairs{ "groups", "auth_contexts" } do
-            if d[f] ~= nil then strings(problems, format("request.user.idp[%q].%s", id, f), d[f]) end
-          end
+          check_idp(problems, format("request.user.idp[%q]", tostring(id)), d)
         end
       end
     end
