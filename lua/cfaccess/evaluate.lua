@@ -61,39 +61,67 @@ local function test(r, q)
   return r.test(q)
 end
 
--- any = true: OR (include, exclude); false: AND (require).
-local function section(list, q, any)
-  local acc = any and F or T
-  local un, up, ln, lp
+-- OR of a section (include, exclude): T at the first true rule; else the
+-- largest value, with the first rule of that value and what it needs.
+local function any_of(list, q)
+  local acc, un, up, ln, lp = F
   for i = 1, #list do
     local r = list[i]
-    local v, needs = test(r, q)
-    if any then
-      if v == T then return T end
+    local v, needs
+    if r.identity and q.user == nil then v, needs = q.nouser, "user" else v, needs = r.test(q) end
+    if v == T then return T end
+    if v ~= F then
       if v > acc then acc = v end
-    else
-      if v == F then return F end
-      if v < acc then acc = v end
-    end
-    if v == U then
-      if not up then un, up = needs, r.path end
-    elseif v == L then
-      if not lp then ln, lp = needs, r.path end
+      if v == U then
+        if not up then un, up = needs, r.path end
+      elseif not lp then
+        ln, lp = needs, r.path
+      end
     end
   end
-  if acc == U then return acc, un, up end
-  if acc == L then return acc, ln, lp end
-  return acc
+  if acc == F then return F end
+  if acc == U then return U, un, up end
+  return L, ln, lp
+end
+
+-- AND of a section (require): F at the first false rule; else the
+-- smallest value, with the first rule of that value.
+local function all_of(list, q)
+  local acc, un, up, ln, lp = T
+  for i = 1, #list do
+    local r = list[i]
+    local v, needs
+    if r.identity and q.user == nil then v, needs = q.nouser, "user" else v, needs = r.test(q) end
+    if v == F then return F end
+    if v ~= T then
+      if v < acc then acc = v end
+      if v == U then
+        if not up then un, up = needs, r.path end
+      elseif not lp then
+        ln, lp = needs, r.path
+      end
+    end
+  end
+  if acc == T then return T end
+  if acc == U then return U, un, up end
+  return L, ln, lp
 end
 
 local function eval_body(b, q)
-  local inc, ineeds, ipath = section(b.include, q, true)
+  local inc, ineeds, ipath = any_of(b.include, q)
   if inc == F then return F end
-  local req, rneeds, rpath = section(b.require, q, false)
-  if req == F then return F end
-  local exc, eneeds, epath = section(b.exclude, q, true)
-  if exc == T then return F end
-  exc = NOT[exc]
+  local req, rneeds, rpath = T, nil, nil   -- an empty require holds
+  if b.require[1] then
+    req, rneeds, rpath = all_of(b.require, q)
+    if req == F then return F end
+  end
+  local exc, eneeds, epath = T, nil, nil   -- NOT of the exclude OR; empty: excludes nobody
+  if b.exclude[1] then
+    local x
+    x, eneeds, epath = any_of(b.exclude, q)
+    if x == T then return F end
+    exc = NOT[x]
+  end
   local v = inc
   if req < v then v = req end
   if exc < v then v = exc end
