@@ -368,6 +368,13 @@ describe("cfaccess.evaluate results", function()
     assert.are.equal('indeterminate: include[1] of "contractors" needs user.idp["okta-idp-1"]', tostring(res))
   end)
 
+  it("stays one line when a name holds a newline", function()
+    local res = assert(cfaccess.evaluate({ P("two\nlines", "allow", 1, { r.everyone() }) }, req()))
+    assert.are.equal('approved by "two\\nlines" (allow, precedence 1)', tostring(res))
+    local _, err = cfaccess.evaluate({ P("x", "allow", 1, { r.group("g\n1") }) }, req())
+    assert.is_nil(tostring(err):find("\n", 1, true))
+  end)
+
   it("names the missing input inside a group", function()
     local res = assert(cfaccess.evaluate({ P("eu", "allow", 1, { r.group("eu") }) }, req{ country = NONE },
       { groups = GROUPS }))

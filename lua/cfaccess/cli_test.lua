@@ -210,7 +210,10 @@ end
 function M.run(files, opts)
   opts = opts or {}
   local out, errh = opts.out or io.stdout, opts.err or io.stderr
-  local function say(...) out:write(...) out:write("\n") end
+  local oneline = require("cfaccess.evaluate").oneline
+  local function say(...)
+    out:write(oneline(concat({ ... })), "\n")
+  end
   local passed, failed, indeterminate, bad = 0, 0, 0, 0
   local client
   if opts.live then

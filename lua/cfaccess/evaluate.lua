@@ -38,6 +38,13 @@ local M = {}
 -- other cfaccess error (the core makes them; Lua has no constructor).
 local ERR_MT = getmetatable(select(2, core.validate({})))
 
+-- One line: %q writes a newline as a backslash and a newline; names and
+-- ids from policies and requests may hold one.
+local function oneline(s)
+  return (s:gsub("\\\n", "\\n"):gsub("[\r\n]", function(c) return c == "\n" and "\\n" or "\\r" end))
+end
+M.oneline = oneline
+
 local function invalid(problems)
   local first = problems[1]
   local msg = format("invalid evaluation input: %s%s%s", first.path,
@@ -45,7 +52,7 @@ local function invalid(problems)
   if #problems > 1 then
     msg = msg .. format(" (and %d more problem%s)", #problems - 1, #problems == 2 and "" or "s")
   end
-  return setmetatable({ kind = "invalid", message = msg, problems = problems }, ERR_MT)
+  return setmetatable({ kind = "invalid", message = oneline(msg), problems = problems }, ERR_MT)
 end
 M.invalid = invalid
 
@@ -434,6 +441,7 @@ local function run(set, request)
     end
   end
   res.steps = res.steps or {}
+  res.reason = oneline(res.reason)
   setmetatable(res, RESULT_MT)
   RUNS[res] = { set, q, seen }
   return res
