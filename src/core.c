@@ -1,5 +1,6 @@
 /*
-** cfaccess.core: module entry. Registers encode, validate and client.
+** cfaccess.core: module entry. Registers its parts from one table: the
+** response decoder (lua-cjson), encode/validate/_VERSION, the client.
 */
 #include "cfaccess.h"
 
@@ -8,18 +9,10 @@ static int core_encode(lua_State *L) {
   cf_encode_opts o;
   cf_buf *b;
   luaL_checktype(L, 1, LUA_TTABLE);
-  if (!cf_encode_opts_read(L, 2, &o)) {
-    lua_pushnil(L);
-    lua_insert(L, -2);
-    return 2;
-  }
+  if (!cf_encode_opts_read(L, 2, &o)) return cf_fail(L);
   lua_settop(L, 2);
   b = cf_buf_push(L);                                  /* index 3 */
-  if (!cf_policy_encode(L, 1, &o, NULL, b)) {
-    lua_pushnil(L);
-    lua_insert(L, -2);
-    return 2;
-  }
+  if (!cf_policy_encode(L, 1, &o, NULL, b)) return cf_fail(L);
   lua_pushlstring(L, b->data, b->len);
   cf_buf_free(b);
   return 1;
@@ -29,11 +22,8 @@ static int core_encode(lua_State *L) {
 static int core_validate(lua_State *L) {
   cf_encode_opts o;
   luaL_checktype(L, 1, LUA_TTABLE);
-  if (!cf_encode_opts_read(L, 2, &o) || !cf_policy_encode(L, 1, &o, NULL, NULL)) {
-    lua_pushnil(L);
-    lua_insert(L, -2);
-    return 2;
-  }
+  if (!cf_encode_opts_read(L, 2, &o) || !cf_policy_encode(L, 1, &o, NULL, NULL))
+    return cf_fail(L);
   lua_pushboolean(L, 1);
   return 1;
 }
@@ -44,12 +34,38 @@ static const luaL_Reg core_funcs[] = {
   {NULL, NULL}
 };
 
-CF_EXPORT LUAMOD_API int luaopen_cfaccess_core(lua_State *L) {
-  luaL_checkversion(L);
-  cf_error_init(L);
-  luaL_newlib(L, core_funcs);
+static int core_open(lua_State *L) {
+  luaL_setfuncs(L, core_funcs, 0);
   lua_pushliteral(L, "cfaccess " CFACCESS_VERSION);
   lua_setfield(L, -2, "_VERSION");
+  return 0;
+}
+
+static int client_part(lua_State *L) {
   cf_client_open(L);
+  return 0;
+}
+
+static int response_part(lua_State *L) {
+  cf_response_open(L);
+  return 0;
+}
+
+/* The parts, each registering itself in the module table (LuaSocket's
+** luasocket.c `mod[]`). The decoder goes first: without a usable lua-cjson
+** it raises, and nothing else is set up. */
+static const luaL_Reg mod[] = {
+  {"response", response_part},
+  {"core", core_open},
+  {"client", client_part},
+  {NULL, NULL}
+};
+
+CF_EXPORT LUAMOD_API int luaopen_cfaccess_core(lua_State *L) {
+  int i;
+  luaL_checkversion(L);
+  cf_error_init(L);
+  lua_newtable(L);
+  for (i = 0; mod[i].name != NULL; i++) mod[i].func(L);
   return 1;
 }
