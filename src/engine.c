@@ -286,11 +286,11 @@ static void log_retry(lua_State *L, cf_engine *e, int k, double wait) {
 static void check_done(lua_State *L, cf_engine *e, int k, int found) {
   cf_slot *s = &e->slots[k];
   if (found) {
-    cf_client_log(L, CI, "warn", "found the policy the failed create made; not creating another");
+    cf_client_log(L, CI, "warn", "found what the failed create made; not creating it again");
     deliver(L, e, k, 1);
     return;
   }
-  cf_client_log(L, CI, "info", "no matching policy in %s: the create did not happen",
+  cf_client_log(L, CI, "info", "nothing matching in %s: the create did not happen",
         s->rq.list_url + e->c->base_len);
   anchored(L, e, k, AN_ERR);
   s->phase = PH_MAIN;
