@@ -9,8 +9,6 @@
 
 #include "walk.h"
 
-#define MAX_PASS 200000       /* as walk.c: in the message */
-
 
 static int cf_keyref_cmp(const void *a, const void *b) {
   const cf_keyref *x = (const cf_keyref *)a, *y = (const cf_keyref *)b;
@@ -46,7 +44,7 @@ cf_keyref *cf_walk_sorted_keys(lua_State *L, int tidx, size_t *count) {
 static int pass_charge(cf_walk *c) {
   if (c->pass_budget <= 0) return 0;
   if (--c->pass_budget == 0) {
-    cf_walk_error(c, NULL, "unknown fields too large (more than %d values and keys)", MAX_PASS);
+    cf_walk_error(c, NULL, "unknown fields too large (more than %d values and keys)", CF_MAX_PASS);
     return 0;
   }
   return 1;

@@ -216,17 +216,19 @@ static const cf_schema s_app_policies = SCHEMA(f_app_policies, 0, "field");
 /* ---- body kinds ------------------------------------------------------------------ */
 
 const cf_body_kind cf_body_kinds[] = {
-  [CF_KIND_APP] = { .bit = CF_K_APP, .name = "app", .article = "an", .noun = "policy", .schema = &s_policy,
-                    .check = cf_policy_check },
-  [CF_KIND_ZONE] = { .bit = CF_K_ZONE, .name = "zone", .article = "a", .noun = "policy", .schema = &s_policy,
-                     .check = cf_policy_check },
-  [CF_KIND_REUSABLE] = { .bit = CF_K_REUSE, .name = "reusable", .article = "a", .noun = "policy", .schema = &s_policy,
-                         .check = cf_policy_check },
-  [CF_KIND_INFRA] = { .bit = CF_K_INFRA, .name = "infrastructure", .article = "an", .noun = "policy",
-                      .schema = &s_policy, .check = cf_policy_check },
-  [CF_KIND_GROUP] = { .bit = CF_K(CF_KIND_GROUP), .name = "group", .article = "a", .noun = "group", .schema = &s_group },
-  { .bit = CF_K_APP, .name = "_app_policies", .article = "an", .noun = "application", .schema = &s_app_policies,
-    .internal = 1 },
+  [CF_KIND_APP] = { .name = "app", .article = "an", .noun = "policy", .schema = &s_policy,
+                    .bit = CF_K_APP, .check = cf_policy_check },
+  [CF_KIND_ZONE] = { .name = "zone", .article = "a", .noun = "policy", .schema = &s_policy,
+                     .bit = CF_K_ZONE, .check = cf_policy_check },
+  [CF_KIND_REUSABLE] = { .name = "reusable", .article = "a", .noun = "policy", .schema = &s_policy,
+                         .bit = CF_K_REUSE, .check = cf_policy_check },
+  [CF_KIND_INFRA] = { .name = "infrastructure", .article = "an", .noun = "policy",
+                      .schema = &s_policy, .bit = CF_K_INFRA, .check = cf_policy_check },
+  [CF_KIND_GROUP] = { .name = "group", .article = "a", .noun = "group", .schema = &s_group,
+                      .bit = CF_K(CF_KIND_GROUP) },
+  /* internal: its inline policies take the fields of an app policy */
+  { .name = "_app_policies", .article = "an", .noun = "application", .schema = &s_app_policies,
+    .bit = CF_K_APP, .internal = 1 },
   { .name = NULL }
 };
 

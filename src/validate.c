@@ -43,7 +43,7 @@ static void bad_key(cf_walk *c, int kidx) {
 
 static void unknown_key(cf_walk *c, const cf_schema *s, const char *k, size_t n) {
   /* no suggestion work once the problem list is full (only counted) */
-  const char *hint = c->nprob < 1000 ? cf_walk_suggest(s, NULL, k, n) : NULL;
+  const char *hint = c->nprob < CF_MAX_PROBLEMS ? cf_walk_suggest(s, NULL, k, n) : NULL;
   size_t old = cf_walk_push_key(c, k, n);
   if (hint) cf_walk_error(c, NULL, "unknown %s (did you mean \"%s\"?)", s->unknown, hint);
   else cf_walk_error(c, NULL, "unknown %s", s->unknown);
