@@ -117,19 +117,13 @@ static const cf_field approval_elem = { .type = CF_T_OBJECT, .child = &s_approva
 #define MFA_BYPASS { CF_NAME("mfa_bypass"), .type = CF_T_BOOL, \
   .note = "mfa_bypass is the February 2026 name of mfa_disabled: it is sent as written, " \
           "and an API that knows only mfa_disabled ignores it; write mfa_disabled" }
-static const cf_field f_mfa[] = {
-  { CF_NAME("allowed_authenticators"), .type = CF_T_LIST, .elem = &authn_app_elem },
-  BOOL("mfa_disabled"),
-  MFA_BYPASS,
-  OPT_FMT("session_duration", CF_F_MFA_DURATION),
-};
+/* The two mfa_config bodies differ only in their authenticator list. */
+#define MFA_ROWS(authn) \
+  { CF_NAME("allowed_authenticators"), .type = CF_T_LIST, .elem = authn }, \
+  BOOL("mfa_disabled"), MFA_BYPASS, OPT_FMT("session_duration", CF_F_MFA_DURATION)
+static const cf_field f_mfa[] = { MFA_ROWS(&authn_app_elem) };
 static const cf_schema s_mfa = SCHEMA(f_mfa, 0, "field");
-static const cf_field f_mfa_infra[] = {
-  { CF_NAME("allowed_authenticators"), .type = CF_T_LIST, .elem = &authn_infra_elem },
-  BOOL("mfa_disabled"),
-  MFA_BYPASS,
-  OPT_FMT("session_duration", CF_F_MFA_DURATION),
-};
+static const cf_field f_mfa_infra[] = { MFA_ROWS(&authn_infra_elem) };
 static const cf_schema s_mfa_infra = SCHEMA(f_mfa_infra, 0, "field");
 
 static const cf_field f_rdp[] = {
