@@ -363,8 +363,9 @@ static void check_amr(cf_walk *c, const char *s, size_t n) {
                  "so the rule never matches; write \"%s\" (the values are lower case)",
                  lua_tostring(c->L, -1), hint);
   else
-    cf_walk_warn(c, NULL, "%s is not an RFC 8176 method (pwd, mfa, otp, hwk, swk, sms, ...): "
-                 "the IdP's amr claim will not hold it, so the rule never matches",
+    cf_walk_warn(c, NULL, "%s is not an RFC 8176 method: the IdP's amr claim will not hold "
+                 "it, so the rule never matches; write one of the RFC 8176 values (pwd, mfa, "
+                 "otp, hwk, swk, sms, ...)",
                  lua_tostring(c->L, -1));
   lua_pop(c->L, 1);
 }
