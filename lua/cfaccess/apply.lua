@@ -36,13 +36,13 @@ end
 
 local function describe_change(c)
   if c.action == "set" then return ("set the list of app %s"):format(c.app_id) end
-  return ("%s %s %q%s"):format(c.action, c.type == "policy" and "reusable policy" or "app policy",
+  return ("%s %s %q%s"):format(c.action, c.type == "reusable" and "reusable policy" or "app policy",
     tostring(c.name), c.app_id and (" of app " .. c.app_id) or "")
 end
 
 -- The request of one step: a batch op.
 local function step_op(c, step, created)
-  if c.type == "policy" then
+  if c.type == "reusable" then
     if c.action == "create" then return { op = "create_policy", policy = c.body } end
     if c.action == "update" then return { op = "update_policy", policy_id = c.id, policy = c.body } end
     return { op = "delete_policy", policy_id = c.id }
@@ -137,14 +137,14 @@ function M.apply(client, plan, opts)
   local legacy_items, legacy_deletes, app_order = {}, {}, {}
   local set_of = {}
   for i, c in ipairs(changes) do
-    if c.type == "policy" and c.action ~= "delete" then phase1[#phase1 + 1] = { i = i, final = true }
+    if c.type == "reusable" and c.action ~= "delete" then phase1[#phase1 + 1] = { i = i, final = true }
     elseif c.type == "app" then phase2[#phase2 + 1] = { i = i, final = true }; set_of[c.app_id] = i
-    elseif c.type == "app_policy" and c.action ~= "delete" then
+    elseif c.type == "policy" and c.action ~= "delete" then
       if not legacy_items[c.app_id] then app_order[#app_order + 1] = c.app_id; legacy_items[c.app_id] = {} end
       table.insert(legacy_items[c.app_id], { i = i, c = c })
     elseif c.action == "delete" then
       phase4[#phase4 + 1] = { i = i, kind = "delete", final = true }
-      if c.type == "app_policy" and not c.after_set then
+      if c.type == "policy" and not c.after_set then
         legacy_deletes[c.app_id] = legacy_deletes[c.app_id] or {}
         table.insert(legacy_deletes[c.app_id], { i = i, c = c })
       end
@@ -212,7 +212,7 @@ function M.apply(client, plan, opts)
       if not ok then finish(s.i, false, nil, r.err)
       elseif s.final then
         finish(s.i, true, r.result)
-        if c.type == "policy" and c.action == "create" then created[c.name] = r.result and r.result.id end
+        if c.type == "reusable" and c.action == "create" then created[c.name] = r.result and r.result.id end
       end
     end
     done = done + #ops
@@ -259,7 +259,7 @@ function M.apply(client, plan, opts)
     local c = changes[s.i]
     if not early[s.i] then
       local why
-      if c.type == "policy" then
+      if c.type == "reusable" then
         for _, app_id in ipairs(c.after_apps or {}) do
           local si = set_of[app_id]
           if si and status[si] ~= "ok" then why = describe_change(changes[si]) .. " did not succeed" end

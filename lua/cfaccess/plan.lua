@@ -11,10 +11,10 @@
 -- `__tostring`; `client:apply(plan)` (apply.lua) carries it out.
 --
 -- Change records (`plan.changes[i]`), all plain data:
---   { action = "create" | "update" | "delete", type = "policy", name =, id =, body =, fields = }
+--   { action = "create" | "update" | "delete", type = "reusable", name =, id =, body =, fields = }
 --   { action = "set", type = "app", app_id =, name =, order = { names }, refs = { { id = } | { name = } },
 --     expect = { ids }, attach = { names }, detach = { names }, allow_empty = bool }
---   { action = "create" | "update" | "delete", type = "app_policy", app_id =, name =, id =, kind =,
+--   { action = "create" | "update" | "delete", type = "policy", app_id =, name =, id =, kind =,
 --     body =, from = live precedence, to = target precedence, fields = }
 -- `fields` of an update: { { field = "require", old = <live value>, new = <state value> }, ... }.
 -- @module cfaccess.plan
@@ -416,7 +416,7 @@ local function diff_app_list(plan, st, live, a, opts, detached_by)
   -- migration: the legacy policies go (the API deletes them when the list
   -- is set; the delete afterwards makes sure, and a 404 counts as done)
   for _, p in ipairs(legacy) do
-    plan.deletes[#plan.deletes + 1] = { action = "delete", type = "app_policy", app_id = a.app_id,
+    plan.deletes[#plan.deletes + 1] = { action = "delete", type = "policy", app_id = a.app_id,
       name = p.name, id = p.id, from = num(p.precedence), after_set = true }
   end
   return true
@@ -451,7 +451,7 @@ local function diff_app_legacy(plan, live, a, opts)
     end
     local lp = l and l[1]
     if not lp then
-      changes[#changes + 1] = { action = "create", type = "app_policy", app_id = a.app_id, name = sp.name,
+      changes[#changes + 1] = { action = "create", type = "policy", app_id = a.app_id, name = sp.name,
         kind = a.kind, body = copy(sp), to = i }
     else
       matched[lp.id] = true
@@ -459,7 +459,7 @@ local function diff_app_legacy(plan, live, a, opts)
       local fields = field_diffs(sp, lp, a.kind)
       if from ~= i then table.insert(fields, 1, { field = "precedence", old = from, new = i }) end
       if #fields > 0 then
-        changes[#changes + 1] = { action = "update", type = "app_policy", app_id = a.app_id, name = sp.name,
+        changes[#changes + 1] = { action = "update", type = "policy", app_id = a.app_id, name = sp.name,
           id = lp.id, kind = a.kind, body = copy(sp), from = from, to = i, fields = fields }
       end
     end
@@ -469,7 +469,7 @@ local function diff_app_legacy(plan, live, a, opts)
     if not matched[lp.id] then
       local from = num(lp.precedence)
       if opts.prune then
-        plan.deletes[#plan.deletes + 1] = { action = "delete", type = "app_policy", app_id = a.app_id,
+        plan.deletes[#plan.deletes + 1] = { action = "delete", type = "policy", app_id = a.app_id,
           name = lp.name, id = lp.id, from = from, kind = a.kind }
       else
         next_to = next_to + 1
@@ -482,7 +482,7 @@ local function diff_app_legacy(plan, live, a, opts)
               :format(path, tostring(lp.name), next_to, tostring(err)), { app_id = a.app_id })
           end
           body.precedence = nil
-          changes[#changes + 1] = { action = "update", type = "app_policy", app_id = a.app_id, name = lp.name,
+          changes[#changes + 1] = { action = "update", type = "policy", app_id = a.app_id, name = lp.name,
             id = lp.id, kind = a.kind, body = body, from = from, to = next_to,
             fields = { { field = "precedence", old = from, new = next_to } } }
         end
@@ -504,11 +504,11 @@ local function diff_reusable(plan, st, live, opts)
     local lp, err = unique_live(live, sp.name, ("policies[%d]"):format(i))
     if err then return nil, err end
     if not lp then
-      plan.changes[#plan.changes + 1] = { action = "create", type = "policy", name = sp.name, body = copy(sp) }
+      plan.changes[#plan.changes + 1] = { action = "create", type = "reusable", name = sp.name, body = copy(sp) }
     else
       st.byname[sp.name].id = lp.id
       if not same(sp, lp, "reusable") then
-        plan.changes[#plan.changes + 1] = { action = "update", type = "policy", name = sp.name, id = lp.id,
+        plan.changes[#plan.changes + 1] = { action = "update", type = "reusable", name = sp.name, id = lp.id,
           body = copy(sp), fields = field_diffs(sp, lp, "reusable") }
       end
     end
@@ -529,7 +529,7 @@ local function prune_reusable(plan, st, live, referenced, detached_by)
           :format(tostring(lp.name), tostring(lp.id), count - in_state, count - in_state == 1 and "" or "s",
                   count - in_state == 1 and "s" or "")
       else
-        plan.deletes[#plan.deletes + 1] = { action = "delete", type = "policy", name = lp.name, id = lp.id,
+        plan.deletes[#plan.deletes + 1] = { action = "delete", type = "reusable", name = lp.name, id = lp.id,
           after_apps = detached_by[lp.id] }
       end
     end
@@ -542,50 +542,76 @@ local function render(plan)
   return M.text(plan)
 end
 
+-- ---- the plan as text ----------------------------------------------------------
+-- The fallback for when cfaccess.render (the command's renderer) is not
+-- installed; it writes the same lines.
+
+local MAX_VALUE = 60
+local MARK = { create = "+", update = "~", delete = "-" }
+
 local function short(v)
   local s
-  if type(v) == "table" then
-    local ok, cjson = pcall(require, "cjson")
-    s = ok and select(2, pcall(cjson.encode, v)) or tostring(v)
-    if type(s) ~= "string" then s = tostring(v) end
+  if v == nil or type(v) == "userdata" then
+    s = "(none)"
   elseif type(v) == "string" then
-    s = ("%q"):format(v)
+    s = ("%q"):format(v):gsub("\\\n", "\\n")
+  elseif type(v) == "table" then
+    local okj, cjson = pcall(require, "cjson")
+    local ok, j = false, nil
+    if okj then ok, j = pcall(cjson.encode, v) end
+    s = ok and j:gsub("\\/", "/") or tostring(v)
   else
     s = tostring(v)
   end
-  if #s > 60 then s = s:sub(1, 57) .. "..." end
+  if #s > MAX_VALUE then
+    local cut = MAX_VALUE - 3
+    while cut > 0 and (s:byte(cut + 1) or 0) >= 0x80 and (s:byte(cut + 1) or 0) < 0xC0 do cut = cut - 1 end
+    s = s:sub(1, cut) .. "..."
+  end
   return s
 end
 
---- The plan as text (the fallback `__tostring` when cfaccess.render is not
--- there): one line per change, "+ " create, "~ " update, "- " delete,
--- "> " an app's list; an update's differing fields on indented lines;
--- then the warnings, then a summary line.
+local function subject(c)
+  local parts = { tostring(c.type) }
+  if c.name ~= nil then parts[#parts + 1] = ("%q"):format(tostring(c.name)) end
+  if c.id ~= nil then parts[#parts + 1] = "(" .. tostring(c.id) .. ")" end
+  if c.app_id ~= nil and c.type ~= "app" then parts[#parts + 1] = "of app " .. tostring(c.app_id) end
+  return table.concat(parts, " ")
+end
+
+--- The plan as text: one line per change, "+ " create, "~ " update (its
+-- differing fields on indented lines, `old -> new`, values shortened),
+-- "- " delete, "> " an app's list (its new order, +name attached, -name
+-- detached); then the warnings and a summary line.
 function M.text(plan)
   local lines = {}
   for _, c in ipairs(plan.changes) do
-    local where = c.app_id and (" (app " .. c.app_id .. ")") or ""
-    local what = c.type == "policy" and "reusable policy" or "app policy"
-    if c.action == "set" then
-      local items = {}
-      for i, n in ipairs(c.order) do items[i] = n end
-      for _, n in ipairs(c.attach) do items[#items + 1] = "+" .. n end
-      for _, n in ipairs(c.detach) do items[#items + 1] = "-" .. n end
-      lines[#lines + 1] = ("> app %s%s: %s"):format(c.app_id, c.name and (" " .. ("%q"):format(c.name)) or "",
-        #items > 0 and table.concat(items, " ") or "(no policies)")
-    else
-      local mark = c.action == "create" and "+ " or c.action == "update" and "~ " or "- "
-      lines[#lines + 1] = ("%s%s %q%s"):format(mark, what, tostring(c.name), where)
-      for _, f in ipairs(c.fields or {}) do
-        lines[#lines + 1] = ("    %s: %s -> %s"):format(f.field, short(f.old), short(f.new))
+    if MARK[c.action] then
+      lines[#lines + 1] = MARK[c.action] .. " " .. subject(c)
+      if c.action == "update" then
+        for _, f in ipairs(c.fields or {}) do
+          lines[#lines + 1] = "    " .. tostring(f.field) .. ": " .. short(f.old) .. " -> " .. short(f.new)
+        end
       end
+    else
+      local attached, items = {}, {}
+      for _, n in ipairs(c.attach or {}) do attached[n] = true end
+      for _, n in ipairs(c.order or {}) do items[#items + 1] = attached[n] and ("+" .. n) or n end
+      for _, n in ipairs(c.detach or {}) do items[#items + 1] = "-" .. n end
+      local label = "app " .. tostring(c.app_id)
+      if c.name ~= nil and c.name ~= c.app_id then label = label .. " " .. ("%q"):format(tostring(c.name)) end
+      lines[#lines + 1] = "> " .. label .. ": " .. (#items > 0 and table.concat(items, ", ") or "(no policies)")
     end
   end
-  for _, w in ipairs(plan.warnings) do lines[#lines + 1] = "! " .. w end
+  for _, w in ipairs(plan.warnings) do lines[#lines + 1] = "warning: " .. tostring(w) end
   local s = plan.summary
-  lines[#lines + 1] = ("%d to create, %d to update, %d to delete, %d to attach, %d to detach")
-    :format(s.create, s.update, s.delete, s.attach, s.detach)
-  return table.concat(lines, "\n")
+  if s.create + s.update + s.delete + s.attach + s.detach == 0 and #plan.changes == 0 then
+    lines[#lines + 1] = "No changes."
+  else
+    lines[#lines + 1] = ("Plan: %d to create, %d to update, %d to delete, %d link%s to attach, %d to detach.")
+      :format(s.create, s.update, s.delete, s.attach, s.attach == 1 and "" or "s", s.detach)
+  end
+  return table.concat(lines, "\n") .. "\n"
 end
 
 local PLAN_MT = { __tostring = render }
@@ -665,6 +691,8 @@ function M.export(client, opts)
     names[lp.name] = lp.id
     state.policies[#state.policies + 1] = body
   end
+  -- by name: the same live state always exports the same text
+  table.sort(state.policies, function(x, y) return x.name < y.name end)
   for _, a in ipairs(probe.apps) do
     local la = live.apps[a.app_id]
     local kind = zone and "zone" or "app"
