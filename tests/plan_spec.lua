@@ -111,7 +111,8 @@ describe("client:plan / apply / export", function()
         end
         local seen = {}
         for name, p in pairs(at) do
-          assert.is_nil(seen[p], ("after write %d, %q and %q both stand at precedence %d"):format(n, name, tostring(seen[p]), p))
+          assert.is_nil(seen[p], ("after write %d, %q and %q both stand at precedence %d")
+            :format(n, name, tostring(seen[p]), p))
           seen[p] = name
         end
       end
@@ -122,7 +123,8 @@ describe("client:plan / apply / export", function()
     local cases = {
       { "a name used twice", { policies = { pol("a"), pol("b"), pol("a") } },
         "policies[3].name", 'is used twice' },
-      { "an invalid reusable policy", { policies = { pol("a"), { name = "b", decision = "allow", include = { { email = { email = 3 } } } } } },
+      { "an invalid reusable policy",
+        { policies = { pol("a"), { name = "b", decision = "allow", include = { { email = { email = 3 } } } } } },
         "policies[2].include[1].email.email", "expected a string" },
       { "precedence on a reusable policy", { policies = { pol("a", { precedence = 1 }) } },
         "policies[1].precedence", "" },
@@ -250,7 +252,8 @@ describe("client:plan / apply / export", function()
       local c = client()
       local s = {
         policies = { pol("office", { include = { r.ip("192.0.2.10"), r.ip("2001:db8::1") }, exclude = {} }) },
-        apps = { [APP] = { legacy = { pol("legacy office", { include = { r.ip("198.51.100.7") }, exclude = {}, require = {} }) } } },
+        apps = { [APP] = { legacy = {
+          pol("legacy office", { include = { r.ip("198.51.100.7") }, exclude = {}, require = {} }) } } },
       }
       if EMPTY_SESSION then
         table.insert(s.policies, pol("app session", { session_duration = "" }))
@@ -276,7 +279,8 @@ describe("client:plan / apply / export", function()
     end)
 
     if not EMPTY_SESSION then
-      pending('session_duration = "" in the no-drift state: the validator here rejects "" (the schema branch accepts it)')
+      pending('session_duration = "" in the no-drift state: the validator here rejects "" '
+        .. '(the schema branch accepts it)')
     end
 
     it("a changed field is an update that names the field, old and new", function()
@@ -346,7 +350,8 @@ describe("client:plan / apply / export", function()
       assert.matches('"extra"', table.concat(plan.warnings, "\n"))
       converge(c, state)
       assert.are.same({ "deny bad", "allow staff", "extra" }, names(legacy_of(APP)))
-      assert.are.same({ 1, 2, 3 }, { legacy_of(APP)[1].precedence, legacy_of(APP)[2].precedence, legacy_of(APP)[3].precedence })
+      local final = legacy_of(APP)
+      assert.are.same({ 1, 2, 3 }, { final[1].precedence, final[2].precedence, final[3].precedence })
       assert.are.same({ "contractors", "staff", "unlisted" }, names(reusable_live()))
       assert.are.same({}, assert(c:plan(state)).changes)
       c:close()
@@ -369,9 +374,25 @@ describe("client:plan / apply / export", function()
       c:close()
     end)
 
+    it("a state without policies does not manage reusable ones: prune leaves them alone", function()
+      local c = client()
+      assert(c:create_policy(pol("someone else's")))
+      assert(c:create_app_policy(APP, pol("old")))
+      local plan = assert(c:plan({ apps = { [APP] = { legacy = { pol("new") } } } }, { prune = true }))
+      assert.are.same({ create = 1, update = 0, delete = 1, attach = 0, detach = 0 }, plan.summary)
+      converge(c, { apps = { [APP] = { legacy = { pol("new") } } } }, { prune = true })
+      assert.are.same({ "someone else's" }, names(reusable_live()))
+      assert.are.same({ "new" }, names(legacy_of(APP)))
+      -- policies = {} does manage them
+      plan = assert(c:plan({ policies = {}, apps = {} }, { prune = true }))
+      assert.are.equal(1, plan.summary.delete)
+      c:close()
+    end)
+
     it("reverses five legacy policies: no 400, never two at one precedence, exact order, nothing parked", function()
       local c = client()
-      local five = { pol("p1"), pol("p2", { decision = "deny" }), pol("p3"), pol("p4", { decision = "bypass", include = { r.ip("192.0.2.1") } }), pol("p5") }
+      local five = { pol("p1"), pol("p2", { decision = "deny" }), pol("p3"),
+                     pol("p4", { decision = "bypass", include = { r.ip("192.0.2.1") } }), pol("p5") }
       converge(c, { apps = { [APP] = { legacy = five } } })
       local start, id_name = snapshot(APP)
       assert.are.same({ p1 = 1, p2 = 2, p3 = 3, p4 = 4, p5 = 5 }, start)
@@ -417,7 +438,8 @@ describe("client:plan / apply / export", function()
       local c = client()
       local plan = assert(c:plan(state))
       local calls = {}
-      assert(c:apply(plan, { concurrency = 2, on_progress = function(done, total) calls[#calls + 1] = { done, total } end }))
+      assert(c:apply(plan, { concurrency = 2,
+                             on_progress = function(done, total) calls[#calls + 1] = { done, total } end }))
       assert.is_true(#calls >= 2)
       local total = calls[1][2]
       assert.are.equal(4, total)
@@ -529,7 +551,8 @@ describe("client:plan / apply / export", function()
     it("gives a state whose plan has no changes (legacy apps and reusable policies)", function()
       local c = client()
       converge(c, {
-        policies = { pol("staff", { include = { r.ip("192.0.2.1"), r.email_domain("example.com") }, session_duration = "2h" }),
+        policies = { pol("staff", { include = { r.ip("192.0.2.1"), r.email_domain("example.com") },
+                                    session_duration = "2h" }),
                      pol("svc", { decision = "non_identity", include = { r.any_valid_service_token() } }) },
         apps = { [APP] = { legacy = { pol("l1", { decision = "deny" }), pol("l2", { approval_required = true,
           approval_groups = { { approvals_needed = 1, email_addresses = { "boss@example.com" } } } }) } } },
@@ -636,7 +659,8 @@ describe("client:plan / apply / export", function()
       local s2 = assert(c:list_policies())
       local id
       for _, p in ipairs(s2) do if p.name == "s2" then id = p.id end end
-      assert(c:set_app_policies(APP, { id }, { expect = select(2, links(c, APP))[1] and { select(2, links(c, APP))[1].id } }))
+      local _, seen = links(c, APP)
+      assert(c:set_app_policies(APP, { id }, { expect = { seen[1].id } }))
       local report, err = c:apply(plan)
       assert.are.equal(1, report.failed)
       assert.are.equal("conflict", err.kind)

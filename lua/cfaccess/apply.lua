@@ -201,7 +201,8 @@ function M.apply(client, plan, opts)
       else skip(s.i, "a policy it refers to was not created"); done = done + 1 end
     end
     if #ops == 0 then return outcome end
-    local rs, berr = client:batch(ops, { concurrency = concurrency, on_progress = function(d, _, info) progress(d, info) end })
+    local rs, berr = client:batch(ops, { concurrency = concurrency,
+                                         on_progress = function(d, _, info) progress(d, info) end })
     for n = 1, #ops do
       local s = steps[idx[n]]
       local r = rs and rs[n] or { ok = false, err = berr }

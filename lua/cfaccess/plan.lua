@@ -93,7 +93,9 @@ end
 
 local function check_opts(opts, allowed, what)
   if opts == nil then return {} end
-  if type(opts) ~= "table" then error(("bad argument to %s: options table expected, got %s"):format(what, type(opts)), 3) end
+  if type(opts) ~= "table" then
+    error(("bad argument to %s: options table expected, got %s"):format(what, type(opts)), 3)
+  end
   for k, v in pairs(opts) do
     local want = allowed[k]
     if not want then error(("bad argument to %s: unknown option %q"):format(what, tostring(k)), 3) end
@@ -135,9 +137,13 @@ function M.check_state(state, zone)
     return nil, invalid{ { path = "state", message = "expected a table, got " .. type(state) } }
   end
   for k in pairs(state) do
-    if k ~= "policies" and k ~= "apps" then add_problem(problems, tostring(k), "unknown field (a state has policies and apps)") end
+    if k ~= "policies" and k ~= "apps" then
+      add_problem(problems, tostring(k), "unknown field (a state has policies and apps)")
+    end
   end
-  local out = { policies = {}, byname = {}, apps = {} }
+  -- a state without `policies` does not manage the reusable ones: prune
+  -- leaves them alone (`policies = {}` manages them: prune deletes them all)
+  local out = { policies = {}, byname = {}, apps = {}, manages_reusable = state.policies ~= nil }
   local policies = state.policies or {}
   if type(policies) ~= "table" then
     add_problem(problems, "policies", "expected a list of policies, got %s", type(policies))
@@ -171,7 +177,9 @@ function M.check_state(state, zone)
     elseif entry.legacy ~= nil then
       local kind = entry.kind or (zone and "zone" or "app")
       for k in pairs(entry) do
-        if k ~= "legacy" and k ~= "kind" then add_problem(problems, path .. "." .. tostring(k), "unknown field (an app takes a list, or legacy and kind)") end
+        if k ~= "legacy" and k ~= "kind" then
+          add_problem(problems, path .. "." .. tostring(k), "unknown field (an app takes a list, or legacy and kind)")
+        end
       end
       if kind ~= "app" and kind ~= "zone" and kind ~= "infrastructure" then
         add_problem(problems, path .. ".kind", "expected app, zone or infrastructure, got %s", tostring(kind))
@@ -187,7 +195,8 @@ function M.check_state(state, zone)
             if p.precedence ~= nil then
               add_problem(problems, pp .. ".precedence", "is set by the list order (leave it out)")
             elseif seen[p.name] then
-              add_problem(problems, pp .. ".name", "%q is used twice in this app (also legacy[%d])", p.name, seen[p.name])
+              add_problem(problems, pp .. ".name", "%q is used twice in this app (also legacy[%d])",
+                          p.name, seen[p.name])
             else
               seen[p.name] = i
             end
@@ -198,10 +207,13 @@ function M.check_state(state, zone)
       out.apps[#out.apps + 1] = { app_id = app_id, legacy = legacy, kind = kind }
     else
       local list, seen = {}, {}
-      if zone then add_problem(problems, path, "a zone client's apps take legacy policies only ({ legacy = {...} })") end
+      if zone then
+        add_problem(problems, path, "a zone client's apps take legacy policies only ({ legacy = {...} })")
+      end
       for k in pairs(entry) do
         if math.type(k) ~= "integer" or k < 1 or k > #entry then
-          add_problem(problems, path .. "." .. tostring(k), "unknown field (a list of policy names or ids, or { legacy = {...} })")
+          add_problem(problems, path .. "." .. tostring(k),
+                      "unknown field (a list of policy names or ids, or { legacy = {...} })")
         end
       end
       for i, ref in ipairs(entry) do
@@ -371,14 +383,16 @@ local function diff_app_list(plan, st, live, a, opts, detached_by)
     elseif ref:match(UUID) and live.byid[ref] then
       refs[i] = { id = ref }
     else
-      return nil, invalid{ { path = rp, message = ("no reusable policy named %q (in the state or live), and no live one with that id"):format(ref) } }
+      return nil, invalid{ { path = rp, message =
+        ("no reusable policy named %q (in the state or live), and no live one with that id"):format(ref) } }
     end
     order[i] = refs[i].name or name_of(live, refs[i].id, st)
   end
   if #legacy > 0 and not opts.prune then
     local names = {}
     for i, p in ipairs(legacy) do names[i] = ("%q (%s)"):format(tostring(p.name), tostring(p.id)) end
-    return nil, new_err("conflict", ("%s: the app still has legacy policies %s; setting its reusable list would make the API delete them: plan with prune = true to migrate")
+    return nil, new_err("conflict", ("%s: the app still has legacy policies %s; setting its reusable list "
+      .. "would make the API delete them: plan with prune = true to migrate")
       :format(path, table.concat(names, ", ")), { app_id = a.app_id })
   end
   local live_ids, expect, want_ids = {}, {}, {}
@@ -390,7 +404,8 @@ local function diff_app_list(plan, st, live, a, opts, detached_by)
   for i = 1, #want_ids do changed = changed or want_ids[i] ~= live_ids[i] end
   if not changed then return true end
   if #refs == 0 and not opts.allow_empty then
-    return nil, invalid{ { path = path, message = "an empty list detaches every policy of the app (and the API deletes its legacy ones): plan with allow_empty = true to mean it" } }
+    return nil, invalid{ { path = path, message = "an empty list detaches every policy of the app (and the API "
+      .. "deletes its legacy ones): plan with allow_empty = true to mean it" } }
   end
   local wanted, had = {}, {}
   for _, id in ipairs(want_ids) do wanted[id] = true end
@@ -432,7 +447,8 @@ local function diff_app_legacy(plan, live, a, opts)
   local legacy, byname, maxp = {}, {}, 0
   for _, p in ipairs(items) do
     if p.reusable == true then
-      return nil, new_err("conflict", ("%s: the app links reusable policy %q (%s), but its state lists legacy policies only: give the app a reusable list, or detach it")
+      return nil, new_err("conflict", ("%s: the app links reusable policy %q (%s), but its state lists legacy "
+        .. "policies only: give the app a reusable list, or detach it")
         :format(path, tostring(p.name), tostring(p.id)), { app_id = a.app_id })
     end
     legacy[#legacy + 1] = p
@@ -446,7 +462,8 @@ local function diff_app_legacy(plan, live, a, opts)
     if l and #l > 1 then
       local ids = {}
       for j, p in ipairs(l) do ids[j] = p.id end
-      return nil, new_err("conflict", ("%s.legacy[%d]: %d live policies of the app are named %q (%s): rename or delete all but one")
+      return nil, new_err("conflict", ("%s.legacy[%d]: %d live policies of the app are named %q (%s): "
+        .. "rename or delete all but one")
         :format(path, i, #l, sp.name, table.concat(ids, ", ")), { ids = ids })
     end
     local lp = l and l[1]
@@ -473,12 +490,14 @@ local function diff_app_legacy(plan, live, a, opts)
           name = lp.name, id = lp.id, from = from, kind = a.kind }
       else
         next_to = next_to + 1
-        plan.warnings[#plan.warnings + 1] = ("%s: legacy policy %q (%s) is not in the state; kept after the listed ones (prune deletes it)")
+        plan.warnings[#plan.warnings + 1] = ("%s: legacy policy %q (%s) is not in the state; kept after the "
+          .. "listed ones (prune deletes it)")
           :format(path, tostring(lp.name), tostring(lp.id))
         if from ~= next_to then
           local body, err = request_body(lp, a.kind)
           if not body then
-            return nil, new_err("conflict", ("%s: legacy policy %q must move to precedence %d, but its body cannot be sent back: %s")
+            return nil, new_err("conflict", ("%s: legacy policy %q must move to precedence %d, but its body "
+              .. "cannot be sent back: %s")
               :format(path, tostring(lp.name), next_to, tostring(err)), { app_id = a.app_id })
           end
           body.precedence = nil
@@ -495,7 +514,7 @@ local function diff_app_legacy(plan, live, a, opts)
 end
 
 -- The reusable policies: creates, updates, and (prune) deletes.
-local function diff_reusable(plan, st, live, opts)
+local function diff_reusable(plan, st, live)
   local referenced = {}
   for _, a in ipairs(st.apps) do
     for _, ref in ipairs(a.list or {}) do referenced[ref] = true end
@@ -522,10 +541,12 @@ local function prune_reusable(plan, st, live, referenced, detached_by)
       local count = num(lp.app_count)
       local in_state = detached_by[lp.id] and #detached_by[lp.id] or 0
       if count == nil then
-        plan.warnings[#plan.warnings + 1] = ("reusable policy %q (%s) is not in the state, but the API does not say how many apps use it: kept")
+        plan.warnings[#plan.warnings + 1] = ("reusable policy %q (%s) is not in the state, but the API does not "
+          .. "say how many apps use it: kept")
           :format(tostring(lp.name), tostring(lp.id))
       elseif count > in_state then
-        plan.warnings[#plan.warnings + 1] = ("reusable policy %q (%s) is not in the state, but %d app%s outside the state use%s it: kept")
+        plan.warnings[#plan.warnings + 1] = ("reusable policy %q (%s) is not in the state, but %d app%s outside "
+          .. "the state use%s it: kept")
           :format(tostring(lp.name), tostring(lp.id), count - in_state, count - in_state == 1 and "" or "s",
                   count - in_state == 1 and "s" or "")
       else
@@ -634,7 +655,7 @@ function M.plan(client, state, opts)
                  opts = { prune = opts.prune == true, allow_empty = opts.allow_empty == true },
                  scope = zone and "zones" or "accounts" }
   local referenced
-  referenced, err = diff_reusable(plan, st, live, opts)
+  referenced, err = diff_reusable(plan, st, live)
   if not referenced then return nil, err end
   -- detached_by[id]: the state apps whose new list drops reusable policy
   -- id (a pruned policy is deleted only after them, and only if no app
@@ -646,7 +667,7 @@ function M.plan(client, state, opts)
     else ok, err = diff_app_legacy(plan, live, a, opts) end
     if not ok then return nil, err end
   end
-  if opts.prune and not zone then prune_reusable(plan, st, live, referenced, detached_by) end
+  if opts.prune and not zone and st.manages_reusable then prune_reusable(plan, st, live, referenced, detached_by) end
   for _, d in ipairs(plan.deletes) do plan.changes[#plan.changes + 1] = d end
   plan.deletes = nil
   for _, c in ipairs(plan.changes) do
@@ -686,7 +707,8 @@ function M.export(client, opts)
     local body, berr = request_body(lp, "reusable")
     if not body then return nil, berr end
     if names[lp.name] then
-      return nil, new_err("conflict", ("two live reusable policies are named %q (%s, %s)"):format(lp.name, names[lp.name], lp.id))
+      return nil, new_err("conflict", ("two live reusable policies are named %q (%s, %s)")
+        :format(lp.name, names[lp.name], lp.id))
     end
     names[lp.name] = lp.id
     state.policies[#state.policies + 1] = body
@@ -703,7 +725,8 @@ function M.export(client, opts)
     end
     local links = app_links(live, la)
     if #legacy > 0 and #links > 0 then
-      return nil, new_err("conflict", ("%s: the app has both legacy policies and reusable links; a state gives one or the other")
+      return nil, new_err("conflict", ("%s: the app has both legacy policies and reusable links; a state gives "
+        .. "one or the other")
         :format(app_path(a.app_id)), { app_id = a.app_id })
     end
     if #legacy > 0 then
