@@ -33,5 +33,7 @@ build = {
     },
     ["cfaccess"] = "lua/cfaccess/init.lua",
     ["cfaccess.rules"] = "lua/cfaccess/rules.lua",
+    ["cfaccess.plan"] = "lua/cfaccess/plan.lua",
+    ["cfaccess.apply"] = "lua/cfaccess/apply.lua",
   },
 }
