@@ -149,6 +149,11 @@ function M.check_state(state, zone)
     add_problem(problems, "policies", "expected a list of policies, got %s", type(policies))
     policies = {}
   end
+  for k in pairs(policies) do
+    if math.type(k) ~= "integer" or k < 1 or k > #policies then
+      add_problem(problems, "policies." .. tostring(k), "unexpected key (policies is a list; names go in each policy)")
+    end
+  end
   if zone and #policies > 0 then
     add_problem(problems, "policies", "a zone client has no reusable policies (give each app its legacy policies)")
   end
@@ -302,10 +307,12 @@ local function read_live(client, st, zone, concurrency)
     else live.apps[w.app_id].items = by_precedence(r) end
   end
   for _, p in ipairs(live.reusable) do
-    live.byid[p.id] = p
-    local l = live.byname[p.name] or {}
-    l[#l + 1] = p
-    live.byname[p.name] = l
+    if type(p.id) == "string" then live.byid[p.id] = p end
+    if type(p.name) == "string" then
+      local l = live.byname[p.name] or {}
+      l[#l + 1] = p
+      live.byname[p.name] = l
+    end
   end
   return live
 end
@@ -443,18 +450,23 @@ end
 local function diff_app_legacy(plan, live, a, opts)
   local path = app_path(a.app_id)
   local la = live.apps[a.app_id]
-  local items = la.items or {}
+  local links = app_links(live, la)
+  if #links > 0 then
+    local p = links[1]
+    return nil, new_err("conflict", ("%s: the app links reusable policy %q (%s), but its state lists legacy "
+      .. "policies only: give the app a reusable list, or detach it")
+      :format(path, tostring(p.name or live.byid[p.id] and live.byid[p.id].name), tostring(p.id)),
+      { app_id = a.app_id })
+  end
   local legacy, byname, maxp = {}, {}, 0
-  for _, p in ipairs(items) do
-    if p.reusable == true then
-      return nil, new_err("conflict", ("%s: the app links reusable policy %q (%s), but its state lists legacy "
-        .. "policies only: give the app a reusable list, or detach it")
-        :format(path, tostring(p.name), tostring(p.id)), { app_id = a.app_id })
+  for _, p in ipairs(la.items or {}) do
+    if type(p) == "table" and p.reusable ~= true and not live.byid[p.id] then
+      legacy[#legacy + 1] = p
+      local n = tostring(p.name)
+      byname[n] = byname[n] or {}
+      table.insert(byname[n], p)
+      maxp = math.max(maxp, num(p.precedence) or 0)
     end
-    legacy[#legacy + 1] = p
-    byname[p.name] = byname[p.name] or {}
-    table.insert(byname[p.name], p)
-    maxp = math.max(maxp, num(p.precedence) or 0)
   end
   local changes, matched = {}, {}
   for i, sp in ipairs(a.legacy) do
