@@ -204,7 +204,7 @@ describe("cfmock", function()
         assert.are.same({}, p.exclude)
         assert.are.same({}, p.require)
         assert.are.same({}, p.approval_groups)
-        assert.is_nil(p.reusable)
+        assert.is_false(p.reusable)
       end
       assert.are.equal(1, a.precedence)
       assert.are.equal(2, b.precedence)
@@ -290,16 +290,20 @@ describe("cfmock", function()
       assert.are.equal(400, r.status)
     end)
 
-    it("answers a duplicate precedence with 400 and code 12130", function()
+    it("answers a duplicate precedence with 400 and code 11018", function()
       create(APP_PATH, policy("a", { precedence = 5 }))
       local r = assert(request("POST", APP_PATH, { body = policy("b", { precedence = 5 }) }))
       assert.are.equal(400, r.status)
-      assert.are.same({ 12130 }, codes(r))
-      assert.are.equal("precedence must be unique", r.json.errors[1].message)
+      assert.are.same({ 11018 }, codes(r))
+      assert.are.equal("access.api.error.invalid_policy_precedence", r.json.errors[1].message)
       -- the same precedence in another app (the zone one) is fine
       create(ZONE_PATH, policy("z", { precedence = 5 }))
       -- and a PUT onto a sibling's precedence is refused too
       local c = create(APP_PATH, policy("c"))
+      r = assert(request("PUT", APP_PATH .. "/" .. c.id, { body = policy("c", { precedence = 5 }) }))
+      assert.are.same({ 11018 }, codes(r))
+      -- the old code on request (config precedence_code), for clients not yet updated
+      m:config{ precedence_code = 12130 }
       r = assert(request("PUT", APP_PATH .. "/" .. c.id, { body = policy("c", { precedence = 5 }) }))
       assert.are.same({ 12130 }, codes(r))
     end)
