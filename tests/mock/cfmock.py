@@ -3,25 +3,52 @@
 endpoints, for cfaccess's tests, demo and benchmarks.
 
 Python 3 standard library only. Serves HTTP/1.1 with keep-alive on 127.0.0.1
-(never another address), optionally over TLS, under the prefix /client/v4:
+(never another address), optionally over TLS, under the prefix /client/v4
+({scope} is accounts or zones):
 
-  /accounts/{account_id}/access/apps/{app_id}/policies[/{policy_id}]
-  /zones/{zone_id}/access/apps/{app_id}/policies[/{policy_id}]
-  /accounts/{account_id}/access/policies[/{policy_id}]          (reusable)
+  /{scope}/{id}/access/apps[/{app_id}]                          applications
+  /{scope}/{id}/access/apps/{app_id}/policies[/{policy_id}]     (legacy and linked)
+  /accounts/{id}/access/apps/{app_id}/policies/{policy_id}/make_reusable  (PUT)
+  /accounts/{id}/access/policies[/{policy_id}]                  (reusable)
+  /{scope}/{id}/access/groups[/{group_id}]                      Access groups
 
-with GET (list) and POST (create) on each collection and GET, PUT, DELETE on
-each policy. A control API without authentication lives under /__mock/:
+with GET (list, paginated with result_info) and POST (create) on each
+collection and GET, PUT, DELETE on each item. What each models, and on which
+source in shared/reference it rests, is said where it is implemented
+(apply_app_policies, check_app_body, render_policy, route_policies,
+make_reusable, check_group, MockState.check_invariants). Every response has a
+Date header from the server clock (wall clock + config clock_skew), as do
+created_at/updated_at. A control API without authentication lives under
+/__mock/ (tests/mockctl.lua's header documents each call from Lua):
 
-  POST /__mock/reset             clear policies, apps (--app ones too), faults,
-                                 log, rate counters; restore config defaults
-  POST /__mock/apps              {"scope","scope_id","app_id","type"} -> 201
+  POST /__mock/reset             clear policies, apps (--app ones too), groups,
+                                 faults, log, rate counters, invariant records;
+                                 restore config defaults; start a new log
+                                 generation -> {"generation": N}
+  POST /__mock/apps              {"scope","scope_id","app_id","type", "domain"?,
+                                  "name"?, "body"?: {fields}, "policies"?: [links]}
+  GET  /__mock/apps[/{app_id}]   {scope, scope_id, app_id, type, app (as GET
+                                 returns it), stored, links, last_put (raw body
+                                 of the last PUT or null)} (?scope=&scope_id=)
   POST /__mock/faults            a fault object or a list of them (FIFO queue)
   GET  /__mock/faults            the faults still queued (addition)
   DELETE /__mock/faults          drop every queued fault (addition)
-  GET  /__mock/log               {"requests":[...]} in arrival order
-  GET  /__mock/state             {"policies":[...]}
+  GET  /__mock/log               {"generation", "requests":[...]} of the current
+                                 generation (?generation=all|N for others)
+  GET  /__mock/stats             counts of the current generation (by status)
+  GET  /__mock/state             {"policies":[...], "apps":[...], "groups":[...]}
+  GET  /__mock/invariants        {"ok", "checks", "duplicate_precedence",
+                                  "empty_apps", "refused_duplicates"}
   POST /__mock/config            {"ratelimit_remaining":N, "max_body_bytes":N,
-                                  "enforce_ratelimit":bool, "log_max":N}
+                                  "enforce_ratelimit":bool, "log_max":N,
+                                  "lockout": {"budget":N,"window":s} | false,
+                                  "latency":s, "clock_skew":s, "per_page_cap":N,
+                                  "precedence_code":N, "unique_precedence":bool}
+
+Log generations: a request that reaches the mock after a reset, from a
+client that sent it before the reset and has closed the connection since
+(an op aborted by the previous test), is logged with its old generation,
+marked stale and not processed, so it is never counted in the next test.
 
 Fault actions: status, rate_limit, delay, reset_before, reset_after_headers,
 garbage, truncated, html, oversize, success_false, commit_then_fail, headers,
@@ -36,7 +63,8 @@ repeat_page (semantics in Handler.handle_fault). Additions beyond the contract:
   * with TLS, a second plain-HTTP listener serves only /__mock/ (its port
     is printed as " control <port>" on the startup line).
   * --watch-pid PID: exit when that process is gone (the test runner died).
-  * "enforce_ratelimit": true answers 429 once the per-token budget is spent.
+  * "enforce_ratelimit": true answers 429 (code 971) once the per-token
+    budget is spent, until its window ends; "lockout" sets budget and window.
 
 Usage:
   python3 tests/mock/cfmock.py [--port N] [--token T] [--api-key K --email E]
@@ -966,7 +994,9 @@ class Handler(BaseHTTPRequestHandler):
         last bytes reached the kernel (TCP_INFO's tcpi_last_data_recv, ms
         ago) before the last reset: then the generation of that moment. A
         live client, or a request that arrived after the reset, is always
-        counted in the current generation."""
+        counted in the current generation. tcpi_last_data_recv is kept in
+        jiffies: a request within a few ms of a reset may be put on either
+        side of it."""
         state = self.server.state
         if len(state.gen_starts) < 2 or isinstance(self.connection, ssl.SSLSocket):
             return state.generation
