@@ -338,9 +338,20 @@ class MockState:
             out.extend((prec, pid, True) for pid, prec in app["links"])
         return out
 
-    def app_count(self, policy_id):
-        """How many applications link reusable policy `policy_id`."""
+    def app_count(self, policy_id, counts=None):
+        """How many applications link reusable policy `policy_id` (from
+        `counts`, link_counts()'s answer, when given)."""
+        if counts is not None:
+            return counts.get(policy_id, 0)
         return sum(1 for a in self.apps.values() if any(p == policy_id for p, _ in a["links"]))
+
+    def link_counts(self):
+        """{policy_id: number of apps linking it}, for rendering many at once."""
+        counts = {}
+        for a in self.apps.values():
+            for pid in {p for p, _ in a["links"]}:
+                counts[pid] = counts.get(pid, 0) + 1
+        return counts
 
     def taken_precedences(self, key, skip=None):
         return [prec for prec, pid, _ in self.app_entries(key) if pid != skip]
@@ -348,24 +359,29 @@ class MockState:
     def check_invariants(self, what):
         """Record, after a state change, every app where two policies share
         a precedence and every app left with no policy after having had
-        some. Caller holds the lock."""
+        some. One pass over the store (it runs on every write). Caller
+        holds the lock."""
         self.inv["checks"] += 1
+        entries = {key: [(prec, pid) for pid, prec in app["links"]]
+                   for key, app in self.apps.items()}
+        for pid, r in self.policies.items():
+            if r["owner"] in entries:
+                entries[r["owner"]].append((r["policy"].get("precedence"), pid))
         now_dups = set()
-        for key in self.apps:
-            entries = self.app_entries(key)
+        for key, held in entries.items():
             seen = {}
-            for prec, pid, _ in entries:
+            for prec, pid in held:
                 seen.setdefault(prec, []).append(pid)
             for prec, ids in seen.items():
+                if len(ids) < 2:
+                    continue
                 dup = (key, prec, tuple(sorted(ids)))
-                if len(ids) > 1 and dup not in self.dups_now:
+                now_dups.add(dup)
+                if dup not in self.dups_now:
                     self.inv["duplicate_precedence"].append(
                         {"app": app_label(key), "precedence": prec, "ids": list(dup[2]),
                          "after": what})
-                    now_dups.add(dup)
-                elif len(ids) > 1:
-                    now_dups.add(dup)
-            if entries:
+            if held:
                 self.had_policies.add(key)
             elif key in self.had_policies:
                 self.had_policies.discard(key)   # one record per emptying
@@ -569,7 +585,7 @@ def store_policy(state, owner, kind, old, pol):
     return rec
 
 
-def render_policy(state, rec, precedence=None):
+def render_policy(state, rec, precedence=None, counts=None):
     """A policy as the API returns it. Reusable ones carry reusable: true
     and app_count (and, as an app's item, that app's `precedence`); legacy
     ones reusable: false (a guess: the reference says items "carry
@@ -581,7 +597,7 @@ def render_policy(state, rec, precedence=None):
         if precedence is not None:
             out["precedence"] = precedence
         out["reusable"] = True
-        out["app_count"] = state.app_count(rec["id"])
+        out["app_count"] = state.app_count(rec["id"], counts)
     else:
         out["reusable"] = False
     out["created_at"] = rec["created_at"]
@@ -638,6 +654,7 @@ def apply_app_policies(state, key, items):
     left out are deleted, as the API garbage-collects them. Caller holds
     the lock."""
     app = state.apps[key]
+    kind = "zone" if key[0] == "zones" else "app"
     if not isinstance(items, list):
         raise ApiError(400, [err(E_BAD_FIELD, "policies must be an array (or null: no change)")])
     legacy = {pid: r for pid, r in state.policies.items() if r["owner"] == key}
@@ -677,7 +694,7 @@ def apply_app_policies(state, key, items):
             pid = pid.lower() if pid else None
             body = {k: v for k, v in item.items()}
             try:
-                check_policy(body, "app", where)
+                check_policy(body, kind, where)
             except ApiError as e:
                 errors.extend(e.errors)
                 continue
@@ -724,21 +741,21 @@ def apply_app_policies(state, key, items):
             kept.add(pid)
         else:
             body["precedence"] = prec
-            rec = store_policy_unchecked(state, key, legacy.get(pid), body)
+            rec = store_policy_unchecked(state, key, kind, legacy.get(pid), body)
             kept.add(rec["id"])
     for pid in legacy:
         if pid not in kept:
             del state.policies[pid]
 
 
-def store_policy_unchecked(state, key, old, body):
+def store_policy_unchecked(state, key, kind, old, body):
     """store_policy without the precedence check (apply_app_policies checked
     the whole list at once)."""
     saved = state.unique_precedence
     state.unique_precedence = False
     try:
         # a kept sibling may still hold this precedence until the list is applied
-        return store_policy(state, key, "app", old, body)
+        return store_policy(state, key, kind, old, body)
     finally:
         state.unique_precedence = saved
 
@@ -1280,7 +1297,8 @@ class Handler(BaseHTTPRequestHandler):
         if kind == "reusable":
             recs = sorted((r for r in state.policies.values() if r["owner"] == owner),
                           key=lambda r: r["seq"])
-            items = [lambda r=r: render_policy(state, r) for r in recs]
+            counts = state.link_counts()
+            items = [lambda r=r: render_policy(state, r, None, counts) for r in recs]
             return paginate(state, items, query, 100, repeat)
         entries = sorted(state.app_entries(owner),
                          key=lambda e: (e[0] if is_int(e[0]) else 0, state.policies[e[1]]["seq"]))
