@@ -1018,9 +1018,11 @@ class Handler(BaseHTTPRequestHandler):
         if len(state.gen_starts) < 2 or isinstance(self.connection, ssl.SSLSocket):
             return state.generation
         try:
-            # select first: the socket has a timeout, so a recv that finds
+            # poll first: the socket has a timeout, so a recv that finds
             # nothing would wait for it instead of failing at once
-            if not select.select([self.connection], [], [], 0)[0]:
+            poller = select.poll()
+            poller.register(self.connection.fileno(), select.POLLIN)
+            if not poller.poll(0):
                 return state.generation   # open, nothing pending
             if self.connection.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) != b"":
                 return state.generation   # more data: a pipelined request
