@@ -389,6 +389,26 @@ describe("client:plan / apply / export", function()
       c:close()
     end)
 
+    it("prune keeps a reusable policy attached to an app outside the state, and says so", function()
+      local c = client()
+      local shared = assert(c:create_policy(pol("shared")))
+      assert(c:create_policy(pol("unused")))
+      -- the app outside the state links it (registered with that link)
+      m:app("accounts", ACCT, OUTSIDE, "self_hosted", { policies = { { id = shared.id, precedence = 1 } } })
+      local state = { policies = {}, apps = { [APP] = { legacy = {} } } }
+      local plan = assert(c:plan(state, { prune = true }))
+      assert.are.equal(1, plan.summary.delete)
+      assert.are.equal("unused", plan.changes[1].name)
+      local warnings = table.concat(plan.warnings, "\n")
+      assert.matches('"shared"', warnings)
+      assert.is_truthy(warnings:find("1 app outside the state uses it: kept", 1, true), warnings)
+      assert.matches('warning: [^\n]*"shared"', tostring(plan))
+      converge(c, state, { prune = true })
+      assert.are.same({ "shared" }, names(reusable_live()))
+      m:assert_invariants()
+      c:close()
+    end)
+
     it("reverses five legacy policies: no 400, never two at one precedence, exact order, nothing parked", function()
       local c = client()
       local five = { pol("p1"), pol("p2", { decision = "deny" }), pol("p3"),
@@ -408,6 +428,7 @@ describe("client:plan / apply / export", function()
       assert.are.equal(4, report.applied)
       for _, q in ipairs(m:log()) do assert.are_not.equal(400, q.status, q.method .. " " .. q.path .. " " .. q.body) end
       replay_unique(APP, start, id_name, from)
+      m:assert_invariants()   -- the mock's own record: no shared precedence, no empty app
       local final = legacy_of(APP)
       assert.are.same({ "p5", "p4", "p3", "p2", "p1" }, names(final))
       for i, p in ipairs(final) do assert.are.equal(i, p.precedence) end
@@ -427,6 +448,7 @@ describe("client:plan / apply / export", function()
       local want = { pol("d"), pol("new1"), pol("a"), pol("c", { require = { r.auth_method("mfa") } }), pol("new2") }
       converge(c, { apps = { [APP] = { legacy = want } } }, { prune = true })
       replay_unique(APP, start, id_name, from)
+      m:assert_invariants()
       local final = legacy_of(APP)
       assert.are.same(names(want), names(final))
       for i, p in ipairs(final) do assert.are.equal(i, p.precedence) end
@@ -539,6 +561,7 @@ describe("client:plan / apply / export", function()
         -- plan and apply again: everything converges
         converge(c, target, { prune = true })
         check_final(c)
+        m:assert_invariants()
       end
       -- the faults really cut the applies (a create the client's
       -- no-duplicate check finds committed may still succeed)
@@ -665,18 +688,6 @@ describe("client:plan / apply / export", function()
       assert.are.equal(1, report.failed)
       assert.are.equal("conflict", err.kind)
       assert.are.same({ "s2" }, (links(c, APP)))
-    end)
-
-    app_it("prune keeps a reusable policy attached to an app outside the state, and says so", function(c)
-      local shared = assert(c:create_policy(pol("shared")))
-      assert(c:set_app_policies(OUTSIDE, { shared.id }))
-      local plan = assert(c:plan({ policies = {}, apps = { [APP] = { legacy = {} } } }, { prune = true }))
-      assert.are.equal(0, plan.summary.delete)
-      assert.matches("shared", table.concat(plan.warnings, "\n"))
-      assert.matches("shared", tostring(plan))
-      converge(c, { policies = {}, apps = {} }, { prune = true })
-      assert.are.same({ "shared" }, names(reusable_live()))
-      assert.are.same({ "shared" }, (links(c, OUTSIDE)))
     end)
 
     app_it("prune detaches, then deletes, a policy only state apps used", function(c)
