@@ -395,15 +395,15 @@ describe("client:plan / apply / export", function()
       assert(c:create_policy(pol("unused")))
       -- the app outside the state links it (registered with that link)
       m:app("accounts", ACCT, OUTSIDE, "self_hosted", { policies = { { id = shared.id, precedence = 1 } } })
-      local state = { policies = {}, apps = { [APP] = { legacy = {} } } }
-      local plan = assert(c:plan(state, { prune = true }))
+      local empty = { policies = {}, apps = { [APP] = { legacy = {} } } }
+      local plan = assert(c:plan(empty, { prune = true }))
       assert.are.equal(1, plan.summary.delete)
       assert.are.equal("unused", plan.changes[1].name)
       local warnings = table.concat(plan.warnings, "\n")
       assert.matches('"shared"', warnings)
       assert.is_truthy(warnings:find("1 app outside the state uses it: kept", 1, true), warnings)
       assert.matches('warning: [^\n]*"shared"', tostring(plan))
-      converge(c, state, { prune = true })
+      converge(c, empty, { prune = true })
       assert.are.same({ "shared" }, names(reusable_live()))
       m:assert_invariants()
       c:close()
@@ -499,75 +499,83 @@ describe("client:plan / apply / export", function()
     end)
   end)
 
-  describe("interruption", function()
-    -- A multi-change apply: reusable creates, an update and a prune
-    -- delete; a reversed legacy app with a create, an update and a prune
-    -- delete; a second legacy app rotated.
-    local function initial(c)
-      for _, n in ipairs{ "r1", "r2", "r3" } do assert(c:create_policy(pol(n))) end
-      for _, n in ipairs{ "a", "b", "c", "d", "e", "x" } do assert(c:create_app_policy(APP, pol(n))) end
-      for _, n in ipairs{ "k", "l", "m" } do assert(c:create_app_policy(APP2, pol(n))) end
-    end
-    local target = {
-      policies = { pol("r1", { require = { r.auth_method("mfa") } }), pol("r2"), pol("r4"), pol("r5") },
-      apps = {
-        [APP] = { legacy = { pol("e"), pol("d"), pol("c", { decision = "deny" }), pol("b"), pol("a"), pol("f") } },
-        [APP2] = { legacy = { pol("m"), pol("k"), pol("l") } },
-      },
-    }
-
-    local function check_final(c)
-      assert.are.same({ "r1", "r2", "r4", "r5" }, names(reusable_live()))
-      for app, entry in pairs(target.apps) do
-        local final = legacy_of(app)
-        assert.are.same(names(entry.legacy), names(final))
-        for i, p in ipairs(final) do assert.are.equal(i, p.precedence, app .. " " .. p.name) end
-      end
-      assert.are.equal(4 + 6 + 3, #m:state(), "no duplicates, no leftovers")
-      assert.are.same({}, assert(c:plan(target, { prune = true })).changes)
-    end
-
-    it("a failure injected before each write in turn: plan + apply again converges", function()
-      local c = client({ max_retries = 0 })
+  -- Apply `target` over the live state `initial(c)` makes, with a failure
+  -- injected before the k-th write for every k in turn (concurrency 1, so
+  -- "before the k-th write" is exact): planning and applying again must
+  -- converge every time, with no duplicates and no leftovers (`check`).
+  local function interrupt_each(c, initial, target, check, min_changes)
+    local function fresh()
+      m:reset()
+      for _, a in ipairs{ APP, APP2, OUTSIDE } do m:app("accounts", ACCT, a) end
       initial(c)
-      local plan = assert(c:plan(target, { prune = true }))
-      assert.is_true(#plan.changes >= 12, tostring(plan))
-      local from = #m:log() + 1
+    end
+    fresh()
+    local plan = assert(c:plan(target, { prune = true }))
+    assert.is_true(#plan.changes >= min_changes, tostring(plan))
+    local from = #m:log() + 1
+    converge(c, target, { prune = true })
+    local nwrites = writes(from)
+    assert.is_true(nwrites >= #plan.changes)
+    check(c)
+    local actions = { { action = "status", status = 500 }, { action = "reset_before" },
+                      { action = "status", status = 503 } }
+    local interrupted = 0
+    for k = 1, nwrites do
+      fresh()
+      local p = assert(c:plan(target, { prune = true }))
+      local fault = {}
+      for key, v in pairs(actions[(k - 1) % #actions + 1]) do fault[key] = v end
+      local injected = false
+      local report = c:apply(p, { concurrency = 1, on_progress = function(done)
+        if not injected and done >= k - 1 then
+          injected = true
+          m:fault(fault)
+        end
+      end })
+      assert.is_true(injected, "step " .. k)
+      assert.is_table(report)
+      if report.failed > 0 then interrupted = interrupted + 1 end
+      m:clear_faults()
+      -- plan and apply again: everything converges
       converge(c, target, { prune = true })
-      local nwrites = writes(from)
-      assert.is_true(nwrites >= #plan.changes)
-      check_final(c)
-      local actions = { { action = "status", status = 500 }, { action = "reset_before" },
-                        { action = "status", status = 503 } }
-      local interrupted = 0
-      for k = 1, nwrites do
-        m:reset()
-        for _, a in ipairs{ APP, APP2, OUTSIDE } do m:app("accounts", ACCT, a) end
-        initial(c)
-        local p = assert(c:plan(target, { prune = true }))
-        local fault = {}
-        for key, v in pairs(actions[(k - 1) % #actions + 1]) do fault[key] = v end
-        local injected = false
-        local report = c:apply(p, { concurrency = 1, on_progress = function(done)
-          if not injected and done >= k - 1 then
-            injected = true
-            m:fault(fault)
-          end
-        end })
-        assert.is_true(injected, "step " .. k)
-        assert.is_table(report)
-        if report.failed > 0 then interrupted = interrupted + 1 end
-        m:control("DELETE", "/faults")
-        -- plan and apply again: everything converges
-        converge(c, target, { prune = true })
-        check_final(c)
-        m:assert_invariants()
-      end
-      -- the faults really cut the applies (a create the client's
-      -- no-duplicate check finds committed may still succeed)
-      assert.is_true(interrupted >= nwrites // 2, interrupted .. " of " .. nwrites .. " applies failed")
+      check(c)
+      m:assert_invariants()
+    end
+    -- the faults really cut the applies (a create the client's
+    -- no-duplicate check finds committed may still succeed)
+    assert.is_true(interrupted >= nwrites // 2, interrupted .. " of " .. nwrites .. " applies failed")
+  end
+
+  describe("interruption", function()
+    it("reusable and legacy changes: a failure before each write in turn, then plan + apply converges", function()
+      local c = client({ max_retries = 0 })
+      -- reusable creates, an update and a prune delete; a reversed legacy
+      -- app with a create, an update and a prune delete; a rotated one
+      local target = {
+        policies = { pol("r1", { require = { r.auth_method("mfa") } }), pol("r2"), pol("r4"), pol("r5") },
+        apps = {
+          [APP] = { legacy = { pol("e"), pol("d"), pol("c", { decision = "deny" }), pol("b"), pol("a"), pol("f") } },
+          [APP2] = { legacy = { pol("m"), pol("k"), pol("l") } },
+        },
+      }
+      interrupt_each(c, function()
+        for _, n in ipairs{ "r1", "r2", "r3" } do assert(c:create_policy(pol(n))) end
+        for _, n in ipairs{ "a", "b", "c", "d", "e", "x" } do assert(c:create_app_policy(APP, pol(n))) end
+        for _, n in ipairs{ "k", "l", "m" } do assert(c:create_app_policy(APP2, pol(n))) end
+      end, target, function()
+        assert.are.same({ "r1", "r2", "r4", "r5" }, names(reusable_live()))
+        for app, entry in pairs(target.apps) do
+          local final = legacy_of(app)
+          assert.are.same(names(entry.legacy), names(final))
+          for i, p in ipairs(final) do assert.are.equal(i, p.precedence, app .. " " .. p.name) end
+        end
+        assert.are.equal(4 + 6 + 3, #m:state(), "no duplicates, no leftovers")
+        assert.are.same({}, assert(c:plan(target, { prune = true })).changes)
+      end, 14)
       c:close()
     end)
+
+    -- with application lists: see "application lists" below
   end)
 
   describe("export", function()
@@ -634,7 +642,7 @@ describe("client:plan / apply / export", function()
       local plan = assert(c:plan(state))
       assert.are.equal(2, plan.summary.create)
       assert.are.equal(2, plan.summary.attach)
-      assert.matches("> app " .. APP, tostring(plan))
+      assert.is_truthy(tostring(plan):find("> app " .. APP .. ' "app f174e90a": +s1, +s2', 1, true), tostring(plan))
       converge(c, state)
       assert.are.same({ "s1", "s2" }, links(c, APP))
       local from = #m:log() + 1
@@ -651,6 +659,7 @@ describe("client:plan / apply / export", function()
       local order, list = links(c, APP)
       assert.are.same({ "u5", "u4", "u3", "u2", "u1" }, order)
       for i, p in ipairs(list) do assert.are.equal(i, p.precedence) end
+      m:assert_invariants()
     end)
 
     app_it("never sends policies: [] unless the state says so and allow_empty", function(c)
@@ -670,9 +679,16 @@ describe("client:plan / apply / export", function()
       local plan, err = c:plan(state)
       assert.is_nil(plan)
       assert.are.equal("conflict", err.kind)
+      local from = #m:log() + 1
       converge(c, state, { prune = true })
       assert.are.same({ "new" }, (links(c, APP)))
       assert.are.same({}, legacy_of(APP))
+      -- the links were in place before the legacy policy went: never an
+      -- app without a policy (the mock records every moment)
+      m:assert_invariants()
+      local _, list = writes(from)
+      assert.are.equal("POST", list[1].method)   -- the reusable policy
+      assert.are.equal("PUT", list[2].method)    -- the app's list (the API drops the legacy one)
       assert.are.same({}, assert(c:plan(state, { prune = true })).changes)
     end)
 
@@ -688,6 +704,30 @@ describe("client:plan / apply / export", function()
       assert.are.equal(1, report.failed)
       assert.are.equal("conflict", err.kind)
       assert.are.same({ "s2" }, (links(c, APP)))
+    end)
+
+    app_it("lists, links, a migration and prune: a failure before each write in turn, then plan + apply converges",
+      function(c)
+      local cc = client({ max_retries = 0 })
+      local target = {
+        policies = { pol("r1", { require = { r.auth_method("mfa") } }), pol("r3"), pol("r6") },
+        apps = { [APP2] = { "r6", "r3", "r1" },    -- attach r6 and r3, detach r2, reorder
+                 [APP] = { "r1" } },               -- migration from legacy a, b, c
+      }
+      interrupt_each(cc, function()
+        local ids = {}
+        for _, n in ipairs{ "r1", "r2", "r3" } do ids[n] = assert(cc:create_policy(pol(n))).id end
+        m:app("accounts", ACCT, APP2, "self_hosted",
+          { policies = { { id = ids.r1, precedence = 1 }, { id = ids.r2, precedence = 2 } } })
+        for _, n in ipairs{ "a", "b", "c" } do assert(cc:create_app_policy(APP, pol(n))) end
+      end, target, function()
+        assert.are.same({ "r1", "r3", "r6" }, names(reusable_live()))
+        assert.are.same({ "r6", "r3", "r1" }, (links(c, APP2)))
+        assert.are.same({ "r1" }, (links(c, APP)))
+        assert.are.equal(3, #m:state(), "no duplicates, no leftovers")
+        assert.are.same({}, assert(c:plan(target, { prune = true })).changes)
+      end, 8)
+      cc:close()
     end)
 
     app_it("prune detaches, then deletes, a policy only state apps used", function(c)
