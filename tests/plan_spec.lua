@@ -600,6 +600,33 @@ describe("client:plan / apply / export", function()
       c:close()
     end)
 
+    it("round-trips a live state with every rule type (as Lua tables and through JSON)", function()
+      local c = client()
+      local U = "2b6f7c1e-8d3a-4e5f-9a0b-1c2d3e4f5a6b"
+      local everything = {
+        r.email("a@example.com"), r.email_domain("example.com"), r.everyone(), r.ip("192.0.2.9"),
+        r.ip("2001:db8::/48"), r.group(U), r.email_list(U), r.ip_list(U), r.certificate(),
+        r.common_name("device1.example.com"), r.geo("DE"), r.auth_method("mfa"), r.device_posture(U),
+        r.login_method(U), r.azure_ad(U, U), r.github_org("acme", U, "infra"), r.gsuite("g@example.com", U),
+        r.okta("admins", U), r.saml("group", "devs", U), r.oidc("groups", "devs", U), r.auth_context(U, "c1", U),
+        r.external_evaluation("https://eval.example.com/", "https://eval.example.com/keys"),
+        r.user_risk_score{ "low", "medium" }, r.cloudflare_account_member(ACCT),
+      }
+      local service = { r.service_token(U), r.any_valid_service_token(), r.linked_app_token(U) }
+      local state = {
+        policies = { pol("identity", { include = everything, exclude = { r.geo("KP") }, require = { r.certificate() } }),
+                     pol("service", { decision = "non_identity", include = service }) },
+        apps = { [APP] = { legacy = { pol("legacy identity", { include = everything }),
+                                      pol("legacy service", { decision = "non_identity", include = service }) } } },
+      }
+      converge(c, state)
+      local live = assert(c:export{ apps = { APP } })
+      assert.are.equal(#everything, #live.policies[1].include)
+      assert.are.same({}, assert(c:plan(live)).changes)
+      assert.are.same({}, assert(c:plan(cjson.decode(cjson.encode(live)))).changes)
+      c:close()
+    end)
+
     it("rejects an app id that is not one", function()
       local c = client()
       local state, err = c:export{ apps = { "../x" } }
