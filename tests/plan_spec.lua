@@ -614,7 +614,8 @@ describe("client:plan / apply / export", function()
       }
       local service = { r.service_token(U), r.any_valid_service_token(), r.linked_app_token(U) }
       local state = {
-        policies = { pol("identity", { include = everything, exclude = { r.geo("KP") }, require = { r.certificate() } }),
+        policies = { pol("identity", { include = everything, exclude = { r.geo("KP") },
+                                       require = { r.certificate() } }),
                      pol("service", { decision = "non_identity", include = service }) },
         apps = { [APP] = { legacy = { pol("legacy identity", { include = everything }),
                                       pol("legacy service", { decision = "non_identity", include = service }) } } },
