@@ -4,6 +4,7 @@
 ** the read-only schema (core.schema, core.null).
 */
 #include "cfaccess.h"
+#include "match.h"
 #include "schema.h"
 
 /* encode(body [, opts]) -> json, nil, warnings | nil, err */
@@ -64,6 +65,11 @@ static int schema_part(lua_State *L) {
   return 0;
 }
 
+static int match_part(lua_State *L) {
+  cf_match_open(L);
+  return 0;
+}
+
 /* The parts, each registering itself in the module table (LuaSocket's
 ** luasocket.c `mod[]`). The decoder goes first: without a usable lua-cjson
 ** it raises, and nothing else is set up. */
@@ -72,6 +78,7 @@ static const luaL_Reg mod[] = {
   {"core", core_open},
   {"client", client_part},
   {"schema", schema_part},
+  {"match", match_part},
   {NULL, NULL}
 };
 
