@@ -34,9 +34,9 @@ static void check_rule(cf_walk *w, const cf_field *f, const char *d) {
                  "decision = \"non_identity\"", f->name, d);
   else if (f->flags & CF_FL_IDENTITY)
     cf_walk_warn(w, NULL, "%s is an identity-based rule, and a bypass policy checks no "
-                 "identity: Cloudflare does not apply it, so the bypass is not limited to "
-                 "whom you mean; use decision \"allow\" for identity rules, or only "
-                 "non-identity rules (ip, geo, ...) with bypass", f->name);
+                 "identity (Cloudflare: bypass takes no identity-based rules), so this rule "
+                 "cannot limit who bypasses; use decision \"allow\" for identity rules, or "
+                 "only non-identity rules (ip, geo, ...) with bypass", f->name);
 }
 
 /* Walk the rule lists again (raw) for the rules whose flags are in want. */

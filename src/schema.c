@@ -117,19 +117,13 @@ static const cf_field approval_elem = { .type = CF_T_OBJECT, .child = &s_approva
 #define MFA_BYPASS { CF_NAME("mfa_bypass"), .type = CF_T_BOOL, \
   .note = "mfa_bypass is the February 2026 name of mfa_disabled: it is sent as written, " \
           "and an API that knows only mfa_disabled ignores it; write mfa_disabled" }
-static const cf_field f_mfa[] = {
-  { CF_NAME("allowed_authenticators"), .type = CF_T_LIST, .elem = &authn_app_elem },
-  BOOL("mfa_disabled"),
-  MFA_BYPASS,
-  OPT_FMT("session_duration", CF_F_MFA_DURATION),
-};
+/* The two mfa_config bodies differ only in their authenticator list. */
+#define MFA_ROWS(authn) \
+  { CF_NAME("allowed_authenticators"), .type = CF_T_LIST, .elem = authn }, \
+  BOOL("mfa_disabled"), MFA_BYPASS, OPT_FMT("session_duration", CF_F_MFA_DURATION)
+static const cf_field f_mfa[] = { MFA_ROWS(&authn_app_elem) };
 static const cf_schema s_mfa = SCHEMA(f_mfa, 0, "field");
-static const cf_field f_mfa_infra[] = {
-  { CF_NAME("allowed_authenticators"), .type = CF_T_LIST, .elem = &authn_infra_elem },
-  BOOL("mfa_disabled"),
-  MFA_BYPASS,
-  OPT_FMT("session_duration", CF_F_MFA_DURATION),
-};
+static const cf_field f_mfa_infra[] = { MFA_ROWS(&authn_infra_elem) };
 static const cf_schema s_mfa_infra = SCHEMA(f_mfa_infra, 0, "field");
 
 static const cf_field f_rdp[] = {
@@ -216,17 +210,19 @@ static const cf_schema s_app_policies = SCHEMA(f_app_policies, 0, "field");
 /* ---- body kinds ------------------------------------------------------------------ */
 
 const cf_body_kind cf_body_kinds[] = {
-  [CF_KIND_APP] = { .bit = CF_K_APP, .name = "app", .article = "an", .noun = "policy", .schema = &s_policy,
-                    .check = cf_policy_check },
-  [CF_KIND_ZONE] = { .bit = CF_K_ZONE, .name = "zone", .article = "a", .noun = "policy", .schema = &s_policy,
-                     .check = cf_policy_check },
-  [CF_KIND_REUSABLE] = { .bit = CF_K_REUSE, .name = "reusable", .article = "a", .noun = "policy", .schema = &s_policy,
-                         .check = cf_policy_check },
-  [CF_KIND_INFRA] = { .bit = CF_K_INFRA, .name = "infrastructure", .article = "an", .noun = "policy",
-                      .schema = &s_policy, .check = cf_policy_check },
-  [CF_KIND_GROUP] = { .bit = CF_K(CF_KIND_GROUP), .name = "group", .article = "a", .noun = "group", .schema = &s_group },
-  { .bit = CF_K_APP, .name = "_app_policies", .article = "an", .noun = "application", .schema = &s_app_policies,
-    .internal = 1 },
+  [CF_KIND_APP] = { .name = "app", .article = "an", .noun = "policy", .schema = &s_policy,
+                    .bit = CF_K_APP, .check = cf_policy_check },
+  [CF_KIND_ZONE] = { .name = "zone", .article = "a", .noun = "policy", .schema = &s_policy,
+                     .bit = CF_K_ZONE, .check = cf_policy_check },
+  [CF_KIND_REUSABLE] = { .name = "reusable", .article = "a", .noun = "policy", .schema = &s_policy,
+                         .bit = CF_K_REUSE, .check = cf_policy_check },
+  [CF_KIND_INFRA] = { .name = "infrastructure", .article = "an", .noun = "policy",
+                      .schema = &s_policy, .bit = CF_K_INFRA, .check = cf_policy_check },
+  [CF_KIND_GROUP] = { .name = "group", .article = "a", .noun = "group", .schema = &s_group,
+                      .bit = CF_K(CF_KIND_GROUP) },
+  /* internal: its inline policies take the fields of an app policy */
+  { .name = "_app_policies", .article = "an", .noun = "application", .schema = &s_app_policies,
+    .bit = CF_K_APP, .internal = 1 },
   { .name = NULL }
 };
 

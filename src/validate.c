@@ -43,7 +43,7 @@ static void bad_key(cf_walk *c, int kidx) {
 
 static void unknown_key(cf_walk *c, const cf_schema *s, const char *k, size_t n) {
   /* no suggestion work once the problem list is full (only counted) */
-  const char *hint = c->nprob < 1000 ? cf_walk_suggest(s, NULL, k, n) : NULL;
+  const char *hint = c->nprob < CF_MAX_PROBLEMS ? cf_walk_suggest(s, NULL, k, n) : NULL;
   size_t old = cf_walk_push_key(c, k, n);
   if (hint) cf_walk_error(c, NULL, "unknown %s (did you mean \"%s\"?)", s->unknown, hint);
   else cf_walk_error(c, NULL, "unknown %s", s->unknown);
@@ -363,8 +363,9 @@ static void check_amr(cf_walk *c, const char *s, size_t n) {
                  "so the rule never matches; write \"%s\" (the values are lower case)",
                  lua_tostring(c->L, -1), hint);
   else
-    cf_walk_warn(c, NULL, "%s is not an RFC 8176 method (pwd, mfa, otp, hwk, swk, sms, ...): "
-                 "the IdP's amr claim will not hold it, so the rule never matches",
+    cf_walk_warn(c, NULL, "%s is not an RFC 8176 method: the IdP's amr claim will not hold "
+                 "it, so the rule never matches; write one of the RFC 8176 values (pwd, mfa, "
+                 "otp, hwk, swk, sms, ...)",
                  lua_tostring(c->L, -1));
   lua_pop(c->L, 1);
 }

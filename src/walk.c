@@ -14,8 +14,6 @@
 #define MAX_TEXT (16u << 20)  /* string bytes a body may carry (16 MiB):
                                  shared sub-tables could otherwise make a
                                  small table encode to gigabytes */
-#define MAX_PASS 200000       /* pass-through values and keys visited */
-#define MAX_PROBLEMS 1000     /* problems (and warnings) kept; all counted */
 #define KEY_SHOW 64           /* bytes of a user key shown in a path */
 #define VALUE_SHOW 60         /* bytes of a user value shown in a message */
 
@@ -118,7 +116,7 @@ void cf_walk_problem(cf_walk *w, int warning, const char *leaf, const char *fmt,
   slot = warning ? w->pwarn : w->perr;
   n = warning ? ++w->nwarn : ++w->nprob;
   if (leaf) cf_walk_key(w, leaf, strlen(leaf));
-  if (n <= MAX_PROBLEMS) {
+  if (n <= CF_MAX_PROBLEMS) {
     char path[CF_PATH_MAX + 96];
     size_t plen = path_render(w, path);
     if (lua_type(L, slot) != LUA_TTABLE) {
@@ -271,7 +269,7 @@ static void walk_init(lua_State *L, cf_walk *w, const cf_body_opts *o,
   w->allow_unknown = o->allow_unknown;
   w->strict = o->strict;
   w->legacy = o->legacy;
-  w->pass_budget = MAX_PASS;
+  w->pass_budget = CF_MAX_PASS;
   w->text_budget = MAX_TEXT;
   w->decision = NULL;
   w->rule_flags = 0;

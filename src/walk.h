@@ -14,6 +14,9 @@
 #define CF_PATH_MAX 512       /* longer paths are cut, marked with "..." */
 #define CF_MAX_DEPTH 64       /* nesting guard for pass-through values */
 #define CF_MAX_SEGS (CF_MAX_DEPTH + 16)   /* path segments kept (deeper: "...") */
+#define CF_MAX_PASS 200000    /* pass-through values and keys visited
+                                 (shared subtables could otherwise blow up) */
+#define CF_MAX_PROBLEMS 1000  /* problems (and warnings) kept; all counted */
 
 struct cf_walk {
   lua_State *L;

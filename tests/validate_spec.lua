@@ -177,7 +177,8 @@ describe("validate: top-level fields", function()
     assert_problem(P{ mfa_config = { allowed_authenticators = { "piv_kye" } } }, "mfa_config.allowed_authenticators[1]",
       'got "piv_kye" (did you mean "piv_key"? it is for infrastructure policies)')
     assert_problem(P{ mfa_config = { allowed_authenticators = { "topt" } } }, "mfa_config.allowed_authenticators[1]",
-      'expected one of piv_key, ssh_fido2_key, ssh_piv_key, got "topt" (did you mean "totp"? it is for app and reusable policies)',
+      'expected one of piv_key, ssh_fido2_key, ssh_piv_key, got "topt" '
+        .. '(did you mean "totp"? it is for app and reusable policies)',
       { kind = "infrastructure" })
     for _, d in ipairs{ "0m", "5m", "24h", "720h", "43200m", "0h" } do
       assert_valid(P{ mfa_config = { session_duration = d } })
@@ -283,7 +284,8 @@ local rule_cases = {
     { { { identity_provider_id = IDP }, "name", "required field is missing" } } },
   { "saml", { attribute_name = "group", attribute_value = "admins", identity_provider_id = IDP },
     { { { attribute_name = "group", identity_provider_id = IDP }, "attribute_value", "required field is missing" },
-      { { attribute_name = "group", attribute_value = "admins" }, "identity_provider_id", "required field is missing" } } },
+      { { attribute_name = "group", attribute_value = "admins" }, "identity_provider_id",
+        "required field is missing" } } },
   { "oidc", { claim_name = "groups", claim_value = "admins", identity_provider_id = IDP },
     { { { claim_name = "groups", claim_value = "admins" }, "identity_provider_id", "required field is missing" } } },
   { "auth_context", { id = "x", ac_id = "c1", identity_provider_id = IDP },
@@ -343,12 +345,14 @@ describe("validate: rule types", function()
 
   it("rejects the 2024-08 shapes without opts.legacy, naming the rename", function()
     local rename = "renamed identity_provider_id in the 2025 API (opts.legacy = true accepts the 2024 shape)"
-    assert_problem(rule_policy{ azureAD = { id = "g", connection_id = IDP } }, "include[1].azureAD.connection_id", rename)
+    assert_problem(rule_policy{ azureAD = { id = "g", connection_id = IDP } },
+      "include[1].azureAD.connection_id", rename)
     assert_problem(rule_policy{ gsuite = { email = "a@example.com", connection_id = IDP } },
       "include[1].gsuite.connection_id", rename)
     assert_problem(rule_policy{ ["github-organization"] = { name = "org", connection_id = IDP } },
       "include[1].github-organization.connection_id", rename)
-    assert_problem(rule_policy{ okta = { name = "Admins", connection_id = IDP } }, "include[1].okta.connection_id", rename)
+    assert_problem(rule_policy{ okta = { name = "Admins", connection_id = IDP } },
+      "include[1].okta.connection_id", rename)
     assert_problem(rule_policy{ okta = { email = "admins@example.com", identity_provider_id = IDP } },
       "include[1].okta.email", "renamed name in the 2025 API (opts.legacy = true accepts the 2024 shape)")
     assert_problem(rule_policy{ saml = { attribute_name = "a", attribute_value = "b" } },
@@ -517,7 +521,8 @@ describe("validate: kind group", function()
   local G = { kind = "group" }
   it("takes name and include (required), exclude, require and is_default", function()
     local g = { name = "admins", include = { { email_domain = { domain = "example.com" } } },
-                exclude = { { email = { email = "bob@example.com" } } }, require = { { geo = { country_code = "US" } } },
+                exclude = { { email = { email = "bob@example.com" } } },
+                require = { { geo = { country_code = "US" } } },
                 is_default = true }
     local json = assert_valid(g, G)
     assert.equal('{"name":"admins","include":[{"email_domain":{"domain":"example.com"}}],'
@@ -589,7 +594,8 @@ describe("validate: messages show what is there", function()
     assert_problem(rule_policy{ email_domain = { domain = "\u{202E}moc.example" } }, "include[1].email_domain.domain",
       '"\\u{202E}moc.example" is not a domain name')
     -- visible non-ASCII stays as it is
-    assert_problem(rule_policy{ email = { email = "café" } }, "include[1].email.email", '"café" is not an email address')
+    assert_problem(rule_policy{ email = { email = "café" } }, "include[1].email.email",
+      '"café" is not an email address')
   end)
 
   it("escapes them in paths too", function()

@@ -38,7 +38,8 @@ local cases = {
     { { "require[1]", 'use decision "allow" for identity rules' } } },
   { "bypass with two identity rules", P{ decision = "bypass", include = { { everyone = {} },
       { okta = { name = "a", identity_provider_id = IDP } } }, exclude = { { email_domain = { domain = "x.com" } } } },
-    nil, { { "include[2]", "okta is an identity-based rule" }, { "exclude[1]", "email_domain is an identity-based" } } },
+    nil, { { "include[2]", "okta is an identity-based rule" },
+           { "exclude[1]", "email_domain is an identity-based" } } },
   { "service_token under allow", P{ include = { { service_token = { token_id = UUID } } } }, nil,
     { { "include[1]", 'service_token is a Service Auth rule: under decision "allow"' } } },
   { "any_valid_service_token under deny", P{ decision = "deny",
@@ -172,7 +173,9 @@ describe("warnings", function()
   end)
 
   it("opts.strict and opts.legacy must be booleans", function()
-    assert.has_error(function() core.validate(P{}, { strict = 1 }) end, "bad argument #2 to 'validate' (opts.strict: boolean expected, got number)")
-    assert.has_error(function() core.encode(P{}, { legacy = "yes" }) end, "bad argument #2 to 'encode' (opts.legacy: boolean expected, got string)")
+    assert.has_error(function() core.validate(P{}, { strict = 1 }) end,
+      "bad argument #2 to 'validate' (opts.strict: boolean expected, got number)")
+    assert.has_error(function() core.encode(P{}, { legacy = "yes" }) end,
+      "bad argument #2 to 'encode' (opts.legacy: boolean expected, got string)")
   end)
 end)
