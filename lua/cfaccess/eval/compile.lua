@@ -78,7 +78,8 @@ end
 
 -- A group body (API.md section 6: kind "group").
 function Run:validate_group(g, prefix)
-  return self:validate(g, { kind = "group", legacy = self.opts.legacy }, prefix)
+  return self:validate(g, { kind = "group", legacy = self.opts.legacy,
+                            allow_unknown = self.opts.allow_unknown }, prefix)
 end
 
 -- cc.range: a CIDR from a validated ip rule.
@@ -235,7 +236,7 @@ function M.compile(policies, opts, eval_body)
   -- a wrong-typed groups or lists option is a problem already; read it as absent
   run.opts = { groups = type(opts.groups) == "table" and opts.groups or nil,
                lists = type(opts.lists) == "table" and opts.lists or nil,
-               legacy = opts.legacy == true or nil }
+               legacy = opts.legacy == true or nil, allow_unknown = opts.allow_unknown == true or nil }
   run.account_id = type(opts.account_id) == "string" and opts.account_id or nil
   local vopts = { kind = type(opts.kind) == "string" and opts.kind or "app",
                   legacy = opts.legacy == true or nil, allow_unknown = opts.allow_unknown == true or nil }
