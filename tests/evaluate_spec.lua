@@ -675,7 +675,8 @@ describe("client:evaluate's reading (a recording client)", function()
     outer = { id = "outer", name = "outer", include = { r.group("inner") }, exclude = { r.group("other") },
               created_at = "2014-01-01T05:20:00Z" },
     inner = { id = "inner", name = "inner", include = { r.geo("DE") } },
-    other = { id = "other", name = "other", include = { r.email("mallory@example.com") }, require = { r.group("inner") } },
+    other = { id = "other", name = "other", include = { r.email("mallory@example.com") },
+              require = { r.group("inner") } },
   }
 
   it("reads the list, then each group once (transitively), none the caller gave", function()
