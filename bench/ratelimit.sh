@@ -36,7 +36,7 @@ export LUA_CPATH_5_4="$top/?.so;;"
 dir=$(mktemp -d)
 spid=""
 stop() {
-  [ -n "$spid" ] && kill "$spid" 2>/dev/null || true
+  if [ -n "$spid" ]; then kill "$spid" 2>/dev/null || true; fi
   rm -rf "$dir"
 }
 trap stop EXIT
@@ -97,6 +97,7 @@ for cfg in $RL_CONFIGS; do
     grep -v '^rl ' "$dir/run.out" | head -n 3 | sed "s/^/  $cfg $mode: /" >>"$errs" || true
     awk '$1 == "rl" && $6 != "-" { $1 = $2 = $3 = $4 = $5 = ""; print "  first error:" $0; exit }' "$dir/run.out" |
       sed "s/^/  $cfg $mode/" >>"$errs"
+    # shellcheck disable=SC2046
     set -- $(stats "$tok")
     reqs=$1 r429=$3 dups=$4
     label="$cfg, $mode"

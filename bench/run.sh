@@ -131,8 +131,10 @@ fi
 if [ "$mode" = peers ]; then
   # The official TypeScript SDK, installed into a throwaway directory; the
   # whole target is skipped (exit 0, with a message) when that is impossible.
-  command -v npm >/dev/null 2>&1 && command -v node >/dev/null 2>&1 ||
-    { echo "bench-peers: skipped (npm or node not found)"; exit 0; }
+  if ! command -v npm >/dev/null 2>&1 || ! command -v node >/dev/null 2>&1; then
+    echo "bench-peers: skipped (npm or node not found)"
+    exit 0
+  fi
   mkdir -p "$dir/npm"
   cp bench/peers.mjs "$dir/npm/"
   echo "bench-peers: npm install cloudflare (into $dir/npm)" >&2
