@@ -138,11 +138,10 @@ if [ "$mode" = peers ]; then
   mkdir -p "$dir/npm"
   cp bench/peers.mjs "$dir/npm/"
   echo "bench-peers: npm install cloudflare (into $dir/npm)" >&2
-  if ! (cd "$dir/npm" && npm init -y >/dev/null 2>&1 &&
-        timeout 300 npm install --no-audit --no-fund --loglevel=error cloudflare >"$dir/npm.log" 2>&1); then
-    echo "bench-peers: skipped (npm install cloudflare failed:"
-    tail -n 5 "$dir/npm.log"
-    echo ")"
+  if ! (cd "$dir/npm" && npm init -y &&
+        timeout 300 npm install --no-audit --no-fund --loglevel=error cloudflare) >"$dir/npm.log" 2>&1; then
+    echo "bench-peers: skipped (npm install cloudflare failed; its last lines:)"
+    tail -n 5 "$dir/npm.log" || true
     exit 0
   fi
   tsver=$(node -e 'console.log(JSON.parse(require("fs").readFileSync(process.argv[1])).version)' "$dir/npm/node_modules/cloudflare/package.json")
