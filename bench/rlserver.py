@@ -30,6 +30,7 @@ import argparse
 import asyncio
 import json
 import math
+import os
 import re
 import time
 import uuid
@@ -163,7 +164,6 @@ async def main():
     port = server.sockets[0].getsockname()[1]
     with open(args.port_file + ".tmp", "w") as f:
         f.write(str(port))
-    import os
     os.replace(args.port_file + ".tmp", args.port_file)
     async with server:
         await server.serve_forever()
