@@ -43,4 +43,7 @@ for k, v in pairs(core) do M[k] = v end
 --- The rule builders (see `cfaccess.rules`).
 M.rules = require("cfaccess.rules")
 
+--- Desired-state files: load, dump, validate (see `cfaccess.state`).
+M.state = require("cfaccess.state")
+
 return M
