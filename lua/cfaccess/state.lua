@@ -97,18 +97,18 @@ local HOOK_EVERY = 10000
 
 -- Run chunk in its own coroutine with a count hook on that coroutine only
 -- (so the host's hooks, e.g. a coverage tool's, are left alone).
-local function run_bounded(chunk, path)
+local function run_bounded(chunk)
   local co = coroutine.create(chunk)
   local used = 0
   debug.sethook(co, function()
     used = used + HOOK_EVERY
     if used > M.MAX_INSTRUCTIONS then
-      error(format("%s: gave up after %d instructions (an endless loop?)", path, M.MAX_INSTRUCTIONS), 2)
+      error(format("gave up after %d instructions (an endless loop?)", M.MAX_INSTRUCTIONS), 2)
     end
   end, "", HOOK_EVERY)
   local ok, res = coroutine.resume(co)
   if not ok then return nil, tostring(res) end
-  if coroutine.status(co) ~= "dead" then return nil, path .. ": the chunk yielded" end
+  if coroutine.status(co) ~= "dead" then return nil, "the chunk yielded" end
   return true, res
 end
 
@@ -209,7 +209,7 @@ function M.load(path)
   elseif path:match("%.lua$") then
     local chunk, lerr = load(text, "@" .. path, "t", sandbox_env())
     if not chunk then return nil, mkerr("invalid", lerr) end
-    local ok, res = run_bounded(chunk, path)
+    local ok, res = run_bounded(chunk)
     if not ok then return nil, mkerr("invalid", res) end
     value = res
   else
