@@ -33,5 +33,6 @@ build = {
     },
     ["cfaccess"] = "lua/cfaccess/init.lua",
     ["cfaccess.rules"] = "lua/cfaccess/rules.lua",
+    ["cfaccess.rulespec"] = "lua/cfaccess/rulespec.lua",
   },
 }
