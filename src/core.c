@@ -2,6 +2,7 @@
 ** cfaccess.core: module entry. Registers encode, validate and client.
 */
 #include "cfaccess.h"
+#include "schema.h"
 
 /* encode(policy [, opts]) -> json | nil, err */
 static int core_encode(lua_State *L) {
@@ -51,5 +52,6 @@ CF_EXPORT LUAMOD_API int luaopen_cfaccess_core(lua_State *L) {
   lua_pushliteral(L, "cfaccess " CFACCESS_VERSION);
   lua_setfield(L, -2, "_VERSION");
   cf_client_open(L);
+  cf_schema_open(L);
   return 1;
 }

@@ -15,8 +15,11 @@
 #define OPT_FMT(nm, fm)    FIELD(nm, CF_T_STRING, fm, 0, CF_K_ALL, 0, NULL, NULL, NULL, NULL)
 /* One of a group: exactly one field of group gr must be present. */
 #define ALT_STR(nm, gr)    FIELD(nm, CF_T_STRING, CF_F_NONEMPTY, 0, CF_K_ALL, gr, NULL, NULL, NULL, NULL)
+#define LEG_STR(nm, gr)    FIELD(nm, CF_T_STRING, CF_F_NONEMPTY, CF_FL_LEGACY, CF_K_ALL, gr, NULL, NULL, NULL, NULL)
 #define BOOL(nm, ki)       FIELD(nm, CF_T_BOOL, 0, 0, ki, 0, NULL, NULL, NULL, NULL)
 #define SCHEMA(arr, fl, what) { arr, (unsigned char)(sizeof(arr) / sizeof(arr[0])), fl, what }
+
+const char *const cf_kind_names[] = {"app", "zone", "reusable", "infrastructure", "group", NULL};
 
 /* ---- enums --------------------------------------------------------------- */
 
@@ -50,6 +53,7 @@ static const cf_field clip_elem = FIELD("", CF_T_STRING, CF_F_ANY, 0, CF_K_ALL, 
   (unsigned char)(sizeof((const cf_field[]){ __VA_ARGS__ }) / sizeof(cf_field)), 0, "field" })
 #define RULE_FL(nm, fl, ...) FIELD(nm, CF_T_OBJECT, 0, fl, CF_K_ALL, 0, NULL, NULL, INNER(__VA_ARGS__), NULL)
 #define RULE(nm, ...) RULE_FL(nm, 0, __VA_ARGS__)
+#define RULE_ID(nm, ...) RULE_FL(nm, CF_FL_IDENTITY, __VA_ARGS__)
 #define RULE_EMPTY(nm) FIELD(nm, CF_T_OBJECT, 0, 0, CF_K_ALL, 0, NULL, NULL, &s_empty, NULL)
 
 /* everyone, certificate, any_valid_service_token: always {} */
@@ -63,39 +67,40 @@ static const cf_schema s_empty = { NULL, 0, 0, "field" };
 ** non-empty strings. auth_method: RFC 8176 AMR values are known, but
 ** Cloudflare does not enumerate them, so any non-empty string passes. */
 static const cf_field f_rule[] = {
-  RULE("email", REQ_FMT("email", CF_F_EMAIL)),
-  RULE("email_list", REQ_STR("id")),
-  RULE("email_domain", REQ_FMT("domain", CF_F_DOMAIN)),
+  RULE_ID("email", REQ_FMT("email", CF_F_EMAIL)),
+  RULE_ID("email_list", REQ_STR("id")),
+  RULE_ID("email_domain", REQ_FMT("domain", CF_F_DOMAIN)),
   RULE_EMPTY("everyone"),
   RULE("ip", REQ_FMT("ip", CF_F_IP)),
   RULE("ip_list", REQ_STR("id")),
   RULE_EMPTY("certificate"),
   RULE("common_name", REQ_STR("common_name")),
-  RULE("group", REQ_STR("id")),
-  RULE("azureAD", REQ_STR("id"), ALT_STR("identity_provider_id", 1), ALT_STR("connection_id", 1)),
-  RULE("github-organization", REQ_STR("name"), ALT_STR("identity_provider_id", 1),
-       ALT_STR("connection_id", 1), OPT_FMT("team", CF_F_NONEMPTY)),
-  RULE("gsuite", REQ_FMT("email", CF_F_EMAIL), ALT_STR("identity_provider_id", 1),
-       ALT_STR("connection_id", 1)),
-  RULE("okta", ALT_STR("name", 2), ALT_STR("email", 2), ALT_STR("identity_provider_id", 1),
-       ALT_STR("connection_id", 1)),
-  RULE("saml", REQ_STR("attribute_name"), REQ_STR("attribute_value"),
+  RULE_ID("group", REQ_STR("id")),
+  RULE_ID("azureAD", REQ_STR("id"), ALT_STR("identity_provider_id", 1), LEG_STR("connection_id", 1)),
+  RULE_ID("github-organization", REQ_STR("name"), ALT_STR("identity_provider_id", 1),
+       LEG_STR("connection_id", 1), OPT_FMT("team", CF_F_NONEMPTY)),
+  RULE_ID("gsuite", REQ_FMT("email", CF_F_EMAIL), ALT_STR("identity_provider_id", 1),
+       LEG_STR("connection_id", 1)),
+  RULE_ID("okta", ALT_STR("name", 2), LEG_STR("email", 2), ALT_STR("identity_provider_id", 1),
+       LEG_STR("connection_id", 1)),
+  RULE_ID("saml", REQ_STR("attribute_name"), REQ_STR("attribute_value"),
        OPT_FMT("identity_provider_id", CF_F_NONEMPTY)),
-  RULE("oidc", REQ_STR("claim_name"), REQ_STR("claim_value"), REQ_STR("identity_provider_id")),
-  RULE("auth_context", REQ_STR("id"), REQ_STR("ac_id"), REQ_STR("identity_provider_id")),
-  RULE("login_method", REQ_STR("id")),
-  RULE("auth_method", REQ_STR("auth_method")),
+  RULE_ID("oidc", REQ_STR("claim_name"), REQ_STR("claim_value"), REQ_STR("identity_provider_id")),
+  RULE_ID("auth_context", REQ_STR("id"), REQ_STR("ac_id"), REQ_STR("identity_provider_id")),
+  RULE_ID("login_method", REQ_STR("id")),
+  RULE_ID("auth_method", REQ_STR("auth_method")),
   RULE("service_token", REQ_STR("token_id")),
   RULE_EMPTY("any_valid_service_token"),
-  RULE("external_evaluation", REQ_FMT("evaluate_url", CF_F_URL), REQ_FMT("keys_url", CF_F_URL)),
+  RULE_ID("external_evaluation", REQ_FMT("evaluate_url", CF_F_URL), REQ_FMT("keys_url", CF_F_URL)),
   RULE("geo", REQ_FMT("country_code", CF_F_COUNTRY)),
   RULE("device_posture", REQ_STR("integration_uid")),
   RULE_FL("linked_app_token", CF_FL_LINKED, REQ_STR("app_uid")),
-  RULE("user_risk_score", FIELD("user_risk_score", CF_T_LIST, 0, CF_FL_REQUIRED | CF_FL_NONEMPTY,
+  RULE_ID("user_risk_score", FIELD("user_risk_score", CF_T_LIST, 0, CF_FL_REQUIRED | CF_FL_NONEMPTY,
                                 CF_K_ALL, 0, NULL, NULL, NULL, &risk_elem)),
-  RULE("cloudflare_account_member", OPT_FMT("account_id", CF_F_HEX32)),
+  RULE_ID("cloudflare_account_member", OPT_FMT("account_id", CF_F_HEX32)),
 };
-static const cf_schema s_rule = SCHEMA(f_rule, CF_S_ONE_KEY, "rule type");
+const cf_schema cf_rule_schema = SCHEMA(f_rule, CF_S_ONE_KEY, "rule type");
+#define s_rule cf_rule_schema
 static const cf_field rule_elem = FIELD("", CF_T_OBJECT, 0, 0, CF_K_ALL, 0, NULL, NULL, &s_rule, NULL);
 
 /* ---- approval groups, mfa_config, connection_rules ---------------------------- */
@@ -163,3 +168,7 @@ const cf_schema cf_policy_schema = SCHEMA(f_policy, 0, "field");
 /* The walker's presence mask is 32 bits wide (compile-time check). */
 typedef char cf_rule_types_fit_mask[sizeof f_rule / sizeof f_rule[0] <= 32 ? 1 : -1];
 typedef char cf_policy_fields_fit_mask[sizeof f_policy / sizeof f_policy[0] <= 32 ? 1 : -1];
+
+int cf_field_required(const cf_field *f) {
+  return (f->flags & CF_FL_REQUIRED) || (f->group && !(f->flags & CF_FL_LEGACY));
+}

@@ -41,6 +41,8 @@ enum {
 #define CF_FL_LINKED    0x08u   /* rule needs decision non_identity/bypass */
 #define CF_FL_RULES     0x10u   /* list of rules (better messages) */
 #define CF_FL_DECISION  0x20u   /* the policy decision (cross-field checks) */
+#define CF_FL_IDENTITY  0x40u   /* rule type is identity-based (no bypass) */
+#define CF_FL_LEGACY    0x80u   /* a 2024 shape only (connection_id, okta email) */
 
 /* Kinds that take a field (bit 1 << cf_kind). */
 #define CF_K_APP   (1u << CF_KIND_APP)
@@ -81,6 +83,16 @@ struct cf_schema {
 
 /* The policy body (all kinds; kinds masks select). */
 CF_INTERNAL extern const cf_schema cf_policy_schema;
+
+/* The rule union (one field per rule type, schema order). */
+CF_INTERNAL extern const cf_schema cf_rule_schema;
+/* 1 when the field must be present in the newest API shape. */
+CF_INTERNAL int cf_field_required(const cf_field *f);
+/* Kind names in cf_kind order, NULL-terminated (core.schema.kinds). */
+CF_INTERNAL extern const char *const cf_kind_names[];
+
+/* core.schema (schema_export.c): set `schema` in the table on top. */
+CF_INTERNAL void cf_schema_open(lua_State *L);
 
 /* Extra format checkers (formats.c). */
 CF_INTERNAL int cf_is_domain(const char *s, size_t n);
