@@ -550,8 +550,10 @@ end
 
 local function leaf(v) return { raw = type(v) == "string" and json_string(v) or tostring(v), value = v } end
 
+-- legacy = true: a state read from the live API (export) may hold the 2024
+-- rule shapes; dump writes them as they are (as table literals).
 local function encode_tree(p, kind, path)
-  local json, err = core.encode(p, { kind = kind })
+  local json, err = core.encode(p, { kind = kind, legacy = true })
   if not json then
     local e = mkerr("invalid", path .. ": " .. tostring(err.message or err), err.problems)
     return nil, e
@@ -650,15 +652,15 @@ local function builder_call(rule)
     if v == nil then
       if not (spec.optional and spec.optional[a]) then return nil end
       args[i] = "nil"
-    elseif v.raw then
-      if type(v.value) ~= "string" or v.value == "" then return nil end
-      args[i] = lua_scalar(v)
-      last = i
-    elseif v.arr then
+    elseif spec.list and spec.list[a] then
+      if not v.arr then return nil end
       for _, e in ipairs(v.vals) do
         if not e.raw or type(e.value) ~= "string" or e.value == "" then return nil end
       end
       args[i] = lua_inline(v)
+      last = i
+    elseif v.raw and type(v.value) == "string" and v.value ~= "" then
+      args[i] = lua_scalar(v)
       last = i
     else
       return nil
@@ -749,7 +751,7 @@ local function value_tree(value, opts)
     local kinds = opts.kind and { opts.kind } or { "app", "infrastructure", "group" }
     local first_err
     for _, kind in ipairs(kinds) do
-      local ok, json, err = pcall(core.encode, p, { kind = kind })
+      local ok, json, err = pcall(core.encode, p, { kind = kind, legacy = true })
       if ok and json then return parse_canonical(json) end
       first_err = first_err or (ok and err) or nil
     end
