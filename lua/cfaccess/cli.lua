@@ -170,22 +170,32 @@ local function make_client(ctx)
   return client
 end
 
--- The progress display on stderr: a one-line bar redrawn in place, only on
--- a terminal and without --quiet. Returns on_progress and a finish function.
-local function progress(ctx, args)
-  if args.quiet or not ctx.err_tty then return nil, function() end end
+--- A progress display for `on_progress(done, total, info)`: one line on
+-- `stream` (`[####----] 12/40  0:07  waiting 42 s: rate limit`), redrawn in
+-- place with a carriage return. When `enabled` is false (not a terminal,
+-- or --quiet) both functions do nothing.
+-- @tparam file stream e.g. `io.stderr`
+-- @tparam boolean enabled
+-- @return on_progress (or nil when disabled) and finish (clears the line)
+function M.progress_display(stream, enabled)
+  if not enabled then return nil, function() end end
   local start = os.time()
   local shown = false
   local function on_progress(done, total, info)
     local line = render.progress(done, total, os.difftime(os.time(), start), info)
-    ctx.err:write("\r", line, "\27[K")
-    ctx.err:flush()
+    stream:write("\r", line, "\27[K")
+    stream:flush()
     shown = true
   end
   local function finish()
-    if shown then ctx.err:write("\r\27[K"); ctx.err:flush() end
+    if shown then stream:write("\r\27[K"); stream:flush() end
   end
   return on_progress, finish
+end
+
+-- The progress display on stderr: only on a terminal and without --quiet.
+local function progress(ctx, args)
+  return M.progress_display(ctx.err, ctx.err_tty and not args.quiet)
 end
 
 -- A method the match helper adds (client:plan/apply/export); a clear error
