@@ -1,6 +1,8 @@
 -- cfaccess.state: load (.lua sandboxed, .json with line:column), dump
 -- (Lua with builder calls, pretty canonical JSON), problems/validate with
 -- paths from the file's top.
+-- Expected output lines are kept whole, so that they read as the output does.
+-- luacheck: no max line length
 local cfaccess = require("cfaccess")
 local state = require("cfaccess.state")
 local testutil = require("testutil")

@@ -30,6 +30,24 @@ M.paint = paint
 --- Longest value shown on an update's field line.
 M.MAX_VALUE = 60
 
+-- Compact JSON of a plain value with object keys sorted, so that a value
+-- always prints the same (lua-cjson writes keys in table order, which
+-- changes from run to run). Empty tables print as {}.
+local function compact(v, depth)
+  if type(v) == "string" then return (cjson.encode(v):gsub("\\/", "/")) end
+  if type(v) ~= "table" or depth > 20 then return tostring(v) end
+  local n, keys = 0, {}
+  for k in pairs(v) do n = n + 1; keys[#keys + 1] = k end
+  local parts = {}
+  if n > 0 and n == #v then
+    for i = 1, n do parts[i] = compact(v[i], depth + 1) end
+    return "[" .. concat(parts, ",") .. "]"
+  end
+  table.sort(keys, function(a, b) return tostring(a) < tostring(b) end)
+  for i, k in ipairs(keys) do parts[i] = compact(tostring(k), depth + 1) .. ":" .. compact(v[k], depth + 1) end
+  return "{" .. concat(parts, ",") .. "}"
+end
+
 -- A value as one short line: strings quoted, tables as compact JSON,
 -- anything longer than MAX_VALUE cut with "...".
 local function short(v)
@@ -38,11 +56,8 @@ local function short(v)
     s = "(none)"
   elseif type(v) == "string" then
     s = format("%q", v):gsub("\\\n", "\\n")
-  elseif type(v) == "table" then
-    local ok, j = pcall(cjson.encode, v)
-    s = ok and j:gsub("\\/", "/") or tostring(v)
   else
-    s = tostring(v)
+    s = compact(v, 0)
   end
   if #s > M.MAX_VALUE then
     -- cut on a UTF-8 character boundary

@@ -216,7 +216,8 @@ function M.load(path)
     return nil, mkerr("usage", path .. ": expected a .lua or .json file")
   end
   if type(value) ~= "table" then
-    return nil, mkerr("invalid", path .. ": expected a table (a state, a policy or a list of policies), got " .. type(value))
+    return nil, mkerr("invalid", path .. ": expected a table (a state, a policy or a list of policies), got "
+      .. type(value))
   end
   return value
 end
@@ -242,7 +243,9 @@ function M.shape(t)
 end
 
 local function is_uuid(s)
-  return type(s) == "string" and (s:match("^%x%x%x%x%x%x%x%x%-%x%x%x%x%-%x%x%x%x%-%x%x%x%x%-%x%x%x%x%x%x%x%x%x%x%x%x$") ~= nil)
+  local h4 = "%x%x%x%x"
+  return type(s) == "string" and s:match("^" .. h4 .. h4 .. "%-" .. h4 .. "%-" .. h4 .. "%-" .. h4 .. "%-"
+    .. h4 .. h4 .. h4 .. "$") ~= nil
 end
 local function is_app_id(s)
   return is_uuid(s) or (type(s) == "string" and #s == 32 and s:match("^%x+$") ~= nil)
@@ -301,7 +304,8 @@ local function unique_names(list, prefix, problems)
     if type(name) == "string" then
       if seen[name] then
         problems[#problems + 1] = { path = format("%s[%d].name", prefix, i),
-          message = format("%q is used twice (also %s[%d].name); names must be unique in a state", name, prefix, seen[name]) }
+          message = format("%q is used twice (also %s[%d].name); names must be unique in a state",
+            name, prefix, seen[name]) }
       else
         seen[name] = i
       end
@@ -310,7 +314,10 @@ local function unique_names(list, prefix, problems)
   return seen
 end
 
+local NOT_A_LIST = "expected a list of policy names or ids, or { legacy = { ... } }"
+
 local function check_state(s, opts, problems, warnings)
+  local function add(path, message) problems[#problems + 1] = { path = path, message = message } end
   for _, k in ipairs(sorted_keys(s)) do
     if not STATE_KEYS[k] then
       problems[#problems + 1] = { path = tostring(k):match("^[%a_][%w_]*$") and tostring(k) or keypath(k),
@@ -339,11 +346,12 @@ local function check_state(s, opts, problems, warnings)
         problems[#problems + 1] = { path = at, message = "an application id is a UUID (or 32 hex characters)" }
       end
       if type(entry) ~= "table" then
-        problems[#problems + 1] = { path = at, message = "expected a list of policy names or ids, or { legacy = { ... } }, got " .. type(entry) }
+        add(at, NOT_A_LIST .. ", got " .. type(entry))
       elseif entry.legacy ~= nil then
         for k in pairs(entry) do
           if k ~= "legacy" then
-            problems[#problems + 1] = { path = at .. keypath(k), message = "unexpected next to legacy (an application has either a list of reusable policies or legacy policies)" }
+            add(at .. keypath(k), "unexpected next to legacy (an application has either a list of reusable "
+              .. "policies or legacy policies)")
           end
         end
         if not is_list(entry.legacy) then
@@ -355,17 +363,17 @@ local function check_state(s, opts, problems, warnings)
           unique_names(entry.legacy, at .. ".legacy", problems)
         end
       elseif not is_list(entry) then
-        problems[#problems + 1] = { path = at, message = "expected a list of policy names or ids, or { legacy = { ... } }" }
+        add(at, NOT_A_LIST)
       else
         local seen = {}
         for i, ref in ipairs(entry) do
           local p = format("%s[%d]", at, i)
           if type(ref) ~= "string" or ref == "" then
-            problems[#problems + 1] = { path = p, message = "expected a policy name or id, got " .. (ref == "" and "an empty string" or type(ref)) }
+            add(p, "expected a policy name or id, got " .. (ref == "" and "an empty string" or type(ref)))
           elseif not names[ref] and not is_uuid(ref) then
-            problems[#problems + 1] = { path = p, message = format("%q is not a policy of this state (nor a policy id)", ref) }
+            add(p, format("%q is not a policy of this state (nor a policy id)", ref))
           elseif seen[ref] then
-            problems[#problems + 1] = { path = p, message = format("%q is listed twice (also %s[%d])", ref, at, seen[ref]) }
+            add(p, format("%q is listed twice (also %s[%d])", ref, at, seen[ref]))
           end
           if type(ref) == "string" then seen[ref] = seen[ref] or i end
         end
@@ -592,7 +600,7 @@ local function state_tree(state)
         node = { arr = true, keys = {}, vals = {} }
         for i, ref in ipairs(entry) do node.vals[i] = leaf(ref) end
       else
-        return nil, mkerr("invalid", "apps" .. keypath(id) .. ": expected a list of policy names or ids, or { legacy = { ... } }")
+        return nil, mkerr("invalid", "apps" .. keypath(id) .. ": " .. NOT_A_LIST)
       end
       apps.keys[#apps.keys + 1] = tostring(id)
       apps.vals[#apps.vals + 1] = node
@@ -755,8 +763,8 @@ local function value_tree(value, opts)
       if ok and json then return parse_canonical(json) end
       first_err = first_err or (ok and err) or nil
     end
-    return nil, mkerr("invalid", (path ~= "" and path .. ": " or "") .. tostring(first_err and first_err.message or "not a policy"),
-      first_err and first_err.problems)
+    local msg = tostring(first_err and first_err.message or "not a policy")
+    return nil, mkerr("invalid", (path ~= "" and path .. ": " or "") .. msg, first_err and first_err.problems)
   end
   if shape == "list" then
     local arr = { arr = true, keys = {}, vals = {} }
