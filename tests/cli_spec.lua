@@ -633,6 +633,39 @@ describe("cfaccess installed", function()
   end)
 end)
 
+-- --------------------------------------------------------- README.md
+
+describe("README.md's command-line session", function()
+  it("runs as written: each $ line's output and exit status", function()
+    local md = assert(read_file(ROOT .. "/README.md"))
+    local block = md:match("\n```console\n(.-)\n```\n")
+    assert.is_string(block, "README.md has no ```console block")
+    -- { command =, expected output lines }
+    local steps = {}
+    for line in (block .. "\n"):gmatch("([^\n]*)\n") do
+      local cmd = line:match("^%$ (.*)$")
+      if cmd then steps[#steps + 1] = { command = cmd, out = {} }
+      else steps[#steps].out[#steps[#steps].out + 1] = line end
+    end
+    assert.is_true(#steps >= 4)
+    local last_code
+    for _, step in ipairs(steps) do
+      local want = table.concat(step.out, "\n") .. "\n"
+      if step.command == "echo $?" then
+        assert.are.equal(want, tostring(last_code) .. "\n", "after the command before it")
+      else
+        local args = step.command:match("^cfaccess (.*)$")
+        assert.is_string(args, "README.md: only cfaccess commands and echo $? in the session: " .. step.command)
+        local words = {}
+        for w in args:gmatch("%S+") do words[#words + 1] = w end
+        local r = cfaccess(words, { cwd = ROOT })
+        last_code = r.code
+        assert.are.equal(want, r.out .. r.err, "$ " .. step.command)
+      end
+    end
+  end)
+end)
+
 -- ---------------------------------------------------------------- render
 
 describe("cfaccess.render", function()

@@ -15,7 +15,14 @@
 -- @module cfaccess.state
 local core = require("cfaccess.core")
 local rules = require("cfaccess.rules")
-local cjson = require("cjson").new()   -- private instance: nobody else's settings
+-- lua-cjson, a private instance (nobody else's settings), loaded on first
+-- use: `require("cfaccess")` loads this module, and a host that embeds the
+-- core statically without lua-cjson on its path must still be able to.
+local cjson_instance
+local function cjson()
+  cjson_instance = cjson_instance or require("cjson").new()
+  return cjson_instance
+end
 
 local type, pairs, ipairs, tostring, error = type, pairs, ipairs, tostring, error
 local format, concat, sort = string.format, table.concat, table.sort
@@ -179,7 +186,7 @@ end
 -- @tparam string text the JSON text
 -- @tparam[opt] string name the file name used in the message
 function M.decode_json(text, name)
-  local ok, v = pcall(cjson.decode, text)
+  local ok, v = pcall(cjson().decode, text)
   if ok then return integers(v) end
   local line, col, body = json_syntax_message(text, v)
   local where = (name or "JSON") .. (line and (":" .. line .. ":" .. col) or "")
@@ -462,7 +469,7 @@ local function parse_canonical(s)
         if obj then
           skip()
           local raw = str_token()
-          node.keys[#node.keys + 1] = cjson.decode(raw)
+          node.keys[#node.keys + 1] = cjson().decode(raw)
           skip()
           pos = pos + 1   -- ':'
         end
@@ -474,13 +481,13 @@ local function parse_canonical(s)
       end
     elseif c == '"' then
       local raw = str_token()
-      return { raw = raw, value = cjson.decode(raw) }
+      return { raw = raw, value = cjson().decode(raw) }
     else
       local raw = s:match("^[^,%]}%s]+", pos)
       pos = pos + #raw
       local v
       if raw == "true" then v = true elseif raw == "false" then v = false
-      elseif raw == "null" then v = cjson.null
+      elseif raw == "null" then v = cjson().null
       else v = math.tointeger(tonumber(raw)) or tonumber(raw) end
       return { raw = raw, value = v }
     end
@@ -615,7 +622,7 @@ end
 local function lua_scalar(node)
   local v = node.value
   if type(v) == "string" then return (format("%q", v):gsub("\\\n", "\\n")) end
-  if v == cjson.null then return "nil" end
+  if v == cjson().null then return "nil" end
   return tostring(v)
 end
 
