@@ -666,6 +666,32 @@ describe("README.md's command-line session", function()
   end)
 end)
 
+-- ---------------------------------------------------------- make demo
+
+describe("make demo (examples/demo.sh)", function()
+  it("runs the command: validate with mistakes (exit 1), then the right state (exit 0)", function()
+    local out, errf = os.tmpname(), os.tmpname()
+    local ok = os.execute(("cd %s && timeout 120 sh examples/demo.sh >%s 2>%s"):format(q(ROOT), q(out), q(errf)))
+    local stdout, stderr = read_file(out), read_file(errf)
+    os.remove(out)
+    os.remove(errf)
+    assert.is_true(ok == true, stdout .. stderr)
+    assert.are.equal("", stderr)
+    local from = assert(stdout:find("demo: the cfaccess command\n", 1, true), stdout)
+    local part = stdout:sub(from)
+    assert.matches("\n%$ cfaccess validate examples/mistakes%.json\nexamples/mistakes%.json: policies%[1%]%.sesion_duration: "
+      .. "[^\n]*\n[^\n]*\n[^\n]*\n[^\n]*\n%(exit 1%)\n%$ cfaccess validate examples/access%.lua\n"
+      .. "examples/access%.lua: valid\n%(exit 0%)\n", part)
+    if has_desired_state() then
+      assert.matches("\n%$ cfaccess plan examples/access%.lua\n.-\n%(exit 2%)\n%$ cfaccess apply %-%-yes examples/access%.lua\n"
+        .. ".-\n%(exit 0%)\n%$ cfaccess plan examples/access%.lua\n.-No changes%.\n%(exit 0%)\n%$ cfaccess export ", part)
+    else
+      assert.matches("plan, apply and export skipped", part)
+    end
+    assert.matches("\ndemo: OK\n$", part)
+  end)
+end)
+
 -- ---------------------------------------------------------------- render
 
 describe("cfaccess.render", function()
