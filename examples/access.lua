@@ -3,7 +3,7 @@
 -- returning a state, whose environment holds only `rules` (the builders)
 -- and safe basics. Reusable policies are matched to live ones by name; the
 -- application lists them in precedence order.
-local r = rules
+local r = rules -- luacheck: read globals rules
 
 return {
   policies = {
