@@ -132,9 +132,11 @@ run validate examples/mistakes.json; expect 1
 run validate examples/access.lua; expect 0
 
 # plan/apply/export: where this build has them (client:plan, client:apply,
-# client:export)
+# client:export, and the core's set_app_policies/get_app for the app's list)
 if "$LUA" -e 'local c = assert(require("cfaccess").client{ account_id = os.getenv("CLOUDFLARE_ACCOUNT_ID") })
-  os.exit(type(c.plan) == "function" and type(c.apply) == "function" and type(c.export) == "function")' 2>/dev/null
+  for _, m in ipairs{ "plan", "apply", "export", "set_app_policies", "get_app" } do
+    if type(c[m]) ~= "function" then os.exit(1) end
+  end' 2>/dev/null
 then
   state_app=f174e90a-fafe-4643-bbbc-4a0ed4fc8415   # the application examples/access.lua names
   if ! curl -s -f --noproxy '*' --max-time 5 -o "$tmp/app2.out" -X POST \
@@ -148,7 +150,7 @@ then
   run plan examples/access.lua; expect 0
   run export --app "$state_app"; expect 0
 else
-  echo "demo: this build has no client:plan/apply/export yet: plan, apply and export skipped"
+  echo "demo: this build has no client:plan/apply/export (or set_app_policies) yet: plan, apply and export skipped"
 fi
 echo
 echo "demo: OK"

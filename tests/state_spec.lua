@@ -344,6 +344,23 @@ describe("cfaccess.state.problems and validate", function()
     assert.are.equal("session_duration", problems[1].path)
   end)
 
+  it("takes a legacy app's kind (as export writes it) and round-trips it", function()
+    local s = { apps = { [APP2] = { kind = "infrastructure", legacy = {
+      { name = "ssh", decision = "allow", include = { r.email("a@example.com") } } } } } }
+    assert.are.same({ true }, { state.validate(s) })
+    s.apps[APP2].legacy[1].decision = "deny"
+    local problems = state.problems(s)
+    assert.are.equal('apps["' .. APP2 .. '"].legacy[1].decision', problems[1].path)
+    s.apps[APP2].legacy[1].decision = "allow"
+    for _, fmt in ipairs{ "lua", "json" } do
+      local text = assert(state.dump(s, fmt))
+      assert.are.same(s, assert(state.load(write("kind." .. fmt, text))), text)
+    end
+    problems = state.problems{ apps = { [APP2] = { kind = "group", legacy = {} } } }
+    assert.are.same({ { path = 'apps["' .. APP2 .. '"].kind', message = 'expected "app", "zone" or "infrastructure", got "group"' } },
+      problems)
+  end)
+
   it("returns true for a valid state, else an invalid error listing every problem", function()
     assert.are.same({ true }, { state.validate(full_state()) })
     local ok, err = state.validate({ policies = { { name = "a" }, { name = "a" } } })

@@ -338,7 +338,6 @@ M.register{
   setup = function(cmd)
     cmd:flag("--prune", "Also delete live policies the state does not list.")
     cmd:flag("--json", "Print the plan's data as JSON.")
-    cmd:flag("-q --quiet", "No progress display.")
     cmd:argument("state", "The desired state: a .lua or .json file.")
   end,
   run = function(args, ctx)
@@ -348,9 +347,7 @@ M.register{
     if not plan_fn then client:close(); return mcode end
     local desired = load_state(ctx, args.state, ctx.zone)
     if not desired then client:close(); return EXIT.failure end
-    local on_progress, finish = progress(ctx, args)
-    local plan, err = plan_fn(client, desired, { prune = args.prune, on_progress = on_progress })
-    finish()
+    local plan, err = plan_fn(client, desired, { prune = args.prune })
     client:close()
     if not plan then return fail(ctx, EXIT.failure, tostring(err)) end
     if args.json then
@@ -387,9 +384,7 @@ M.register{
     if not plan_fn or not apply_fn then client:close(); return mcode or EXIT.failure end
     local desired = load_state(ctx, args.state, ctx.zone)
     if not desired then client:close(); return EXIT.failure end
-    local on_progress, finish = progress(ctx, args)
-    local plan, err = plan_fn(client, desired, { prune = args.prune, on_progress = on_progress })
-    finish()
+    local plan, err = plan_fn(client, desired, { prune = args.prune })
     if not plan then client:close(); return fail(ctx, EXIT.failure, tostring(err)) end
     say(ctx, render.plan(plan, ctx.colour))
     local n = #(plan.changes or {})
@@ -404,7 +399,8 @@ M.register{
         return fail(ctx, EXIT.failure, "not applied")
       end
     end
-    on_progress, finish = progress(ctx, args)
+    -- the progress bar: apply's on_progress covers the whole apply, waits included
+    local on_progress, finish = progress(ctx, args)
     local report, aerr = apply_fn(client, plan, { on_progress = on_progress })
     finish()
     client:close()
@@ -415,28 +411,38 @@ M.register{
   end,
 }
 
+-- { [app_id] = { name =, domain = } } for the Lua dump's comments: from
+-- export's second result when it gives one (a table, or its .apps), else
+-- one client:get_app per app where the client has it; nil when unknown.
+local function app_names(client, live, info)
+  if type(info) == "table" then return info.apps or info end
+  if type(live.apps) ~= "table" or type(client.get_app) ~= "function" then return nil end
+  local names = {}
+  for id in pairs(live.apps) do
+    local app = client:get_app(id)
+    if type(app) == "table" then names[id] = { name = app.name, domain = app.domain } end
+  end
+  return names
+end
+
 M.register{
   name = "export",
   summary = "Print the live state (reusable policies and apps) as a state file.",
   setup = function(cmd)
     cmd:option("--app", "Only this application (repeatable; default: every app)."):count("*")
     cmd:option("--format", "Output format."):choices({ "lua", "json" }):default("lua")
-    cmd:flag("-q --quiet", "No progress display.")
   end,
   run = function(args, ctx)
     local client, code = make_client(ctx)
     if not client then return code end
     local export_fn, mcode = method(ctx, client, "export")
     if not export_fn then client:close(); return mcode end
-    local on_progress, finish = progress(ctx, args)
-    local opts = { on_progress = on_progress }
+    local opts = {}
     if #args.app > 0 then opts.apps = args.app end
     local live, info = export_fn(client, opts)
-    finish()
+    if not live then client:close(); return fail(ctx, EXIT.failure, tostring(info)) end
+    local text, derr = state.dump(live, args.format, { apps = app_names(client, live, info) })
     client:close()
-    if not live then return fail(ctx, EXIT.failure, tostring(info)) end
-    -- export's second result, when a table, names the apps ({ [id] = { name =, domain = } })
-    local text, derr = state.dump(live, args.format, { apps = type(info) == "table" and (info.apps or info) or nil })
     if not text then return fail(ctx, EXIT.failure, tostring(derr)) end
     say(ctx, text)
     return EXIT.ok
@@ -457,7 +463,6 @@ M.register{
   setup = function(cmd)
     cmd:option("--app", "The application's id.")
     cmd:flag("--json", "Print the policies as a JSON array.")
-    cmd:flag("-q --quiet", "No progress display.")
   end,
   run = function(args, ctx)
     local client, code = make_client(ctx)

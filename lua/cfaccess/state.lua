@@ -322,6 +322,14 @@ local function unique_names(list, prefix, problems)
 end
 
 local NOT_A_LIST = "expected a list of policy names or ids, or { legacy = { ... } }"
+-- an app's legacy policies are of this kind when the state says so
+-- (`{ legacy = {...}, kind = "infrastructure" }`, as export writes it)
+local LEGACY_KINDS = { app = true, zone = true, infrastructure = true }
+
+local function describe(v)
+  if type(v) == "string" then return format("%q", v) end
+  return type(v)
+end
 
 local function check_state(s, opts, problems, warnings)
   local function add(path, message) problems[#problems + 1] = { path = path, message = message } end
@@ -356,16 +364,24 @@ local function check_state(s, opts, problems, warnings)
         add(at, NOT_A_LIST .. ", got " .. type(entry))
       elseif entry.legacy ~= nil then
         for k in pairs(entry) do
-          if k ~= "legacy" then
+          if k ~= "legacy" and k ~= "kind" then
             add(at .. keypath(k), "unexpected next to legacy (an application has either a list of reusable "
               .. "policies or legacy policies)")
+          end
+        end
+        local kind = opts.legacy_kind or "app"
+        if entry.kind ~= nil then
+          if not LEGACY_KINDS[entry.kind] then
+            add(at .. ".kind", "expected \"app\", \"zone\" or \"infrastructure\", got " .. describe(entry.kind))
+          else
+            kind = entry.kind
           end
         end
         if not is_list(entry.legacy) then
           problems[#problems + 1] = { path = at .. ".legacy", message = "expected a list of application policies" }
         else
           for i, p in ipairs(entry.legacy) do
-            check_policy(p, opts.legacy_kind or "app", format("%s.legacy[%d]", at, i), opts, problems, warnings)
+            check_policy(p, kind, format("%s.legacy[%d]", at, i), opts, problems, warnings)
           end
           unique_names(entry.legacy, at .. ".legacy", problems)
         end
@@ -597,12 +613,16 @@ local function state_tree(state)
       local node
       if type(entry) == "table" and entry.legacy ~= nil then
         local arr = { arr = true, keys = {}, vals = {} }
+        local kind = LEGACY_KINDS[entry.kind] and entry.kind or "app"
         for i, p in ipairs(entry.legacy) do
-          local t, err = encode_tree(p, "app", format("apps%s.legacy[%d]", keypath(id), i))
+          local t, err = encode_tree(p, kind, format("apps%s.legacy[%d]", keypath(id), i))
           if not t then return nil, err end
           arr.vals[i] = t
         end
         node = { obj = true, keys = { "legacy" }, vals = { arr } }
+        if entry.kind ~= nil then
+          node.keys[2], node.vals[2] = "kind", leaf(tostring(entry.kind))
+        end
       elseif type(entry) == "table" then
         node = { arr = true, keys = {}, vals = {} }
         for i, ref in ipairs(entry) do node.vals[i] = leaf(ref) end
@@ -745,7 +765,9 @@ local function lua_state(tree, opts, out)
             lua_policy(p, "        ", out)
             out[#out + 1] = ",\n"
           end
-          out[#out + 1] = "      },\n    },\n"
+          out[#out + 1] = "      },\n"
+          if entry.vals[2] then out[#out + 1] = "      kind = " .. lua_scalar(entry.vals[2]) .. ",\n" end
+          out[#out + 1] = "    },\n"
         else
           out[#out + 1] = lua_inline(entry) .. ",\n"
         end
