@@ -818,6 +818,36 @@ describe("make demo (examples/demo.sh)", function()
   end)
 end)
 
+-- ------------------------------------------------------------ register
+
+describe("cfaccess.cli.register", function()
+  it("adds a command that main parses, runs and takes the exit code of", function()
+    local cli = require("cfaccess.cli")
+    cli.register{ name = "hello", summary = "Say hello.", setup = function(cmd) cmd:argument("who") end,
+      run = function(args, ctx) ctx.out:write("hello ", args.who, "\n") return 7 end }
+    local out, err = io.tmpfile(), io.tmpfile()
+    local ctx = { out = out, err = err, out_tty = false, err_tty = false, in_tty = false }
+    local code = cli.main({ "hello", "world" }, ctx)
+    local usage = cli.main({ "hello" }, ctx)
+    for i = #cli.commands, 1, -1 do
+      if cli.commands[i].name == "hello" then table.remove(cli.commands, i) end
+    end
+    out:seek("set")
+    err:seek("set")
+    assert.are.same({ 7, "hello world\n" }, { code, out:read("a") })
+    assert.are.equal(64, usage)
+    assert.matches("Usage: cfaccess hello .*Error: missing argument 'who'", err:read("a"))
+  end)
+
+  it("registers cfaccess test from cfaccess.cli_test when it is installed", function()
+    local cli = require("cfaccess.cli")
+    local names = {}
+    for _, c in ipairs(cli.commands) do names[c.name] = true end
+    assert.are.equal(package.searchpath("cfaccess.cli_test", package.path) ~= nil, names.test == true)
+    assert.is_true(names.validate and names.fmt and names.plan and names.apply and names.export and names.list)
+  end)
+end)
+
 -- ---------------------------------------------------------------- render
 
 describe("cfaccess.render", function()

@@ -502,6 +502,18 @@ M.register{
   end,
 }
 
+-- Commands defined in other modules, each exporting `command` (a table for
+-- `register`): registered when the module is installed. `cfaccess test`
+-- (lua/cfaccess/cli_test.lua, API.md section 10) is one. A module that is
+-- there but fails to load raises: it is never silently left out.
+M.EXTRA_COMMANDS = { "cfaccess.cli_test" }
+for _, name in ipairs(M.EXTRA_COMMANDS) do
+  if package.searchpath(name, package.path) then
+    local mod = require(name)
+    if type(mod) == "table" and type(mod.command) == "table" then M.register(mod.command) end
+  end
+end
+
 -- ---------------------------------------------------------------- main
 
 --- The version line: `cfaccess X.Y.Z`.
@@ -522,11 +534,13 @@ local function build_parser()
     io.stdout:flush()
     os.exit(EXIT.ok)
   end)
+  local cmds = {}
   for _, c in ipairs(M.commands) do
     local cmd = parser:command(c.name, c.summary)
     if c.setup then c.setup(cmd) end
+    cmds[c.name] = cmd
   end
-  return parser
+  return parser, cmds
 end
 
 --- Run the command line `argv` (a list of words without the program name).
@@ -538,14 +552,16 @@ function M.main(argv, opts)
   local ctx = context(opts)
   local words = {}
   for i = 1, #(argv or {}) do words[i] = argv[i] end
-  local parser = build_parser()
+  local parser, cmds = build_parser()
   local ok, args = parser:pparse(words)
   if not ok then
     if #words == 0 then
       complain(ctx, parser:get_help(), "\n")
       return EXIT.usage
     end
-    complain(ctx, parser:get_usage(), "\n\nError: ", tostring(args), "\n")
+    -- the usage of the command the words name (its options), else the main one
+    local cmd = cmds[words[1]] or parser
+    complain(ctx, cmd:get_usage(), "\n\nError: ", tostring(args), "\n")
     return EXIT.usage
   end
   for _, c in ipairs(M.commands) do
