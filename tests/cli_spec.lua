@@ -457,6 +457,10 @@ return {
     assert.are.equal(3, #live)
     r = cfaccess({ "plan", "legacy.lua" }, { env = env() })
     expect(r, 0, "No changes.\n", "")
+    r = cfaccess({ "plan", "--json", "legacy.lua" }, { env = env() })
+    expect(r, 0, nil, "")
+    assert.matches('^{\n  "changes": %[%],\n', r.out)
+    assert.are.equal(0, cjson.decode(r.out).summary.create)
     for _, fmt in ipairs{ "lua", "json" } do
       local before = #mock:log()
       r = cfaccess({ "export", "--app", APP, "--format", fmt }, { env = env() })
@@ -908,6 +912,14 @@ describe("cfaccess.render", function()
     assert.are.equal('{"github":{"idp":"i","name":"n","team":"t"}}',
       render.short{ github = { team = "t", name = "n", idp = "i" } })
     assert.are.equal('["a/b",1,true]', render.short{ "a/b", 1, true })
+  end)
+
+  it("writes plain data as JSON: sorted keys, empty lists as [], numbers exact", function()
+    assert.are.equal('{"changes":[],"summary":{"create":0,"x":0.1},"warnings":[{"path":"a/b"}]}',
+      render.json{ changes = {}, warnings = { { path = "a/b" } }, summary = { x = 0.1, create = 0 } })
+    assert.are.equal('{"body":{"exclude":[],"include":[{"everyone":{}}]},"n":null}',
+      render.json{ body = { include = { { everyone = {} } }, exclude = {} }, n = cjson.null })
+    assert.are.equal("1e+300", render.json(1e300))
   end)
 
   it("shortens long values on a UTF-8 boundary", function()

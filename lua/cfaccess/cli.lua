@@ -222,11 +222,10 @@ local function load_state(ctx, file, zone)
   return value
 end
 
--- cjson for --json output of plain data (plans, reports): a private
--- instance; "/" is not escaped in our output.
-local cjson = require("cjson").new()
+-- --json output of plain data (a plan): render.json (sorted keys, empty
+-- lists as []), pretty-printed.
 local function json_text(v)
-  return (cjson.encode(v):gsub("\\/", "/"))
+  return state.pretty_json(render.json(v))
 end
 
 -- ------------------------------------------------------------- commands
@@ -351,7 +350,7 @@ M.register{
     client:close()
     if not plan then return fail(ctx, EXIT.failure, tostring(err)) end
     if args.json then
-      say(ctx, json_text({ changes = plan.changes, summary = plan.summary, warnings = plan.warnings }), "\n")
+      say(ctx, json_text({ changes = plan.changes or {}, summary = plan.summary, warnings = plan.warnings or {} }))
     else
       say(ctx, render.plan(plan, ctx.colour))
     end
@@ -450,11 +449,11 @@ M.register{
 }
 
 -- A listed policy as JSON: the core's canonical encoding (schema order,
--- server fields passed through with allow_unknown), else lua-cjson.
+-- server fields passed through with allow_unknown), else render.json.
 local function policy_json(p, kind)
   local ok, j = pcall(cfaccess.encode, p, { kind = kind, allow_unknown = true })
   if ok and j then return j end
-  return json_text(p)
+  return render.json(p)
 end
 
 M.register{

@@ -30,23 +30,56 @@ M.paint = paint
 --- Longest value shown on an update's field line.
 M.MAX_VALUE = 60
 
+-- Keys whose value is a list: an empty one is written [] (a Lua table
+-- cannot tell an empty list from an empty object).
+local LIST_KEYS = {}
+for _, k in ipairs{ "changes", "warnings", "fields", "order", "attach", "detach", "refs", "expect",
+                    "results", "policies", "legacy", "include", "exclude", "require", "problems",
+                    "errors", "messages", "approval_groups", "user_risk_score" } do
+  LIST_KEYS[k] = true
+end
+
 -- Compact JSON of a plain value with object keys sorted, so that a value
 -- always prints the same (lua-cjson writes keys in table order, which
--- changes from run to run). Empty tables print as {}.
-local function compact(v, depth)
-  if type(v) == "string" then return (cjson.encode(v):gsub("\\/", "/")) end
-  if type(v) ~= "table" or depth > 20 then return tostring(v) end
+-- changes from run to run, and an empty list as {}). Hand-written for
+-- that; strings go through lua-cjson. Empty tables print as {}, or [] under
+-- a LIST_KEYS key; functions and other non-data as their tostring, quoted.
+local function compact(v, depth, key)
+  local t = type(v)
+  if t == "string" then return (cjson.encode(v):gsub("\\/", "/")) end
+  if v == nil or v == cjson.null then return "null" end
+  if t == "boolean" then return tostring(v) end
+  if t == "number" then
+    if v ~= v or v == math.huge or v == -math.huge then return "null" end
+    if math.type(v) == "integer" then return tostring(v) end
+    for digits = 14, 17 do   -- the shortest text that reads back as v
+      local text = format("%." .. digits .. "g", v)
+      if tonumber(text) == v or digits == 17 then return text end
+    end
+  end
+  if t ~= "table" or depth > 40 then return compact(tostring(v), depth) end
   local n, keys = 0, {}
   for k in pairs(v) do n = n + 1; keys[#keys + 1] = k end
+  if n == 0 then return LIST_KEYS[key] and "[]" or "{}" end
   local parts = {}
-  if n > 0 and n == #v then
-    for i = 1, n do parts[i] = compact(v[i], depth + 1) end
+  if n == #v then
+    for i = 1, n do parts[i] = compact(v[i], depth + 1, key) end
     return "[" .. concat(parts, ",") .. "]"
   end
   table.sort(keys, function(a, b) return tostring(a) < tostring(b) end)
-  for i, k in ipairs(keys) do parts[i] = compact(tostring(k), depth + 1) .. ":" .. compact(v[k], depth + 1) end
+  for i, k in ipairs(keys) do
+    parts[i] = compact(tostring(k), depth + 1) .. ":" .. compact(v[k], depth + 1, tostring(k))
+  end
   return "{" .. concat(parts, ",") .. "}"
 end
+
+--- A plain value as compact JSON with sorted keys (the same value always
+-- gives the same text); an empty table under a list key (`changes`,
+-- `fields`, `include`, ...) is `[]`.
+-- @param v the value
+-- @tparam[opt] string key the key it is stored under
+-- @treturn string
+function M.json(v, key) return compact(v, 0, key) end
 
 -- A value as one short line: strings quoted, tables as compact JSON,
 -- anything longer than MAX_VALUE cut with "...".
@@ -57,7 +90,7 @@ local function short(v)
   elseif type(v) == "string" then
     s = format("%q", v):gsub("\\\n", "\\n")
   else
-    s = compact(v, 0)
+    s = compact(v, 0, nil)
   end
   if #s > M.MAX_VALUE then
     -- cut on a UTF-8 character boundary
