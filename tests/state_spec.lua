@@ -107,6 +107,13 @@ describe("cfaccess.state.load", function()
     assert.are.same({ 2, 3 }, { state.line_column("ééé\nabc", 10) })
   end)
 
+  it("skips a UTF-8 byte order mark", function()
+    assert.are.same({ name = "a" }, state.load(write("bom.json", '\239\187\191{"name": "a"}')))
+    assert.are.same({ name = "b" }, state.load(write("bom.lua", '\239\187\191return { name = "b" }')))
+    local _, err = state.load(write("bom2.json", '\239\187\191{"name" "a"}'))
+    assert.are.same({ 1, 9 }, { err.line, err.column })
+  end)
+
   it("reads a .lua state with the rule builders", function()
     local path = write("s.lua", [[
 local r = rules

@@ -208,6 +208,8 @@ function M.load(path)
   end
   local text, rerr = read_all(path)
   if not text then return nil, mkerr("usage", "cannot read " .. tostring(rerr)) end
+  -- a UTF-8 byte order mark (some editors write one) is not part of the text
+  if text:sub(1, 3) == "\239\187\191" then text = text:sub(4) end
   local value
   if path:match("%.json$") then
     local v, derr = M.decode_json(text, path)
