@@ -299,7 +299,7 @@ describe("abuse: hostile servers", function()
     local s = start("fold")
     local ok, how, rc, out = child(string.format([[
       local core = require("cfaccess.core")
-      local c = assert(core.client{ account_id = %q, api_token = "t", base_url = %q,
+      local c = assert(core.client{ account_id = %q, api_token = "abuse-fold-T0KEN", base_url = %q,
         timeout = 2, max_retries = 0, rate_limit = false })
       assert(c:get_app_policy(%q, %q))
       local r, err = c:get_app_policy(%q, %q)
