@@ -5,9 +5,10 @@
 local core = require("cfaccess.core")
 local mockctl = require("mockctl")
 
-local TOKEN = "t0k3n-tls-spec-S3CRET"
-local ACCT = "023e105f4ecef8ad9ca31a8372d0c353"
-local APP = "f174e90a-fafe-4643-bbbc-4a0ed4fc8415"
+local tu = require("testutil")
+
+local TOKEN = tu.token("tls")
+local ACCT, APP = tu.ACCOUNT, tu.APP
 
 local q = mockctl.shell_quote
 

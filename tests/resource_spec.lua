@@ -15,9 +15,9 @@ local RSS_MEANINGFUL = not (os.getenv("LD_PRELOAD") or ""):find("asan", 1, true)
   and os.getenv("CFACCESS_VALGRIND") ~= "1"
 local N_ENCODE = FULL and 100000 or 10000
 local N_REQUEST = FULL and 20000 or 1000
-local TOKEN = "resource-token-Zq8"
-local ACCT = "023e105f4ecef8ad9ca31a8372d0c353"
-local APP = "f174e90a-fafe-4643-bbbc-4a0ed4fc8415"
+local tu = require("testutil")
+local TOKEN = tu.token("resource")
+local ACCT, APP = tu.ACCOUNT, tu.APP
 
 local function rss_kb()
   local f = io.open("/proc/self/status")

@@ -5,9 +5,8 @@ local cfaccess = require("cfaccess")
 local cjson = require("cjson").new()
 local r = cfaccess.rules
 
-local UUID = "f174e90a-fafe-4643-bbbc-4a0ed4fc8415"
-local IDP = "ea85612a-29c8-46c2-bacb-669d65136971"
-local ACCOUNT = "023e105f4ecef8ad9ca31a8372d0c353"
+local tu = require("testutil")
+local UUID, IDP, ACCOUNT = tu.UUID, tu.IDP, tu.ACCOUNT
 
 -- One entry per builder: its name, the argument names as they appear in
 -- errors (a trailing "?" marks an optional one), valid arguments, the exact
