@@ -9,14 +9,12 @@ BUSTED=${BUSTED:-busted}
 top=$(cd "$(dirname "$0")/.." && pwd)
 cd "$top" || exit 1
 bustedbin=$(command -v "$BUSTED") || { echo "run.sh: busted not found (make deps)" >&2; exit 1; }
-export LUA_PATH_5_4="$top/lua/?.lua;$top/lua/?/init.lua;$top/tests/?.lua;;"
-export LUA_CPATH_5_4="$top/$O/?.so;;"
-[ "$O" = "." ] && export LUA_CPATH_5_4="$top/?.so;;"
-export CFACCESS_TEST_ROOT="$top"
+. "$top/tests/env.sh"
 out=$(mktemp)
 trap 'rm -f "$out" "$out.rc"' EXIT
 [ $# -gt 0 ] || set -- tests
-set -- "$bustedbin" --output=TAP --lpath= --cpath= "$@"
+# --ignore-lua: this is already the interpreter .busted's `lua` names.
+set -- "$bustedbin" --ignore-lua --output=TAP --lpath= --cpath= "$@"
 if [ "${CFACCESS_VALGRIND:-}" = 1 ]; then
   set -- valgrind --quiet --error-exitcode=99 --leak-check=full \
     --errors-for-leak-kinds=definite --show-leak-kinds=definite \
