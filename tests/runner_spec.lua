@@ -38,7 +38,7 @@ end)
     -- none of run.sh's variables, no sanitizer preload (this checks the
     -- plain build in the root)
     local cmd = "cd " .. q(ROOT) .. " && env -u LUA_PATH_5_4 -u LUA_CPATH_5_4 -u CFACCESS_TEST_ROOT" ..
-      " -u LD_PRELOAD -u LUA_PATH -u LUA_CPATH busted -o TAP " .. q(spec) .. " 2>&1; echo \"rc=$?\""
+      " -u LD_PRELOAD -u O -u LUA_PATH -u LUA_CPATH busted -o TAP " .. q(spec) .. " 2>&1; echo \"rc=$?\""
     local p = assert(io.popen(cmd))
     local out = p:read("a")
     p:close()
