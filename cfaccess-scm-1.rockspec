@@ -25,7 +25,7 @@ build = {
   type = "builtin",
   modules = {
     ["cfaccess.core"] = {
-      sources = { "src/batch.c", "src/buf.c", "src/client.c", "src/core.c", "src/error.c", "src/formats.c", "src/schema.c", "src/schema_export.c", "src/transport.c", "src/validate.c" },
+      sources = { "src/batch.c", "src/buf.c", "src/client.c", "src/core.c", "src/error.c", "src/formats.c", "src/jsonw.c", "src/passthru.c", "src/policy_check.c", "src/schema.c", "src/schema_export.c", "src/transport.c", "src/validate.c", "src/walk.c" },
       defines = { "_POSIX_C_SOURCE=200809L" },
       libraries = { "curl" },
       incdirs = { "$(CURL_INCDIR)" },

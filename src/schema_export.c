@@ -9,6 +9,7 @@
 **                                            format = (or nil), legacy = (or nil),
 **                                            values = (enum, or nil) }, ... } }
 **   core.schema.kinds       = { "app", "zone", "reusable", "infrastructure", "group" }
+**   core.null               = lua-cjson's null (a NULL light userdata)
 **
 ** Every table is an empty proxy whose metatable serves the contents
 ** (__index, __len, __pairs) and raises on __newindex, so writing to any
@@ -23,7 +24,7 @@ static const char *const type_names[] = {
 
 static const char *const format_names[] = {
   NULL, "nonempty", "email", "domain", "ip", "country", "url", "uuid",
-  "hex32", "duration", "mfa_duration"
+  "hex32", "duration", "mfa_duration", "amr"
 };
 
 static int ro_newindex(lua_State *L) {
@@ -143,11 +144,26 @@ static void push_rules(lua_State *L) {
   lua_setfield(L, -2, "rule_types");
 }
 
+/* The public body kinds' names, in cf_kind order. */
+static void push_kinds(lua_State *L) {
+  const cf_body_kind *k;
+  lua_Integer i = 0;
+  lua_newtable(L);
+  for (k = cf_body_kinds; k->name; k++) {
+    if (k->internal) continue;
+    lua_pushstring(L, k->name);
+    lua_rawseti(L, -2, ++i);
+  }
+  make_ro(L);
+}
+
 void cf_schema_open(lua_State *L) {
   lua_createtable(L, 0, 3);
   push_rules(L);
-  push_names(L, cf_kind_names);
+  push_kinds(L);
   lua_setfield(L, -2, "kinds");
   make_ro(L);
   lua_setfield(L, -2, "schema");
+  lua_pushlightuserdata(L, NULL);         /* lua-cjson's null, the same value */
+  lua_setfield(L, -2, "null");
 }
