@@ -237,7 +237,7 @@ describe("client:batch", function()
 
   it("never duplicates a create after commit_then_fail inside a batch", function()
     local c = client()
-    m:fault{ action = "commit_then_fail", method = "POST", path = APP2 }
+    m:fault{ action = "commit_then_fail", method = "POST", path = APP2, headers = { ["retry-after-ms"] = "1" } }
     m:fault{ action = "commit_then_fail", ["then"] = "reset", method = "POST", path = APP3 }
     local ops = {
       { op = "create_app_policy", app_id = APP, policy = policy("a") },

@@ -370,8 +370,8 @@ describe("cfaccess client faults", function()
     end)
 
     it("ends with one policy after a create times out", function()
-      local c = client{ timeout = 1, max_retries = 3 }
-      m:fault{ action = "delay", seconds = 1.5, method = "POST" }
+      local c = client{ timeout = 0.5, max_retries = 3 }
+      m:fault{ action = "delay", seconds = 0.8, method = "POST" }
       local r, err = c:create_app_policy(APP, policy("slow", { precedence = 5 }))
       assert.is_nil(err)
       assert.equal("slow", r.name)
