@@ -294,9 +294,16 @@ describe("client:batch over HTTP/2", function()
   teardown(function()
     local pid = pidfile and readfile(pidfile)
     if pid and pid:match("^%d+") then
-      os.execute("kill " .. pid:match("^%d+") .. " 2>/dev/null")
+      -- nginx (daemon on) leads its own process group: SIGKILL to the group
+      -- ends master and workers at once. Gone means no process or a zombie
+      -- (an orphan's zombie waits for PID 1 to reap it: `kill -0` still
+      -- succeeds on it, which kept this loop waiting for 1.5 s or more).
+      local n = pid:match("^%d+")
+      os.execute("kill -KILL -" .. n .. " 2>/dev/null")
       for _ = 1, 50 do
-        if os.execute("kill -0 " .. pid:match("^%d+") .. " 2>/dev/null") ~= true then break end
+        local stat = readfile("/proc/" .. n .. "/stat")
+        local state = stat and stat:match("^%d+ %b() (%a)")
+        if not state or state == "Z" or state == "X" then break end
         socket.sleep(0.05)
       end
     end
