@@ -411,7 +411,8 @@ end)
 describe("abuse: TLS", function()
   local dir, m
   local function openssl(cn, san, name)
-    local cmd = string.format("openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=%s " ..
+    local cmd = string.format("openssl req -x509 " ..
+      "-newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 -subj /CN=%s " ..
       "-addext subjectAltName=%s -keyout %s/%s.key -out %s/%s.pem >/dev/null 2>&1",
       cn, san, dir, name, dir, name)
     assert(os.execute(cmd), "openssl failed")

@@ -317,7 +317,8 @@ describe("client:batch over HTTP/2", function()
     dir = os.tmpname()
     os.remove(dir)
     assert(os.execute("mkdir -p " .. mockctl.shell_quote(dir)))
-    ok, out = sh(("openssl req -x509 -newkey rsa:2048 -nodes -keyout %s/key.pem -out %s/cert.pem "
+    ok, out = sh(("openssl req -x509 " ..
+      "-newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -keyout %s/key.pem -out %s/cert.pem "
       .. "-days 1 -subj /CN=localhost -addext subjectAltName=IP:127.0.0.1"):format(dir, dir))
     assert.is_true(ok, out)
     local s = assert(socket.bind("127.0.0.1", 0))

@@ -21,7 +21,8 @@ describe("cfaccess client over TLS", function()
     p:close()
     assert(dir and dir ~= "", "mktemp failed")
     cert, key = dir .. "/cert.pem", dir .. "/key.pem"
-    local ok = os.execute("openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj /CN=127.0.0.1"
+    local ok = os.execute("openssl req -x509 " ..
+      "-newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 1 -subj /CN=127.0.0.1"
       .. " -addext subjectAltName=IP:127.0.0.1 -keyout " .. q(key) .. " -out " .. q(cert)
       .. " >/dev/null 2>&1")
     assert(ok, "openssl could not make a certificate")
