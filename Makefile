@@ -25,7 +25,8 @@ SRCS        := $(sort $(wildcard src/*.c))
 OBJS        := $(patsubst src/%.c,$(O)/obj/%.o,$(SRCS))
 HDRS        := $(wildcard src/*.h)
 
-.PHONY: all deps test test-only asan valgrind lint demo mock bench bench-instr clean luarocks-check
+.PHONY: all deps test test-only asan valgrind lint demo mock bench bench-instr bench-scale \
+        bench-ratelimit bench-peers clean luarocks-check
 
 all: $(SO)
 
@@ -79,11 +80,29 @@ bench: deps
 	@$(MAKE) --no-print-directory all
 	@sh bench/run.sh
 
-# Userland instructions per request, client vs C floor (valgrind; the same
-# on every run, where req/s moves with whatever else shares the machine).
+# Userland instructions per request, client vs the honest floors (libcurl +
+# lua-cjson decoding, bench/hfloor.c) and the bare C floors (valgrind; the
+# same on every run, where req/s moves with whatever else shares the machine).
 bench-instr: deps
 	@$(MAKE) --no-print-directory all
 	@sh bench/run.sh instr
+
+# The scale rows alone (encode cost per rule, listing 1/100/1000 policies).
+bench-scale: deps
+	@$(MAKE) --no-print-directory all
+	@sh bench/run.sh scale
+
+# Cloudflare's budget and lockout, scaled, on loopback (bench/ratelimit.sh;
+# about 4.5 minutes with the defaults, RL_* knobs in that file).
+bench-ratelimit: deps
+	@$(MAKE) --no-print-directory all
+	@sh bench/ratelimit.sh
+
+# The official TypeScript SDK (npm `cloudflare`, installed into a temporary
+# directory) next to the client; skipped with a message without npm.
+bench-peers: deps
+	@$(MAKE) --no-print-directory all
+	@sh bench/run.sh peers
 
 # `luarocks make` into a throwaway tree, then require it from that tree.
 luarocks-check: all

@@ -29,10 +29,22 @@
 /* Registry name of the error metatable (__tostring gives err.message). */
 #define CF_ERROR_MT "cfaccess.error"
 
+/* err.kind values (API.md section 9): the only spellings in the C core. */
+#define CF_E_INVALID  "invalid"   /* bad data: a policy, an id */
+#define CF_E_USAGE    "usage"     /* bad options, a call the client cannot make */
+#define CF_E_API      "api"       /* the API answered with an error */
+#define CF_E_NETWORK  "network"   /* no usable answer: connection, TLS, memory */
+#define CF_E_TIMEOUT  "timeout"
+#define CF_E_DECODE   "decode"    /* an answer that is not a Cloudflare envelope */
+#define CF_E_CONFLICT "conflict"
+
 /* Push a new error table { kind = kind, message = <formatted> } carrying the
 ** error metatable. Extra fields are set by the caller with lua_setfield. */
 CF_INTERNAL void cf_error_push(lua_State *L, const char *kind,
                                const char *fmt, ...);
+/* The `return nil, err` of every function that fails softly: with the err
+** on top, push nil below it and return 2. */
+CF_INTERNAL int cf_fail(lua_State *L);
 /* Push an `invalid` error for the problems list at pidx ({path=, message=}
 ** items; count problems in all, the list may keep fewer): err.problems is
 ** that list and err.message reads "invalid <what>: <first path>: <first
@@ -47,18 +59,34 @@ CF_INTERNAL void cf_problem_add(lua_State *L, int list, lua_Integer n,
 /* Create the error metatable if needed (idempotent). */
 CF_INTERNAL void cf_error_init(lua_State *L);
 
-/* ---- growable byte buffer (buf.c) ------------------------------------ */
+/* ---- the one growable byte buffer (buf.c) ---------------------------- */
 
-/* Unlike luaL_Buffer it does not use the Lua stack while it grows, so a
-** walker may push and pop freely between appends. The memory is owned by a
-** userdata left on the stack (its __gc frees it), so a Lua error raised
-** while writing cannot leak it. */
+/* Like curl's dynbuf: the most it may ever hold (`toobig`) is set when it is
+** initialised, and an append that would go over it fails (too_big set)
+** instead of growing. Unlike luaL_Buffer it does not use the Lua stack, so a
+** walker may push and pop freely between appends, and cf_buf_append calls
+** no Lua at all (the transport fills response bodies from inside libcurl's
+** callbacks with it). Owners: a userdata made by cf_buf_push (its __gc
+** frees the memory, so a Lua error raised while writing cannot leak it), or
+** a struct that is itself owned by such a userdata (the client, a batch). */
 typedef struct cf_buf {
   char *data;
   size_t len, cap;
+  size_t toobig;    /* appends may not take len past this */
+  int too_big;      /* an append went over toobig */
+  int oom;          /* realloc failed */
 } cf_buf;
 
-CF_INTERNAL cf_buf *cf_buf_push(lua_State *L);   /* pushes the owner */
+#define CF_BUF_NOCAP (((size_t)-1) / 2)
+
+/* Empty buffer (no memory yet) that may grow to toobig bytes. */
+CF_INTERNAL void cf_buf_init(cf_buf *b, size_t toobig);
+/* Append without Lua: 1, or 0 with too_big or oom set (b unchanged). */
+CF_INTERNAL int cf_buf_append(cf_buf *b, const char *s, size_t n);
+/* Forget the contents and the failure flags; keeps memory and cap. */
+CF_INTERNAL void cf_buf_reset(cf_buf *b);
+CF_INTERNAL cf_buf *cf_buf_push(lua_State *L);   /* pushes the owner; no cap */
+/* Appends that raise a Lua error when they fail. */
 CF_INTERNAL void cf_buf_add(lua_State *L, cf_buf *b, const char *s, size_t n);
 CF_INTERNAL void cf_buf_addc(lua_State *L, cf_buf *b, char c);
 CF_INTERNAL void cf_buf_adds(lua_State *L, cf_buf *b, const char *s);
@@ -122,8 +150,12 @@ CF_INTERNAL int cf_policy_encode(lua_State *L, int idx,
 
 #include "formats.h"
 
-/* ---- client (client.c, transport.c) ---------------------------------- */
+/* ---- module parts (core.c registers them in this order) ------------- */
 
+/* Each sets its functions in the module table on top (LuaSocket style). The
+** response decoder comes first: it raises when lua-cjson is unusable, so
+** `require "cfaccess.core"` fails with a message naming it. */
+CF_INTERNAL void cf_response_open(lua_State *L);
 /* Register the client metatable and set `client` in the table on top. */
 CF_INTERNAL void cf_client_open(lua_State *L);
 

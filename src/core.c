@@ -1,7 +1,10 @@
 /*
-** cfaccess.core: module entry. Registers encode, validate and client.
+** cfaccess.core: module entry. Registers its parts from one table: the
+** response decoder (lua-cjson), encode/validate/_VERSION, the client,
+** the read-only schema (core.schema, core.null).
 */
 #include "cfaccess.h"
+#include "match.h"
 #include "schema.h"
 
 /* encode(body [, opts]) -> json, nil, warnings | nil, err */
@@ -9,18 +12,10 @@ static int core_encode(lua_State *L) {
   cf_body_opts o;
   cf_buf *b;
   luaL_checktype(L, 1, LUA_TTABLE);
-  if (!cf_body_opts_read(L, 2, &o)) {
-    lua_pushnil(L);
-    lua_insert(L, -2);
-    return 2;
-  }
+  if (!cf_body_opts_read(L, 2, &o)) return cf_fail(L);
   lua_settop(L, 2);
   b = cf_buf_push(L);                                  /* index 3 */
-  if (!cf_body_encode(L, 1, &o, NULL, b)) {
-    lua_pushnil(L);
-    lua_insert(L, -2);
-    return 2;
-  }
+  if (!cf_body_encode(L, 1, &o, NULL, b)) return cf_fail(L);
   lua_pushlstring(L, b->data, b->len);
   cf_buf_free(b);
   if (lua_isnil(L, 4)) return 1;
@@ -33,11 +28,8 @@ static int core_encode(lua_State *L) {
 static int core_validate(lua_State *L) {
   cf_body_opts o;
   luaL_checktype(L, 1, LUA_TTABLE);
-  if (!cf_body_opts_read(L, 2, &o) || !cf_body_encode(L, 1, &o, NULL, NULL)) {
-    lua_pushnil(L);
-    lua_insert(L, -2);
-    return 2;
-  }
+  if (!cf_body_opts_read(L, 2, &o) || !cf_body_encode(L, 1, &o, NULL, NULL))
+    return cf_fail(L);
   if (lua_isnil(L, -1)) { lua_pushboolean(L, 1); return 1; }
   lua_pushboolean(L, 1);
   lua_pushnil(L);
@@ -51,13 +43,50 @@ static const luaL_Reg core_funcs[] = {
   {NULL, NULL}
 };
 
-CF_EXPORT LUAMOD_API int luaopen_cfaccess_core(lua_State *L) {
-  luaL_checkversion(L);
-  cf_error_init(L);
-  luaL_newlib(L, core_funcs);
+static int core_open(lua_State *L) {
+  luaL_setfuncs(L, core_funcs, 0);
   lua_pushliteral(L, "cfaccess " CFACCESS_VERSION);
   lua_setfield(L, -2, "_VERSION");
+  return 0;
+}
+
+static int client_part(lua_State *L) {
   cf_client_open(L);
+  return 0;
+}
+
+static int response_part(lua_State *L) {
+  cf_response_open(L);
+  return 0;
+}
+
+static int schema_part(lua_State *L) {
   cf_schema_open(L);
+  return 0;
+}
+
+static int match_part(lua_State *L) {
+  cf_match_open(L);
+  return 0;
+}
+
+/* The parts, each registering itself in the module table (LuaSocket's
+** luasocket.c `mod[]`). The decoder goes first: without a usable lua-cjson
+** it raises, and nothing else is set up. */
+static const luaL_Reg mod[] = {
+  {"response", response_part},
+  {"core", core_open},
+  {"client", client_part},
+  {"schema", schema_part},
+  {"match", match_part},
+  {NULL, NULL}
+};
+
+CF_EXPORT LUAMOD_API int luaopen_cfaccess_core(lua_State *L) {
+  int i;
+  luaL_checkversion(L);
+  cf_error_init(L);
+  lua_newtable(L);
+  for (i = 0; mod[i].name != NULL; i++) mod[i].func(L);
   return 1;
 }

@@ -38,6 +38,12 @@ void cf_error_push(lua_State *L, const char *kind, const char *fmt, ...) {
   luaL_setmetatable(L, CF_ERROR_MT);
 }
 
+int cf_fail(lua_State *L) {
+  lua_pushnil(L);
+  lua_insert(L, -2);
+  return 2;
+}
+
 void cf_problem_add(lua_State *L, int list, lua_Integer n, const char *fmt,
                     va_list ap) {
   lua_createtable(L, 0, 2);
@@ -59,9 +65,9 @@ void cf_error_invalid(lua_State *L, const char *what, int pidx, int count) {
   if (path == NULL) path = "";
   if (msg == NULL) msg = "";
   if (count == 1)
-    cf_error_push(L, "invalid", "invalid %s: %s%s%s", what, path, *path ? ": " : "", msg);
+    cf_error_push(L, CF_E_INVALID, "invalid %s: %s%s%s", what, path, *path ? ": " : "", msg);
   else
-    cf_error_push(L, "invalid", "invalid %s: %s%s%s (and %d more problem%s)", what,
+    cf_error_push(L, CF_E_INVALID, "invalid %s: %s%s%s (and %d more problem%s)", what,
                   path, *path ? ": " : "", msg, count - 1, count == 2 ? "" : "s");
   lua_pushvalue(L, pidx);
   lua_setfield(L, -2, "problems");

@@ -1,9 +1,9 @@
 /*
-** cfaccess: the interface between the client object and its request engine
-** (client.c), batches (batch.c) and the libcurl transport (transport.c).
-** The transport never touches Lua: it fills plain C structs while curl
-** runs, and the engine turns them into Lua values only after a transfer is
-** done and libcurl has returned.
+** cfaccess: the libcurl transport (transport.c) and nothing else: the
+** exchange structs, the handles, the base-URL/loopback policy. The transport
+** never touches Lua: it fills plain C structs while curl runs, and the
+** engine (engine.h) turns them into Lua values only after a transfer is done
+** and libcurl has returned.
 */
 #ifndef CFACCESS_HTTP_H
 #define CFACCESS_HTTP_H
@@ -30,15 +30,6 @@
 #define CF_PREREQ_GUARD 0
 #endif
 
-/* Response body buffer: malloc'd, owned by the client userdata (freed by
-** its close/__gc), reused across calls; never grows beyond `max`. */
-typedef struct cf_rbuf {
-  char *data;
-  size_t len, cap, max;
-  int too_big;      /* the response went over max: transfer aborted */
-  int oom;          /* realloc failed: transfer aborted */
-} cf_rbuf;
-
 /* Response headers the client acts on, captured by the header callback
 ** (each value truncated to its array, NUL-terminated, "" when absent). */
 typedef struct cf_hdrs {
@@ -60,7 +51,8 @@ typedef struct cf_exchange {
   size_t body_len;
   int no_rewind;               /* creates: refuse libcurl's silent re-send */
   struct curl_slist *headers;  /* request headers (owned by the client) */
-  cf_rbuf *resp;               /* where the body goes (owned by the client) */
+  cf_buf *resp;                /* where the body goes (owned by the client;
+                               ** its cap is max_response_bytes) */
   /* state */
   size_t body_pos;
   size_t body_read;            /* bytes handed to curl: >0 = may have left */
@@ -123,88 +115,10 @@ CF_INTERNAL int cf_transport_start(cf_transport *t, cf_exchange *x, int pipewait
 CF_INTERNAL int cf_transport_drive(cf_transport *t, long timeout_ms);
 CF_INTERNAL void cf_transport_finish(cf_transport *t, cf_exchange *x);
 
-/* ---- the client object and its request engine (client.c) ----------- */
-
-#include <stdint.h>
-
-typedef struct cf_client {
-  cf_transport tr;
-  struct curl_slist *hdrs;  /* "Content-Type" first: hdrs->next = no body */
-  const char *secret;       /* the token or key, inside hdrs' last string */
-  size_t secret_len;
-  char *base;               /* base URL, no trailing '/' (malloc) */
-  char scope[48];           /* "accounts/<id>" or "zones/<id>" */
-  int zone;                 /* zone-scoped client */
-  int max_retries;
-  double max_retry_wait;
-  int pace;                 /* 0: rate_limit = false */
-  int rl_requests;
-  double rl_per;
-  double *ring;             /* response times of the last rl_requests (malloc) */
-  int ring_head, ring_count;
-  int inflight;             /* paced requests started, not yet answered */
-  double not_before;        /* monotonic time: Ratelimit header said wait */
-  double pause_until;       /* monotonic time: a Retry-After pauses all */
-  cf_rbuf resp;
-  cf_buf body;              /* request body, reused when not re-entered */
-  uint64_t rng;             /* xorshift state for backoff jitter */
-  size_t base_len;
-  int busy;                 /* requests in flight (on_log may re-enter) */
-  int closed;               /* closed by the user: unusable */
-  int released;             /* C resources freed */
-} cf_client;
-
-/* One operation as the engine runs it. Strings are owned by Lua values
-** that stay alive while the operation runs. */
-typedef struct cf_req {
-  const char *method;
-  const char *url;
-  const char *path;         /* url without the base, for messages */
-  const char *body;         /* NULL: none */
-  size_t body_len;
-  int create;               /* POST that creates: no blind re-send */
-  int list;                 /* GET of a collection: follow its pages */
-  const char *list_url;     /* list, or create: the collection (checked
-                            ** after an ambiguous create) */
-  lua_Integer page, per_page;   /* list: page > 0 gets only that page */
-} cf_req;
-
-/* Fill rq for operation i (1-based). arg is the stack index of the
-** caller's argument (cf_exec_spec.arg). Values it pushes (at most 4) are
-** kept alive while the operation runs: rq's strings may point into them.
-** body is a buffer of the operation's slot, for an encoded policy. Returns
-** 1, or 0 with an err pushed (the operation then fails with it). */
-typedef int (*cf_prep_fn)(lua_State *L, cf_client *c, int arg, int i,
-                          cf_req *rq, cf_buf *body);
-
-typedef struct cf_exec_spec {
-  int n;                    /* operations */
-  int concurrency;          /* transfers in flight at most (>= 1) */
-  int arg;                  /* stack index handed to prep */
-  cf_prep_fn prep;
-  int results;              /* stack index of a table for results[i] =
-                            ** {ok=, result= | err=}; 0: one operation, its
-                            ** value returned */
-  int progress;             /* stack index of on_progress(done, total), or 0 */
-} cf_exec_spec;
-
-/* Run the operations: up to `concurrency` at once on the client's multi
-** handle, each with retries, Retry-After, pacing (one pacer for all) and
-** the no-duplicate create; list operations follow their pages. With
-** results == 0: pushes the value (returns 1) or the err (returns 0). Else
-** fills the results table and returns 1. A Lua error raised by on_log or
-** on_progress propagates after every transfer is taken off the multi. */
-CF_INTERNAL int cf_client_exec(lua_State *L, cf_client *c, const cf_exec_spec *sp);
-/* The client at stack index 1 (raises when it is not one, or closed). */
-CF_INTERNAL cf_client *cf_client_check(lua_State *L);
-/* Push "<base>/<scope>/access/apps/<app>/policies" (URL) and a light
-** userdata pointing to its path (after the base). */
-CF_INTERNAL void cf_client_app_paths(lua_State *L, cf_client *c, int app_idx);
-/* Same for "<base>/accounts/<id>/access/policies". */
-CF_INTERNAL void cf_client_reusable_paths(lua_State *L, cf_client *c);
-/* Replace the URL/path pair on top with the pair for item "/<id>". */
-CF_INTERNAL void cf_client_item_paths(lua_State *L, cf_client *c, int id_idx);
-/* client:batch(ops [, opts]) (batch.c). */
-CF_INTERNAL int cf_client_batch(lua_State *L);
+/* The base-URL policy, checked with libcurl's URL parser: https, or plain
+** http to a loopback host only; no credentials, query or fragment. Returns
+** NULL (and sets *http when it is plain http to loopback) or what is wrong,
+** e.g. "must use https". */
+CF_INTERNAL const char *cf_transport_check_url(const char *url, int *http);
 
 #endif

@@ -6,6 +6,7 @@
 ** client owns; they never call Lua, so no Lua error can longjmp through
 ** libcurl.
 */
+#include <arpa/inet.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <ctype.h>
@@ -30,28 +31,13 @@ int cf_transport_global_init(void) {
 
 /* ---- callbacks (no Lua in here) ------------------------------------- */
 
+/* The cap (max_response_bytes) counts every byte received; going over it,
+** or running out of memory, aborts the transfer (CURLE_WRITE_ERROR) with
+** b->too_big or b->oom set. */
 static size_t on_body(char *ptr, size_t size, size_t nmemb, void *ud) {
-  cf_rbuf *b = (cf_rbuf *)ud;
+  cf_buf *b = (cf_buf *)ud;
   size_t n = size * nmemb;
-  if (n > b->max - b->len) {   /* the cap counts every byte received */
-    b->too_big = 1;
-    return 0;                  /* aborts the transfer (CURLE_WRITE_ERROR) */
-  }
-  if (n > b->cap - b->len) {
-    size_t cap = b->cap ? b->cap : 4096;
-    char *p;
-    while (cap - b->len < n) cap = cap > b->max / 2 ? b->max : cap * 2;
-    p = (char *)realloc(b->data, cap);
-    if (p == NULL) {
-      b->oom = 1;
-      return 0;
-    }
-    b->data = p;
-    b->cap = cap;
-  }
-  memcpy(b->data + b->len, ptr, n);
-  b->len += n;
-  return n;
+  return cf_buf_append(b, ptr, n) ? n : 0;
 }
 
 /* Copy a header value (trimmed) into dst, truncating to its size. */
@@ -238,8 +224,7 @@ int cf_transport_start(cf_transport *t, cf_exchange *x, int pipewait) {
   int has_body = x->body != NULL;
   CURL *h;
   (void)what;
-  x->resp->len = 0;
-  x->resp->too_big = x->resp->oom = 0;
+  cf_buf_reset(x->resp);
   x->body_pos = x->body_read = 0;
   x->rewind_refused = 0;
   x->sends = 0;
@@ -367,4 +352,55 @@ void cf_transport_finish(cf_transport *t, cf_exchange *x) {
     t->easy_busy = 0;
   }
   x->h = NULL;
+}
+
+/* ---- base-URL policy ------------------------------------------------- */
+
+/* Is host (as returned by curl_url_get) loopback? */
+static int host_is_loopback(const char *h) {
+  unsigned char a4[4], a6[16];
+  char tmp[64];
+  size_t n = strlen(h);
+  if (strcmp(h, "localhost") == 0) return 1;
+  if (inet_pton(AF_INET, h, a4) == 1) return a4[0] == 127;
+  if (n > 2 && n < sizeof tmp && h[0] == '[' && h[n - 1] == ']') {
+    memcpy(tmp, h + 1, n - 2);
+    tmp[n - 2] = '\0';
+    if (inet_pton(AF_INET6, tmp, a6) == 1) {
+      static const unsigned char one[16] = {0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,1};
+      return memcmp(a6, one, 16) == 0;
+    }
+  }
+  return 0;
+}
+
+const char *cf_transport_check_url(const char *url, int *http) {
+  CURLU *u = curl_url();
+  char *scheme = NULL, *host = NULL, *user = NULL, *query = NULL, *frag = NULL;
+  const char *problem = NULL;
+  if (u == NULL) return "cannot be parsed (not enough memory)";
+  if (curl_url_set(u, CURLUPART_URL, url, 0) != CURLUE_OK)
+    problem = "is not a valid URL";
+  else if (curl_url_get(u, CURLUPART_SCHEME, &scheme, 0) != CURLUE_OK ||
+           curl_url_get(u, CURLUPART_HOST, &host, 0) != CURLUE_OK)
+    problem = "is not a valid URL";
+  else if (curl_url_get(u, CURLUPART_USER, &user, 0) == CURLUE_OK)
+    problem = "must not contain credentials";
+  else if (curl_url_get(u, CURLUPART_QUERY, &query, 0) == CURLUE_OK ||
+           curl_url_get(u, CURLUPART_FRAGMENT, &frag, 0) == CURLUE_OK)
+    problem = "must not have a query or fragment";
+  else if (strcmp(scheme, "https") == 0)
+    *http = 0;
+  else if (strcmp(scheme, "http") == 0) {
+    if (host_is_loopback(host)) *http = 1;
+    else problem = "must use https (plain http only for loopback hosts)";
+  } else
+    problem = "must use https";
+  curl_free(scheme);
+  curl_free(host);
+  curl_free(user);
+  curl_free(query);
+  curl_free(frag);
+  curl_url_cleanup(u);
+  return problem;
 }

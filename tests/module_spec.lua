@@ -179,3 +179,66 @@ os.exit(added == 0 and 0 or 3)
     end)
   end)
 end)
+
+-- issue 9: without a usable lua-cjson, `require "cfaccess.core"` fails at
+-- once with a message naming it (it used to load and fail every response
+-- later as `decode`). Each case runs in a fresh interpreter whose cjson is
+-- hidden or replaced through package.cpath / package.preload.
+describe("cfaccess.core without a usable lua-cjson", function()
+  -- Runs `setup` then requires the core in a fresh lua5.4; returns what
+  -- the script printed: "ok" or "error: <message>".
+  local function require_core(setup)
+    local script = [[
+local core_path = assert(package.searchpath("cfaccess.core", package.cpath))
+local core_dir = core_path:gsub("cfaccess/core%.so$", "")
+]] .. setup .. [[
+
+local ok, err = pcall(require, "cfaccess.core")
+if ok then
+  io.write(type(err) == "table" and type(err.client) == "function" and "ok" or "not a module")
+else
+  io.write("error: ", tostring(err))
+end
+]]
+    local out = os.tmpname()
+    local cmd = ("%s -e %s >%s 2>&1"):format(LUA, shquote(script), shquote(out))
+    os.execute(cmd)
+    local text = readfile(out)
+    os.remove(out)
+    return text
+  end
+
+  it("loads when cjson is there (the control case)", function()
+    assert.are.equal("ok", require_core(""))
+  end)
+
+  it("fails at require when cjson cannot be found", function()
+    local out = require_core([[package.cpath = core_dir .. "?.so"]])
+    assert.matches("^error: cfaccess.core needs lua%-cjson", out)
+    assert.matches('require "cjson" failed', out, 1, true)
+  end)
+
+  it("fails at require when cjson has no new()", function()
+    local out = require_core([[package.preload.cjson = function()
+  return { decode = function() return {} end, encode = function() return "" end }
+end]])
+    assert.matches("^error: cfaccess.core needs lua%-cjson", out)
+    assert.truthy(out:find("cjson.new is missing", 1, true), out)
+  end)
+
+  it("fails at require when cjson.new() raises", function()
+    local out = require_core([[package.preload.cjson = function()
+  return { new = function() error("no instance today", 0) end }
+end]])
+    assert.matches("^error: cfaccess.core needs lua%-cjson", out)
+    assert.truthy(out:find("cjson.new() failed: no instance today", 1, true), out)
+  end)
+
+  it("fails at require when cjson.new() gives no decoder", function()
+    local out = require_core([[package.preload.cjson = function()
+  return { new = function() return { encode = function() return "" end } end }
+end]])
+    assert.matches("^error: cfaccess.core needs lua%-cjson", out)
+    assert.truthy(out:find("no decode function", 1, true), out)
+  end)
+end)

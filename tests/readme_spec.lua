@@ -185,7 +185,10 @@ describe("README.md", function()
         .. " " .. q(dir .. "/build/libcfaccess.a") .. " $(pkg-config --libs lua5.4) -lcurl -lm -ldl"),
       ">>", q(dir .. "/make.log"), "2>&1",
       "&& env -u LD_PRELOAD LUA_PATH_5_4=" .. q(ROOT .. "/lua/?.lua;" .. ROOT .. "/lua/?/init.lua"),
-      "LUA_CPATH_5_4=/nonexistent/?.so", q(dir .. "/host"), ">", q(dir .. "/out"), "2>&1",
+      -- no core.so on the path (the host registers the core itself), but
+      -- lua-cjson, which the core requires when it opens (issue 9)
+      "LUA_CPATH_5_4=" .. q((assert(package.searchpath("cjson", package.cpath)):gsub("cjson%.so$", "?.so"))),
+      q(dir .. "/host"), ">", q(dir .. "/out"), "2>&1",
     }, " ")
     local ok = os.execute(cmd)
     local log, out = readopt(dir .. "/make.log"), readopt(dir .. "/out")

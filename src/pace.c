@@ -1,0 +1,125 @@
+/*
+** cfaccess pacing: how long the next request must wait.
+**
+** Pacing is judged by the server's clock, which sees a request somewhere
+** between our start and its response. So a request counts from its start
+** (in flight) to `per` after its response (the ring holds the last
+** `requests` response times, oldest first), and one may start only while
+** fewer than `requests` count: then no window of `per` seconds at the
+** server can hold more than `requests`, whatever the latency, however many
+** run at once.
+*/
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "pace.h"
+
+double cf_now(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+void cf_sleep(double s) {
+  struct timespec req, rem;
+  if (!(s > 0)) return;
+  req.tv_sec = (time_t)s;
+  req.tv_nsec = (long)((s - (double)req.tv_sec) * 1e9);
+  if (req.tv_nsec > 999999999L) req.tv_nsec = 999999999L;
+  while (nanosleep(&req, &rem) != 0 && errno == EINTR) req = rem;
+}
+
+int cf_pacer_init(cf_pacer *p, int on, int requests, double per,
+                  double max_wait, uint64_t seed) {
+  memset(p, 0, sizeof *p);
+  p->on = on;
+  p->requests = requests;
+  p->per = per;
+  p->max_wait = max_wait;
+  p->rng = seed ? seed : 1;
+  if (on) {
+    p->ring = (double *)malloc(sizeof(double) * (size_t)requests);
+    if (p->ring == NULL) return 0;
+  }
+  return 1;
+}
+
+void cf_pacer_free(cf_pacer *p) {
+  free(p->ring);
+  p->ring = NULL;
+}
+
+static double rand01(cf_pacer *p) {   /* xorshift64*: per-client state */
+  uint64_t x = p->rng;
+  x ^= x >> 12;
+  x ^= x << 25;
+  x ^= x >> 27;
+  p->rng = x;
+  return (double)((x * 2685821657736338717ULL) >> 11) / 9007199254740992.0;
+}
+
+double cf_pace_wait(const cf_pacer *p, double now, int *paced) {
+  double wait = 0;
+  *paced = 0;
+  if (p->on) {
+    int k = p->requests - p->inflight;  /* responses allowed in window + 1 */
+    if (p->not_before > now) wait = p->not_before - now;
+    if (k <= 0) {
+      if (wait < p->per) wait = p->per;   /* until one finishes */
+    } else if (p->count >= k) {
+      double t = p->ring[(p->head + p->count - k) % p->requests] + p->per - now;
+      if (t > wait) wait = t;
+    }
+    *paced = wait > 0;
+  }
+  if (p->pause_until - now > wait) wait = p->pause_until - now;
+  return wait;
+}
+
+void cf_pace_take(cf_pacer *p) {
+  if (p->on) p->inflight++;
+}
+
+void cf_pace_done(cf_pacer *p) {
+  double now;
+  if (!p->on || p->inflight <= 0) return;
+  p->inflight--;
+  now = cf_now();
+  if (p->count == p->requests) {
+    p->ring[p->head] = now;
+    p->head = (p->head + 1) % p->requests;
+  } else {
+    p->ring[(p->head + p->count) % p->requests] = now;
+    p->count++;
+  }
+}
+
+/* `Ratelimit: "default";r=<remaining>;t=<seconds>`: when little is left,
+** spread the remaining requests over the window (r=0: wait t). */
+void cf_pace_header(cf_pacer *p, const char *v) {
+  const char *r = strstr(v, ";r="), *t = strstr(v, ";t=");
+  long rem, secs;
+  double wait, until;
+  if (!p->on || r == NULL || t == NULL) return;
+  rem = strtol(r + 3, NULL, 10);
+  secs = strtol(t + 3, NULL, 10);
+  if (rem < 0 || secs <= 0 || rem >= 10) return;
+  wait = (double)secs / (double)(rem + 1);
+  if (wait > p->max_wait) wait = p->max_wait;
+  until = cf_now() + wait;
+  if (until > p->not_before) p->not_before = until;
+}
+
+void cf_pace_pause(cf_pacer *p, double until) {
+  if (until > p->pause_until) p->pause_until = until;
+}
+
+double cf_backoff(cf_pacer *p, int attempt) {
+  double base = 0.5;
+  int i;
+  for (i = 1; i < attempt && base < 8; i++) base *= 2;
+  if (base > 8) base = 8;
+  return base / 2 + rand01(p) * base / 2;
+}

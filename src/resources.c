@@ -1,0 +1,237 @@
+/*
+** cfaccess endpoint registry: every resource the client can reach, as
+** data. A new resource is a row here (plus, when it has a body, a body kind
+** in the schema); its client methods and batch ops follow from the row.
+*/
+#include <stddef.h>
+#include <string.h>
+
+#include "resources.h"
+
+/* ---- per-resource rules ---------------------------------------------- */
+
+/* Is the IP string s (n bytes) a single host written with its /32 or /128?
+** Then its length without the suffix, else n. */
+static size_t ip_host_len(const char *s, size_t n) {
+  if (n > 3 && memcmp(s + n - 3, "/32", 3) == 0 && memchr(s, ':', n) == NULL) return n - 3;
+  if (n > 4 && memcmp(s + n - 4, "/128", 4) == 0) return n - 4;
+  return n;
+}
+
+/* Access policies: does the request value at idx match the listed value
+** at gidx (see the create contract in API.md)? Every field the request
+** set must be equal; absent/null listed values match false and empty
+** tables; an `ip` rule's 1.2.3.4 equals 1.2.3.4/32. key: the field name. */
+static int policy_value_match(lua_State *L, int idx, int gidx, const char *key) {
+  int rt, gt;
+  idx = lua_absindex(L, idx);
+  gidx = lua_absindex(L, gidx);
+  rt = lua_type(L, idx);
+  gt = lua_type(L, gidx);
+  luaL_checkstack(L, 6, "cfaccess: policy too deep");
+  if (gt == LUA_TNIL || (gt == LUA_TLIGHTUSERDATA && lua_touserdata(L, gidx) == NULL)) {
+    if (rt == LUA_TBOOLEAN) return !lua_toboolean(L, idx);
+    if (rt == LUA_TTABLE) {
+      int empty;
+      lua_pushnil(L);
+      empty = lua_next(L, idx) == 0;
+      if (!empty) lua_pop(L, 2);
+      return empty;
+    }
+    return 0;
+  }
+  if (rt != gt) return 0;
+  if (rt == LUA_TNUMBER || rt == LUA_TBOOLEAN)
+    return lua_compare(L, idx, gidx, LUA_OPEQ);
+  if (rt == LUA_TSTRING) {
+    size_t rn, gn;
+    const char *r = lua_tolstring(L, idx, &rn), *g = lua_tolstring(L, gidx, &gn);
+    if (rn == gn && memcmp(r, g, rn) == 0) return 1;
+    if (key && strcmp(key, "ip") == 0) {   /* 1.2.3.4 == 1.2.3.4/32 */
+      rn = ip_host_len(r, rn);
+      gn = ip_host_len(g, gn);
+      return rn == gn && memcmp(r, g, rn) == 0;
+    }
+    return 0;
+  }
+  if (rt == LUA_TTABLE) {
+    lua_Integer n = (lua_Integer)lua_rawlen(L, idx), i;
+    if (n > 0) {                      /* array: same length, element-wise */
+      if ((lua_Integer)lua_rawlen(L, gidx) != n) return 0;
+      for (i = 1; i <= n; i++) {
+        int ok;
+        lua_rawgeti(L, idx, i);
+        lua_rawgeti(L, gidx, i);
+        ok = policy_value_match(L, -2, -1, key);
+        lua_pop(L, 2);
+        if (!ok) return 0;
+      }
+      return 1;
+    }
+    lua_pushnil(L);
+    while (lua_next(L, idx) != 0) {   /* object: every key the request set */
+      int ok;
+      const char *k = lua_type(L, -2) == LUA_TSTRING ? lua_tostring(L, -2) : NULL;
+      lua_pushvalue(L, -2);
+      lua_rawget(L, gidx);
+      ok = policy_value_match(L, -2, -1, k);
+      lua_pop(L, 2);
+      if (!ok) {
+        lua_pop(L, 1);
+        return 0;
+      }
+    }
+    return 1;
+  }
+  return 0;
+}
+
+static int policy_match(lua_State *L, int req, int listed) {
+  return lua_type(L, listed) == LUA_TTABLE && policy_value_match(L, req, listed, NULL);
+}
+
+/* A create retried after an ambiguous try may be refused because the first
+** try made it: Cloudflare says so with invalid_policy_precedence (11018;
+** 12130 in older answers), the precedence being taken by that policy. */
+static const int policy_dup_codes[] = {11018, 12130, 0};
+
+static const char *const app_account_kinds[] = {"app", "infrastructure", NULL};
+static const char *const app_zone_kinds[] = {"zone", NULL};
+static const char *const reusable_kinds[] = {"reusable", NULL};
+
+/* ---- the registry ---------------------------------------------------- */
+
+static const cf_resource resources[] = {
+  { .name = "application policies",
+    .method = { [CF_LIST] = "list_app_policies", [CF_GET] = "get_app_policy",
+                [CF_CREATE] = "create_app_policy", [CF_UPDATE] = "update_app_policy",
+                [CF_DELETE] = "delete_app_policy" },
+    .path = "access/apps/%s/policies",
+    .parent = "app_id", .parent_fmt = CF_ID_UUID_OR_HEX32,
+    .item = "policy_id", .item_fmt = CF_ID_UUID,
+    .scopes = CF_SCOPE_ACCOUNT | CF_SCOPE_ZONE,
+    .body = "policy", .kinds = { app_account_kinds, app_zone_kinds },
+    .match = policy_match, .dup_codes = policy_dup_codes },
+  { .name = "reusable policies",
+    .method = { [CF_LIST] = "list_policies", [CF_GET] = "get_policy",
+                [CF_CREATE] = "create_policy", [CF_UPDATE] = "update_policy",
+                [CF_DELETE] = "delete_policy" },
+    .path = "access/policies",
+    .item = "policy_id", .item_fmt = CF_ID_UUID,
+    .scopes = CF_SCOPE_ACCOUNT,
+    .body = "policy", .kinds = { reusable_kinds, NULL },
+    .match = policy_match, .dup_codes = policy_dup_codes },
+  { .name = NULL }
+};
+
+const cf_resource *cf_resource_list(void) { return resources; }
+
+const char *cf_verb_http(cf_verb v) {
+  static const char *const http[CF_NVERBS] = {"GET", "GET", "POST", "PUT", "DELETE"};
+  return http[v];
+}
+
+int cf_resource_find(const char *name, const cf_resource **r, cf_verb *v) {
+  const cf_resource *p;
+  int i;
+  for (p = resources; p->name; p++)
+    for (i = 0; i < CF_NVERBS; i++)
+      if (p->method[i] && strcmp(p->method[i], name) == 0) {
+        *r = p;
+        *v = (cf_verb)i;
+        return 1;
+      }
+  return 0;
+}
+
+/* ---- the shared checks ----------------------------------------------- */
+
+int cf_id_ok(cf_idfmt f, const char *s, size_t n) {
+  return cf_is_uuid(s, n) || (f == CF_ID_UUID_OR_HEX32 && cf_is_hex32(s, n));
+}
+
+const char *cf_id_expect(cf_idfmt f) {
+  return f == CF_ID_UUID_OR_HEX32 ? "a UUID or 32 hex characters" : "a UUID";
+}
+
+int cf_scope_check(lua_State *L, const cf_resource *r, const cf_client *c) {
+  unsigned want = c->zone ? CF_SCOPE_ZONE : CF_SCOPE_ACCOUNT;
+  if (r->scopes & want) return 1;
+  lua_pushfstring(L, "%s exist only at %s scope (this client has %s)", r->name,
+                  c->zone ? "account" : "zone", c->zone ? "a zone_id" : "an account_id");
+  return 0;
+}
+
+int cf_kind_check(lua_State *L, const cf_resource *r, cf_verb v, const cf_client *c,
+                  int kind_given, cf_kind *kind) {
+  /* the scope's kinds (a resource of one scope: that scope's, so that a
+  ** body is still checked when the scope is wrong) */
+  const char *const *names = r->kinds[c->zone ? 1 : 0];
+  luaL_Buffer b;
+  int i;
+  cf_kind k;
+  if (names == NULL) names = r->kinds[c->zone ? 0 : 1];
+  if (names == NULL || names[0] == NULL) luaL_error(L, "cfaccess: %s has no body kind", r->name);
+  for (i = 0; names[i]; i++)
+    if (cf_kind_from_name(names[i], &k) && (!kind_given || k == *kind)) {
+      *kind = k;
+      return 1;
+    }
+  luaL_buffinit(L, &b);
+  lua_pushfstring(L, "%s takes kind ", r->method[v]);
+  luaL_addvalue(&b);
+  for (i = 0; names[i]; i++) {
+    if (i > 0) luaL_addstring(&b, names[i + 1] ? ", " : " or ");
+    lua_pushfstring(L, "\"%s\"", names[i]);
+    luaL_addvalue(&b);
+  }
+  luaL_addstring(&b, " on this client");
+  luaL_pushresult(&b);
+  return 0;
+}
+
+static const cf_argdesc list_args[] = {
+  {.name = "page", .type = CF_ARG_INTEGER, .min = 1, .offset = offsetof(cf_req, page)},
+  {.name = "per_page", .type = CF_ARG_INTEGER, .min = 1, .max = 1000,
+   .offset = offsetof(cf_req, per_page)},
+  {.name = NULL}
+};
+
+static const cf_argset list_set = {"list options", "list option ", list_args};
+
+const cf_argset *cf_list_options(void) { return &list_set; }
+
+/* ---- URLs ------------------------------------------------------------- */
+
+void cf_resource_request(lua_State *L, cf_client *c, const cf_resource *r, cf_verb v,
+                         int parent, int item, cf_req *rq) {
+  const char *url;
+  int top = lua_gettop(L);
+  if (parent) {
+    const char *id = cf_client_escape(L, c, lua_tostring(L, parent));
+    lua_pushfstring(L, "%s/%s/", c->base, c->scope);
+    lua_pushfstring(L, r->path, id);
+  } else {
+    lua_pushfstring(L, "%s/%s/", c->base, c->scope);
+    lua_pushstring(L, r->path);
+  }
+  lua_concat(L, 2);
+  if (item) {
+    const char *id = cf_client_escape(L, c, lua_tostring(L, item));
+    lua_pushfstring(L, "%s/%s", lua_tostring(L, -2), id);
+    lua_replace(L, -3);
+    lua_pop(L, 1);
+  }
+  url = lua_tostring(L, -1);
+  lua_copy(L, -1, top + 1);
+  lua_settop(L, top + 1);
+  lua_pushlightuserdata(L, (void *)(url + c->base_len));   /* the path */
+  rq->method = cf_verb_http(v);
+  rq->url = url;
+  rq->path = url + c->base_len;
+  rq->list = v == CF_LIST;
+  rq->create = v == CF_CREATE;
+  rq->list_url = (v == CF_LIST || v == CF_CREATE) ? url : NULL;
+  rq->match = v == CF_CREATE ? r->match : NULL;
+  rq->dup_codes = v == CF_CREATE ? r->dup_codes : NULL;
+}
