@@ -3,14 +3,14 @@
 # print the TAP stream, then one summary line "N passed, N failed".
 # CFACCESS_VALGRIND=1 runs the interpreter under valgrind memcheck.
 #
-# With no arguments the spec files are shared round-robin between $JOBS
-# busted processes run side by side (default 2; 1 under valgrind or a
-# sanitizer build, which are CPU-bound). Most of the suite's wall time is
-# waiting on sockets, child processes and the timeouts under test, so two
-# processes nearly halve it. The specs are independent (each starts its own
-# mock on a free port); JOBS=1 runs them in one process, as plain `busted`
-# does. The first process's TAP is shown as it runs, the others' after it
-# (each with its own numbering and plan line); the summary counts them all.
+# With no arguments $JOBS workers (default 2; 1 under valgrind or a
+# sanitizer build, which are CPU-bound) run the spec files side by side,
+# one busted process per file. Most of the suite's wall time is waiting on
+# sockets, child processes and the timeouts under test, so two workers
+# nearly halve it. The specs are independent (each starts its own mock on a
+# free port); JOBS=1 runs them all in one process, as plain `busted` does.
+# Each file's TAP (its own numbering and plan line) is printed when the
+# file is done; the summary counts them all.
 # With arguments (spec files, busted options) there is one process.
 set -u
 O=${O:-.}
@@ -27,7 +27,7 @@ else
 fi
 case $JOBS in ''|*[!0-9]*|0) echo "run.sh: JOBS must be a positive integer" >&2; exit 1 ;; esac
 out=$(mktemp)
-trap 'rm -f "$out" "$out".*' EXIT
+trap 'rm -f "$out" "$out".*; rmdir "$out.lock" 2>/dev/null' EXIT
 
 # One busted process over the given files/options: TAP on stdout, exit
 # status into file $1.
@@ -52,24 +52,37 @@ if [ $# -gt 0 ] || [ "$JOBS" -eq 1 ]; then
   run_busted "$out.1.rc" "$@" | tee "$out.1"
   jobs_run=1
 else
-  # Spec file k (in name order) goes to process (k - 1) % JOBS + 1.
-  k=0
-  for f in tests/*_spec.lua; do
-    printf '%s\n' "$f" >>"$out.list$((k % JOBS + 1))"
-    k=$((k + 1))
-  done
-  jobs_run=1
-  while [ "$jobs_run" -lt "$JOBS" ] && [ -s "$out.list$((jobs_run + 1))" ]; do
-    jobs_run=$((jobs_run + 1))
-    # the lists hold plain tests/*_spec.lua names: word splitting is safe
-    run_busted "$out.$jobs_run.rc" $(cat "$out.list$jobs_run") >"$out.$jobs_run" &
-  done
-  run_busted "$out.1.rc" $(cat "$out.list1") | tee "$out.1"
-  wait
-  j=2
-  while [ "$j" -le "$jobs_run" ]; do
-    cat "$out.$j"
+  # A queue of spec files, largest first (size stands in for cost, so the
+  # long ones do not end up last on one process); each of JOBS workers
+  # takes the next file, runs it in its own busted process and prints its
+  # TAP when it is done (under a lock, so two files never interleave).
+  ls -S tests/*_spec.lua >"$out.queue"
+  take() {   # next file of the queue into $file ("" when empty)
+    until mkdir "$out.lock" 2>/dev/null; do sleep 0.01; done
+    file=$(head -n 1 "$out.queue")
+    sed -i 1d "$out.queue"
+    rmdir "$out.lock"
+  }
+  worker() {
+    while take && [ -n "$file" ]; do
+      n=$(basename "$file" .lua)
+      run_busted "$out.f.$n.rc" "$file" >"$out.f.$n"
+      until mkdir "$out.lock" 2>/dev/null; do sleep 0.01; done
+      cat "$out.f.$n"
+      rmdir "$out.lock"
+    done
+  }
+  j=1
+  while [ "$j" -le "$JOBS" ]; do
+    worker &
     j=$((j + 1))
+  done
+  wait
+  jobs_run=0
+  for f in "$out".f.*.rc; do
+    jobs_run=$((jobs_run + 1))
+    mv "${f%.rc}" "$out.$jobs_run"
+    mv "$f" "$out.$jobs_run.rc"
   done
 fi
 
