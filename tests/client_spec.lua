@@ -3,14 +3,14 @@
 local core = require("cfaccess.core")
 local mockctl = require("mockctl")
 
-local TOKEN = "t0k3n-client-spec-S3CRET"
-local ACCT = "023e105f4ecef8ad9ca31a8372d0c353"
-local ZONE = "0123456789abcdef0123456789abcdef"
-local APP = "f174e90a-fafe-4643-bbbc-4a0ed4fc8415"
-local ZAPP = "a1b2c3d4a1b2c3d4a1b2c3d4a1b2c3d4"       -- 32-hex app id
-local INFRA = "11111111-2222-4333-8444-555555555555"
+local tu = require("testutil")
 
-local policy = require("testutil").named_policy
+local TOKEN = tu.token("client")
+local ACCT, ZONE, APP = tu.ACCOUNT, tu.ZONE, tu.APP
+local ZAPP = "a1b2c3d4a1b2c3d4a1b2c3d4a1b2c3d4"       -- 32-hex app id
+local INFRA = tu.OTHER                                -- registered as an infrastructure app
+
+local policy = tu.named_policy
 
 local function contains(s, needle) return s:find(needle, 1, true) ~= nil end
 
