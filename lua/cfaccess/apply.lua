@@ -21,18 +21,12 @@
 -- another must go is deleted at that point rather than parked first (no
 -- extra write, and nothing can be left parked if its delete fails).
 -- @module cfaccess.apply
+local common = require("cfaccess.plan.common")
+
 local M = {}
 
-local DEFAULT_CONCURRENCY = 4
-
-local function P() return require("cfaccess.plan") end
-
-local function copy(t)
-  if type(t) ~= "table" then return t end
-  local c = {}
-  for k, v in pairs(t) do c[k] = copy(v) end
-  return c
-end
+local copy, new_err = common.copy, common.new_err
+local DEFAULT_CONCURRENCY = common.DEFAULT_CONCURRENCY
 
 local function describe_change(c)
   if c.action == "set" then return ("set the list of app %s"):format(c.app_id) end
@@ -122,8 +116,7 @@ end
 -- @return the report `{ applied =, failed =, skipped =, results = { { change =, ok =, id =, err = }, ... } }`,
 -- and an error as second value when any change failed (or `nil, err` for a bad plan)
 function M.apply(client, plan, opts)
-  local plan_mod = P()
-  opts = plan_mod._check_opts(opts, { concurrency = "number", on_progress = "function" }, "apply")
+  opts = common.check_opts(opts, { concurrency = "number", on_progress = "function" }, "apply")
   if type(plan) ~= "table" or type(plan.changes) ~= "table" then
     error("bad argument #1 to apply: a plan (from client:plan) expected", 2)
   end
@@ -187,7 +180,7 @@ function M.apply(client, plan, opts)
     status[i] = "skipped"
     results[i].ok = false
     results[i].skipped = true
-    results[i].err = plan_mod._new_err("conflict", "skipped: " .. why)
+    results[i].err = new_err("conflict", "skipped: " .. why)
   end
 
   -- Run steps { i =, kind =, precedence =, final = } as one batch; a step
@@ -296,7 +289,7 @@ function M.apply(client, plan, opts)
   local e = first and results[first].err
   local msg = ("%d of %d changes failed, %d skipped"):format(report.failed, #changes, report.skipped)
   if first then msg = msg .. ("; first: %s: %s"):format(describe_change(changes[first]), tostring(e)) end
-  return report, plan_mod._new_err(type(e) == "table" and e.kind or "conflict", msg, { report = report })
+  return report, new_err(type(e) == "table" and e.kind or "conflict", msg, { report = report })
 end
 
 return M
