@@ -109,6 +109,9 @@ local function write_json(v, path, out)
     elseif v ~= v or v == math.huge or v == -math.huge then
       return nil, new_err("conflict", ("%s: %s cannot be sent back as JSON"):format(path, tostring(v)),
                           { field = path })
+    elseif v == math.floor(v) and math.abs(v) >= 2^53 then
+      return nil, new_err("conflict", ("the application's field %s holds a number beyond 2^53 (%.17g) whose "
+        .. "digits were lost in decoding: not sent back (nothing was changed)"):format(path, v), { field = path })
     else
       local s = ("%.14g"):format(v)
       if tonumber(s) ~= v then s = ("%.17g"):format(v) end
@@ -175,8 +178,9 @@ local function live_list(app, app_id)
       return nil, new_err("conflict", ("app %s: policies[%d] has no policy id: the list cannot be sent back")
         :format(app_id, i), { field = ("policies[%d]"):format(i) })
     end
-    out[#out + 1] = { id = id, precedence = type(p) == "table" and math.tointeger(p.precedence) or nil,
-                      reusable = type(p) == "table" and p.reusable or nil, i = i }
+    local item = { id = id, i = i }
+    if type(p) == "table" then item.precedence, item.reusable = math.tointeger(p.precedence), p.reusable end
+    out[#out + 1] = item
   end
   table.sort(out, function(a, b)
     local pa, pb = a.precedence or math.maxinteger, b.precedence or math.maxinteger
@@ -366,15 +370,13 @@ end
 OPS.set_app_policies = {
   fields = {
     app_id = need_app,
-    refs = function(v)
-      if v == nil then return "missing (expected a list of policy ids)" end
-      local _, problems = check_refs(v, "refs")
-      if problems then return problems[1].path .. ": " .. problems[1].message end
-    end,
+    refs = function(v) if v == nil then return "missing (expected a list of policy ids)" end end,
     opts = opts_of({ expect = "ids", allow_empty = "boolean" }),
   },
   check = function(op, prefix, problems)
-    local links = check_refs(op.refs, "refs")
+    if op.refs == nil then return end
+    local links, bad = check_refs(op.refs, prefix .. ".refs")
+    for _, p in ipairs(bad or {}) do problems[#problems + 1] = p end
     if links and #links == 0 and not (op.opts and op.opts.allow_empty) then
       problems[#problems + 1] = { path = prefix .. ".refs", message = "an empty list detaches every policy of the "
         .. "app (and the API deletes its legacy ones): pass opts.allow_empty = true to mean it" }
@@ -602,25 +604,33 @@ local function batch(core_batch, client, ops, bopts)
   -- the guarded ops' own fields are the core's to check: checked in a
   -- batch that cannot run (its last op is invalid), as are the others when
   -- this module already found problems (so that every problem is listed)
-  local check, cmap = {}, {}
-  for i = 1, n do
-    if (special[i] and special[i].core) or (#problems > 0 and not special[i]) then
-      local c = special[i] and core_op(ops[i], special[i].extra or {}) or ops[i]
-      check[#check + 1] = c
-      cmap[#check] = i
+  local function core_problems(all)
+    local check, cmap = {}, {}
+    for i = 1, n do
+      if (special[i] and special[i].core) or (all and not special[i]) then
+        check[#check + 1] = special[i] and core_op(ops[i], special[i].extra or {}) or ops[i]
+        cmap[#check] = i
+      end
     end
-  end
-  if #check > 0 then
+    if #check == 0 then return {} end
     check[#check + 1] = { op = "get_app", app_id = "" }   -- never valid: nothing runs
     local _, cerr = core_batch(client, check)
+    local out = {}
     for _, p in ipairs(remap(cerr, cmap).problems or {}) do
-      if not p.path:match("^ops%[0%]") then problems[#problems + 1] = p end
+      if not p.path:match("^ops%[0%]") then out[#out + 1] = p end
     end
+    return out
   end
+  local found = core_problems(#problems > 0)
+  if #found > 0 and #problems == 0 then found = core_problems(true) end
+  for _, p in ipairs(found) do problems[#problems + 1] = p end
   if #problems > 0 then
-    table.sort(problems, function(a, b)
+    local order = {}
+    for j, p in ipairs(problems) do order[p] = j end
+    table.sort(problems, function(a, b)   -- by op, stable
       local x, y = tonumber(a.path:match("^ops%[(%d+)%]")) or 0, tonumber(b.path:match("^ops%[(%d+)%]")) or 0
-      return x < y
+      if x ~= y then return x < y end
+      return order[a] < order[b]
     end)
     return nil, invalid("batch", problems)
   end
