@@ -77,10 +77,6 @@ end
 local function is_app_id(s) return type(s) == "string" and (s:match(UUID) or s:match(HEX32)) ~= nil end
 local function is_uuid(s) return type(s) == "string" and s:match(UUID) ~= nil end
 
-local function zone_client(client)
-  return tostring(client):match("^cfaccess%.client %(zones/") ~= nil
-end
-
 -- ---- the application body ----------------------------------------------------
 
 -- Is t a list (keys 1..n, n >= 1)?
@@ -218,14 +214,17 @@ local function check_refs(refs, path)
       id, prec = r.id, r.precedence
       for k in pairs(r) do
         if k ~= "id" and k ~= "precedence" then
-          problems[#problems + 1] = { path = rp .. "." .. tostring(k), message = "unknown field (a link has id and precedence)" }
+          problems[#problems + 1] = { path = rp .. "." .. tostring(k),
+                                      message = "unknown field (a link has id and precedence)" }
         end
       end
     end
     if not is_uuid(id) then
-      problems[#problems + 1] = { path = type(r) == "table" and rp .. ".id" or rp, message = "expected a policy id (a UUID)" }
+      problems[#problems + 1] = { path = type(r) == "table" and rp .. ".id" or rp,
+                                  message = "expected a policy id (a UUID)" }
     elseif seen[id:lower()] then
-      problems[#problems + 1] = { path = rp, message = ("policy %s is listed twice (also [%d])"):format(id, seen[id:lower()]) }
+      problems[#problems + 1] = { path = rp,
+                                  message = ("policy %s is listed twice (also [%d])"):format(id, seen[id:lower()]) }
     else
       seen[id:lower()] = i
     end
