@@ -74,6 +74,10 @@ local function invalid(what, problems)
   return new_err("invalid", msg, { problems = problems })
 end
 
+local function zone_client(client)
+  return tostring(client):match("^cfaccess%.client %(zones/") ~= nil
+end
+
 local function is_app_id(s) return type(s) == "string" and (s:match(UUID) or s:match(HEX32)) ~= nil end
 local function is_uuid(s) return type(s) == "string" and s:match(UUID) ~= nil end
 
@@ -389,6 +393,17 @@ OPS.set_app_policies = {
   end,
 }
 
+-- Links in order, each given a precedence above the one before where it
+-- has none (or one not above); returns the highest.
+local function fill_precedences(links)
+  local maxp = 0
+  for _, p in ipairs(links) do
+    if not p.precedence or p.precedence <= maxp then p.precedence = maxp + 1 end
+    maxp = p.precedence
+  end
+  return maxp
+end
+
 local function links_of(live)
   local out = {}
   for i, p in ipairs(live) do out[i] = { id = p.id, precedence = p.precedence } end
@@ -402,7 +417,7 @@ OPS.attach_policy = {
     local live, err = live_list(got[1], op.app_id)
     if not live then return { err = err } end
     local want = op.opts and math.tointeger(op.opts.precedence)
-    local links, maxp = {}, 0
+    local links = {}
     for _, p in ipairs(links_of(live)) do
       if p.id:lower() == op.policy_id:lower() then
         if not want or want == p.precedence then return { result = got[1] } end   -- already there
@@ -410,12 +425,7 @@ OPS.attach_policy = {
         links[#links + 1] = p
       end
     end
-    for i, p in ipairs(links) do
-      p.precedence = p.precedence or (maxp + 1)    -- an item without one: after the one before
-      if p.precedence <= maxp then p.precedence = maxp + 1 end
-      maxp = p.precedence
-      links[i] = p
-    end
+    local maxp = fill_precedences(links)
     local new = { id = op.policy_id, precedence = want or (maxp + 1) }
     if want then   -- make room: what stands at or after it moves up by one
       local taken = false
@@ -450,13 +460,14 @@ OPS.detach_policy = {
         .. "the API deletes it; delete it with delete_app_policy if that is meant"):format(op.app_id, op.policy_id),
         { app_id = op.app_id }) }
     end
-    for i, p in ipairs(links) do if not p.precedence then p.precedence = i end end
+    fill_precedences(links)
     return put_list(got[1], op.app_id, links, { allow_empty = op.opts and op.opts.allow_empty }, live)
   end,
 }
 
 OPS.make_reusable = {
   fields = { app_id = need_app, policy_id = need_policy },
+  account_only = true,
   reads = function() return {} end,
   write = function(op) return { send = { action = "make_reusable", app_id = op.app_id, policy_id = op.policy_id } } end,
 }
@@ -559,6 +570,10 @@ local function batch(core_batch, client, ops, bopts)
     if spec then
       special[i] = spec
       local prefix = ("ops[%d]"):format(i)
+      if spec.account_only and zone_client(client) then
+        problems[#problems + 1] = { path = prefix .. ".op", message = op.op .. " exists only at account scope "
+          .. "(this client has a zone_id)" }
+      end
       if spec.fields then
         check_fields(spec, op, prefix, problems)
         if spec.check then spec.check(op, prefix, problems) end
@@ -725,6 +740,7 @@ function M.install()
   local core_delete_policy, core_update_ap, core_delete_ap =
     index.delete_policy, index.update_app_policy, index.delete_app_policy
   local get_policy, get_app_policy = index.get_policy, index.get_app_policy
+  local core_validate = require("cfaccess.core").validate
 
   --- client:batch(ops [, opts]): the core's, plus the ops of this module.
   index.batch = function(client, ops, bopts)
@@ -796,13 +812,15 @@ function M.install()
     argtype("update_app_policy", 2, policy_id, "string")
     argtype("update_app_policy", 3, policy, "table")
     argtype("update_app_policy", 4, opts, "table", true)
-    -- checked first (nothing is sent for a bad body): the core's checks,
-    -- in a batch that cannot run
-    local _, cerr = core_batch(client, { { op = "update_app_policy", app_id = app_id, policy_id = policy_id,
-      policy = policy, kind = opts and opts.kind, allow_unknown = opts and opts.allow_unknown },
-      { op = "get_app", app_id = "" } })
-    if cerr and cerr.problems and #cerr.problems > 1 then
-      return core_update_ap(client, app_id, policy_id, policy, opts)   -- its own error
+    -- the body is checked first (nothing is read for a bad one): with the
+    -- options the core uses, so that the core refuses it too, with its
+    -- own error and nothing sent
+    local vo = {}
+    for k, v in pairs(opts or {}) do vo[k] = v end
+    if type(vo.kind) ~= "string" then vo.kind = zone_client(client) and "zone" or "app" end
+    local ran, valid = pcall(core_validate, policy, vo)   -- bad options raise
+    if not ran or not valid then
+      return core_update_ap(client, app_id, policy_id, policy, opts)
     end
     local ok, err = app_guard(client, "update_app_policy", app_id, policy_id,
       "change it with update_policy (it is the same policy for every app)")
