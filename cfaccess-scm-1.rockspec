@@ -34,7 +34,6 @@ build = {
     ["cfaccess"] = "lua/cfaccess/init.lua",
     ["cfaccess.rules"] = "lua/cfaccess/rules.lua",
     ["cfaccess.plan"] = "lua/cfaccess/plan.lua",
-    ["cfaccess.apps"] = "lua/cfaccess/apps.lua",
     ["cfaccess.apply"] = "lua/cfaccess/apply.lua",
   },
 }

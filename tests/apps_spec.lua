@@ -381,6 +381,24 @@ describe("applications (API.md section 6)", function()
     z:close()
   end)
 
+  it("runs the compiled-in src/apps.lua: src/apps_lua.h is made from the current file", function()
+    local root = os.getenv("CFACCESS_TEST_ROOT") or "."
+    local src = assert(mockctl.read_file(root .. "/src/apps.lua"))
+    local hdr = assert(mockctl.read_file(root .. "/src/apps_lua.h"))
+    local bytes = {}
+    for hx in hdr:gmatch("0x(%x%x),") do bytes[#bytes + 1] = string.char(tonumber(hx, 16)) end
+    assert.are.equal(#src, #bytes, "src/apps_lua.h is stale: run make")
+    assert.is_true(src == table.concat(bytes), "src/apps_lua.h is stale: run make")
+    -- the methods are the core's, whatever module was required
+    local index = getmetatable(assert(require("cfaccess.core").client{ account_id = ACCT, api_token = "x",
+      base_url = "http://127.0.0.1:9/" })).__index
+    for _, name in ipairs{ "list_apps", "get_app", "set_app_policies", "attach_policy", "detach_policy",
+                           "make_reusable", "create_group", "list_groups", "get_group", "update_group",
+                           "delete_group" } do
+      assert.is_function(index[name], name)
+    end
+  end)
+
   it("never leaks the token into errors or logs", function()
     local c = client()
     local _, err = c:set_app_policies(NOPE, { NOPE })

@@ -53,10 +53,6 @@ for k, v in pairs(core) do M[k] = v end
 --- The rule builders (see `cfaccess.rules`).
 M.rules = require("cfaccess.rules")
 
--- set_app_policies, attach_policy, detach_policy, make_reusable and the
--- section-6 safety rules (API.md section 6)
-require("cfaccess.apps").install()
-
 -- client:plan, client:apply, client:export (desired state, API.md section 8)
 require("cfaccess.plan").install()
 
