@@ -846,8 +846,16 @@ index.update_app_policy = function(client, app_id, policy_id, policy, opts)
   for k, v in pairs(opts or {}) do vo[k] = v end
   if type(vo.kind) ~= "string" then vo.kind = zone_client(client) and "zone" or "app" end
   local ran, valid = pcall(core_validate, policy, vo)   -- bad options raise
+  -- the kind must be one the core takes on this client: asked of the core
+  -- (a batch that cannot run, its last op being invalid)
+  local _, kerr = core_batch(client, { { op = "update_app_policy", app_id = app_id, policy_id = policy_id,
+    policy = policy, kind = opts and opts.kind },
+    { op = "get_app", app_id = "" } })
+  for _, p in ipairs(type(kerr) == "table" and kerr.problems or {}) do
+    if p.path == "ops[1].kind" then valid = false end
+  end
   if not ran or not valid then
-    return core_update_ap(client, app_id, policy_id, policy, opts)
+    return core_update_ap(client, app_id, policy_id, policy, opts)   -- refused there too, nothing sent
   end
   local ok, err = app_guard(client, "update_app_policy", app_id, policy_id,
     "change it with update_policy (it is the same policy for every app)")

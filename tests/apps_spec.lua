@@ -249,6 +249,12 @@ describe("applications (API.md section 6)", function()
     assert.is_nil(res)
     assert.are.equal("usage", err.kind)
     assert.is_truthy(err.message:find("update_policy", 1, true))
+    -- options the batch ops do not take (legacy, strict) do not get past it
+    res, err = c:update_app_policy(APP, a, { name = "o", decision = "allow", include = { { okta = {
+      email = "admins@example.com", connection_id = "ea85612a-29c8-46c2-bacb-669d65136971" } } } },
+      { legacy = true })
+    assert.is_nil(res)
+    assert.are.equal("usage", err.kind)
     res, err = c:delete_app_policy(APP, a)
     assert.is_nil(res)
     assert.are.equal("usage", err.kind)
