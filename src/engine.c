@@ -273,11 +273,14 @@ static int match_listed(lua_State *L, int list, const cf_req *rq) {
   return 0;
 }
 
-/* Log "... failed (err); retry n of m in w s" for the err on top. */
+/* Log "<err>; retry n of m in w s" for the err on top (its message states
+** the request; the wait to 1/100 s). */
 static void log_retry(lua_State *L, cf_engine *e, int k, double wait) {
   cf_slot *s = &e->slots[k];
-  cf_client_log(L, CI, "info", "%s %s failed (%s); retry %d of %d in %f s", s->x.method,
-        s->path, luaL_tolstring(L, -1, NULL), s->attempt, e->c->max_retries, wait);
+  char w[32];
+  snprintf(w, sizeof w, "%.2f", wait);
+  cf_client_log(L, CI, "info", "%s; retry %d of %d in %s s", luaL_tolstring(L, -1, NULL),
+        s->attempt, e->c->max_retries, w);
   lua_pop(L, 1);
 }
 
@@ -307,10 +310,10 @@ static void check_done(lua_State *L, cf_engine *e, int k, int found) {
 }
 
 /* Is code one of the 0-terminated codes? */
-static int is_dup_code(const int *codes, int code) {
+static int is_dup_code(const int *codes, lua_Integer code) {
   if (codes == NULL || code == 0) return 0;
   for (; *codes; codes++)
-    if (*codes == code) return 1;
+    if ((lua_Integer)*codes == code) return 1;
   return 0;
 }
 
@@ -435,8 +438,11 @@ static int engine_main(lua_State *L) {
   e->sp.results = e->sp.results ? 6 : 0;
   e->sp.progress = e->sp.progress ? 7 : 0;
   while (e->done < e->sp.n) {
-    double now = cf_now(), wake = now + 1.0, w;
+    double now, wake, w;
     int k, running = 0, finished = 0, paced, done0 = e->done;
+    cf_client_hookpoint(L);   /* SIGINT (lua.c's hook) propagates from waits */
+    now = cf_now();
+    wake = now + 1.0;
     for (k = 0; k < e->nslots && e->next <= e->sp.n; k++)
       if (e->slots[k].state == SL_FREE) assign(L, e, k);
     for (k = 0; k < e->nslots; k++) {
@@ -550,6 +556,7 @@ int cf_client_exec(lua_State *L, cf_client *c, const cf_exec_spec *sp) {
   rc = lua_pcall(L, 7, res ? 0 : 1, 0);
   c->busy--;
   engine_cleanup(e);   /* no transfer stays on the multi, error or not */
+  cf_client_idle(c);   /* closed during the run: released now */
   if (rc != LUA_OK) lua_error(L);
   ok = e->ok;
   if (res) {

@@ -7,6 +7,7 @@
 */
 #include <string.h>
 
+#include "apps.h"
 #include "resources.h"
 
 /* Encode the body at idx. Returns the buffer and pushes one value (its
@@ -74,6 +75,7 @@ static int method_call(lua_State *L) {
   if (parent) luaL_checktype(L, parent, LUA_TSTRING);
   if (item) luaL_checktype(L, item, LUA_TSTRING);
   if ((v == CF_LIST || body) && !lua_isnoneornil(L, opts)) luaL_checktype(L, opts, LUA_TTABLE);
+  if (!cf_client_usable(L, c)) return cf_fail(L);
   if ((parent && !check_id(L, parent, r->parent, r->parent_fmt)) ||
       (item && !check_id(L, item, r->item, r->item_fmt)))
     return cf_fail(L);
@@ -110,4 +112,5 @@ void cf_methods_register(lua_State *L) {
     }
   lua_pushcfunction(L, cf_client_batch);
   lua_setfield(L, -2, "batch");
+  cf_apps_register(L);   /* client:_send (apps.c) */
 }

@@ -1131,8 +1131,8 @@ describe("cfmock", function()
       local body = '{"type":"self_hosted","domain":"a.example.com","policies":["' .. l1.id .. '","'
         .. l2.id .. '",{"id":"' .. rp.id .. '","precedence":3}]}'
       assert.are.equal(200, assert(request("PUT", APPS, { body = body })).status)
-      assert.are.equal(200, assert(request("PUT", APPS, { body =
-        '{"type":"self_hosted","domain":"a.example.com","policies":[{"id":"' .. rp.id .. '","precedence":1}]}' })).status)
+      assert.are.equal(200, assert(request("PUT", APPS, { body = '{"type":"self_hosted",'
+        .. '"domain":"a.example.com","policies":[{"id":"' .. rp.id .. '","precedence":1}]}' })).status)
       local inv = m:assert_invariants()
       assert.is_true(inv.checks >= 5)
       -- the unsafe way: [] then the new list

@@ -53,6 +53,9 @@ for k, v in pairs(core) do M[k] = v end
 --- The rule builders (see `cfaccess.rules`).
 M.rules = require("cfaccess.rules")
 
+--- Desired-state files: load, dump, validate (see `cfaccess.state`).
+M.state = require("cfaccess.state")
+
 -- client:plan, client:apply, client:export (desired state, API.md section 8)
 require("cfaccess.plan").install()
 
