@@ -657,8 +657,8 @@ end)
 describe("client:evaluate's reading (a recording client)", function()
   local ev_client = require("cfaccess.eval.client")
   -- A stand-in client that records calls: what client:evaluate asks for,
-  -- and in which order, is what this checks (the mock has no core
-  -- get_group to answer yet).
+  -- and in which order, is what this checks (and a client without
+  -- get_group, which the mock cannot be).
   local function recorder(policies, groups)
     local calls = {}
     local c = { calls = calls }
@@ -693,6 +693,15 @@ describe("client:evaluate's reading (a recording client)", function()
   it("evaluates links without a precedence in the list's order", function()
     local c = recorder({ P("first", "allow", 5, { r.everyone() }), P("second", "deny", nil, { r.everyone() }) }, G)
     assert.are.equal("first", assert(ev_client.evaluate(c, "app1", req())).decided_by.name)
+  end)
+
+  it("a client that cannot read groups: invalid, naming the group", function()
+    local c = recorder({ P("a", "allow", 1, { r.group("outer") }) }, G)
+    c.get_group = nil
+    local res, err = ev_client.evaluate(c, "app1", req())
+    assert.is_nil(res)
+    assert.are.equal("invalid", err.kind)
+    assert.matches('group "outer" is used', tostring(err))
   end)
 
   it("passes on a group's read error", function()
@@ -758,27 +767,8 @@ describe("client:evaluate", function()
     c:close()
   end)
 
-  it("a group the caller did not pass: refused while the client has no get_group", function()
-    local c = m:client(ACCT, TOKEN, {})
-    if type(c.get_group) == "function" then
-      c:close()
-      return   -- the next test covers a client that has it
-    end
-    assert(c:create_app_policy(APP, P("eu", "allow", 1, { r.group("eu") })))
-    local res, err = c:evaluate(APP, req())
-    assert.is_nil(res)
-    assert.are.equal("invalid", err.kind)
-    assert.matches('group "eu" is used', tostring(err))
-    c:close()
-  end)
-
   it("fetches each group the live policies use once, with client:get_group", function()
     local c = m:client(ACCT, TOKEN, {})
-    if type(c.get_group) ~= "function" or type(c.create_group) ~= "function" then
-      c:close()
-      pending("client:get_group/create_group are not in the core yet (API.md section 6)")
-      return
-    end
     local inner = assert(c:create_group{ name = "eu", include = { r.geo("DE"), r.geo("FR") } })
     local outer = assert(c:create_group{ name = "eu staff", include = { r.email_domain("example.com") },
       require = { r.group(inner.id) } })
@@ -791,8 +781,18 @@ describe("client:evaluate", function()
     c:close()
   end)
 
-  pending("reusable policies linked to the app come with the legacy ones "
-    .. "(the mock's app-policy list returns only legacy ones)")
+  it("evaluates the app's linked reusable and legacy policies together, by precedence", function()
+    local c = m:client(ACCT, TOKEN, {})
+    local reusable = assert(c:create_policy{ name = "reusable block DE", decision = "deny", include = { r.geo("DE") } })
+    assert(c:create_app_policy(APP, P("legacy staff", "allow", 2, { r.email_domain("example.com") })))
+    assert(c:attach_policy(APP, reusable.id, { precedence = 1 }))
+    local res = assert(c:evaluate(APP, req()))
+    assert.are.same({ "reusable block DE", reusable.id, 1 },
+      { res.decided_by.name, res.decided_by.id, res.decided_by.precedence })
+    res = assert(c:evaluate(APP, req{ country = "FR" }))
+    assert.are.equal("legacy staff", res.decided_by.name)
+    c:close()
+  end)
 end)
 
 describe("cfaccess test (the command, as a subprocess)", function()
