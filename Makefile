@@ -23,7 +23,9 @@ O           ?= .
 SO          := $(O)/cfaccess/core.so
 SRCS        := $(sort $(wildcard src/*.c))
 OBJS        := $(patsubst src/%.c,$(O)/obj/%.o,$(SRCS))
-HDRS        := $(sort $(wildcard src/*.h) src/apps_lua.h)
+# src/apps_lua.h (generated, below) is apps.c's alone: a change to a chunk
+# rebuilds apps.o, not every object
+HDRS        := $(sort $(filter-out src/apps_lua.h,$(wildcard src/*.h)))
 
 .PHONY: all deps test test-only asan valgrind lint demo mock bench bench-instr bench-scale \
         bench-ratelimit bench-peers clean luarocks-check install install-lib install-bin luarocks-install
@@ -52,6 +54,8 @@ src/apps_lua.h: $(APPS_LUA) Makefile
 	  for f in $(APPS_LUA); do n=$$(basename $$f .lua); \
 	    echo "  {\"$$n\", \"=$$f\", apps_$${n}_lua, sizeof apps_$${n}_lua},"; done; \
 	  echo '  {NULL, NULL, NULL, 0}'; echo '};'; } > $@
+
+$(O)/obj/apps.o: src/apps_lua.h
 
 $(SO): $(OBJS)
 	@mkdir -p $(dir $@)

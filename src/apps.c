@@ -1,24 +1,27 @@
 /*
 ** cfaccess applications' writes (API.md section 6): the requests whose
-** body the C core does not encode from a schema. The whole-application PUT
-** carries every field the API gave back (lua/cfaccess/apps.lua builds it
-** from the GET, checks that it can be sent back safely and writes the
-** JSON); make_reusable is a PUT with an empty body on a path below an app
-** policy. Both are rows of a table here: a name, the HTTP method, the path
-** under "<base>/<scope>/" with its ids and their formats, the scopes.
+** body the C core does not encode from a schema, and what the section-6
+** chunks of src/apps/ are given to ask of the core. The
+** whole-application PUT carries every field the API gave back (the chunks
+** build it from the GET, check that it can be sent back safely and write
+** the JSON); make_reusable is a PUT with an empty body on a path below an
+** app policy. Both are rows of a table here: a name, the HTTP method, the
+** path under "<base>/<scope>/" with its ids and their formats, the scopes.
 **
 **   client:_send(ops [, concurrency]) -> results | nil, err
 **     ops[i] = { action = "put_app" | "make_reusable", app_id =,
 **                policy_id =, body = "<json>" }
 **     results[i] = { ok = true, result = ... } | { ok = false, err = ... }
+**   client:_check_ops(ops) -> true | nil, err   (batch.c: batch's checks)
 **
 ** Internal (the underscore): the public methods and batch ops are
 ** set_app_policies, attach_policy, detach_policy and make_reusable, which
-** check their arguments and build the bodies first: src/apps.lua, compiled
-** in (src/apps_lua.h) and run by cf_apps_register when the core opens. Every id is checked
-** here again (a UUID, or 32 hex for an app), so no path can be made of
-** anything else; the requests run on the client's engine (retries,
-** pacing, Retry-After) like every other.
+** check their arguments and build the bodies first: the chunks of
+** src/apps/, compiled in (src/apps_lua.h, made by `make`) and run by
+** cf_apps_register when the core opens, so every client has them however
+** the core was loaded. Every id is checked here again (a UUID, or 32 hex
+** for an app), so no path can be made of anything else; the requests run
+** on the client's engine (retries, pacing, Retry-After) like every other.
 */
 #include <string.h>
 

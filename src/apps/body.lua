@@ -127,7 +127,8 @@ end
 -- Write value v (at path) as JSON into out; nil, conflict err when its
 -- type cannot be told.
 write_json = function(v, path, out)
-  local t, s, e = type(v), nil, nil
+  local t = type(v)
+  local s, e   -- the JSON of a scalar, or nil, err
   if t == "string" then
     s = json_string(v)
     if not s then

@@ -71,11 +71,11 @@ end
 -- Round 1: the other ops and (once each) the reads. Sets results of the
 -- other ops; returns the reads' results by key, or nil, err.
 local function round1(core_batch, client, ops, special, bopts, progress)
-  local r1ops, map, readidx, plain = {}, {}, {}, 0
+  local r1ops, map, readidx = {}, {}, {}
   for i = 1, #ops do
     if not special[i] then r1ops[#r1ops + 1] = ops[i]; map[#r1ops] = i end
   end
-  plain = #r1ops
+  local plain = #r1ops
   for i = 1, #ops do
     for _, rd in ipairs(special[i] and special[i].reads(ops[i]) or {}) do
       local k = key_of(rd)
