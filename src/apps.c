@@ -208,6 +208,17 @@ static int apps_invalid(lua_State *L) {
   return 1;
 }
 
+/* The largest value of the list option name (the registry's list options). */
+static void push_list_max(lua_State *L, const char *name) {
+  const cf_argdesc *a;
+  for (a = cf_list_options()->args; a->name; a++)
+    if (strcmp(a->name, name) == 0 && a->max > a->min) {
+      lua_pushinteger(L, (lua_Integer)a->max);
+      return;
+    }
+  luaL_error(L, "cfaccess: list option %s has no maximum", name);
+}
+
 /* What the chunks get from the core, besides the method table. */
 static const luaL_Reg apps_ctx_funcs[] = {
   {"check_ops", cf_client_check_ops},
@@ -238,6 +249,8 @@ void cf_apps_register(lua_State *L) {
   lua_setfield(L, ctx, "ERR_MT");
   lua_pushlightuserdata(L, NULL);
   lua_setfield(L, ctx, "null");
+  push_list_max(L, "per_page");
+  lua_setfield(L, ctx, "per_page_max");
   for (ch = apps_chunks; ch->name; ch++) {
     if (luaL_loadbuffer(L, (const char *)ch->code, ch->size, ch->chunkname) != LUA_OK)
       lua_error(L);

@@ -7,8 +7,10 @@
 -- require "cfaccess.core", luaL_requiref). Each chunk is called with `ctx`:
 -- the client method table (ctx.index), the error metatable, the JSON null,
 -- the core's check-only entry points (ctx.check_ops: client:batch's checks,
--- nothing sent; ctx.can_send: the scope of a raw action; ctx.invalid: the
--- core's `invalid` error) and the modules of the chunks before it.
+-- nothing sent; ctx.can_send: the scope of a raw action; ctx.check_body:
+-- a method's body and kind check; ctx.invalid: the core's `invalid` error;
+-- ctx.per_page_max: the registry's largest page) and the modules of the
+-- chunks before it.
 --
 -- Whatever the registry knows (op names and fields, id formats, scopes,
 -- body kinds, list options) is asked of the core here: a section-6 field

@@ -14,9 +14,9 @@ local M = {}
 local check = ctx.check
 local err = check.err
 
--- Reads of whole lists: the most a page holds (the core checks per_page
--- as a list option and pages through the rest).
-local READ_PER_PAGE = 1000
+-- Reads of whole lists: the most a page holds (the registry's per_page
+-- maximum; the core pages through the rest).
+local READ_PER_PAGE = ctx.per_page_max
 
 local UPDATE_INSTEAD = "change it with update_policy (it is the same policy for every app)"
 local DELETE_INSTEAD = "take it off this app with detach_policy (delete_policy deletes it, once no app uses it)"
