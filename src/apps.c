@@ -1,24 +1,27 @@
 /*
 ** cfaccess applications' writes (API.md section 6): the requests whose
-** body the C core does not encode from a schema. The whole-application PUT
-** carries every field the API gave back (lua/cfaccess/apps.lua builds it
-** from the GET, checks that it can be sent back safely and writes the
-** JSON); make_reusable is a PUT with an empty body on a path below an app
-** policy. Both are rows of a table here: a name, the HTTP method, the path
-** under "<base>/<scope>/" with its ids and their formats, the scopes.
+** body the C core does not encode from a schema, and what the section-6
+** chunks of src/apps/ are given to ask of the core. The
+** whole-application PUT carries every field the API gave back (the chunks
+** build it from the GET, check that it can be sent back safely and write
+** the JSON); make_reusable is a PUT with an empty body on a path below an
+** app policy. Both are rows of a table here: a name, the HTTP method, the
+** path under "<base>/<scope>/" with its ids and their formats, the scopes.
 **
 **   client:_send(ops [, concurrency]) -> results | nil, err
 **     ops[i] = { action = "put_app" | "make_reusable", app_id =,
 **                policy_id =, body = "<json>" }
 **     results[i] = { ok = true, result = ... } | { ok = false, err = ... }
+**   client:_check_ops(ops) -> true | nil, err   (batch.c: batch's checks)
 **
 ** Internal (the underscore): the public methods and batch ops are
 ** set_app_policies, attach_policy, detach_policy and make_reusable, which
-** check their arguments and build the bodies first: src/apps.lua, compiled
-** in (src/apps_lua.h) and run by cf_apps_register when the core opens. Every id is checked
-** here again (a UUID, or 32 hex for an app), so no path can be made of
-** anything else; the requests run on the client's engine (retries,
-** pacing, Retry-After) like every other.
+** check their arguments and build the bodies first: the chunks of
+** src/apps/, compiled in (src/apps_lua.h, made by `make`) and run by
+** cf_apps_register when the core opens, so every client has them however
+** the core was loaded. Every id is checked here again (a UUID, or 32 hex
+** for an app), so no path can be made of anything else; the requests run
+** on the client's engine (retries, pacing, Retry-After) like every other.
 */
 #include <string.h>
 
@@ -51,6 +54,13 @@ static const raw_action *find_action(const char *name) {
   return NULL;
 }
 
+/* Is action a sent at the client's scope? 1, or 0 with the message pushed. */
+static int action_scope_ok(lua_State *L, const cf_client *c, const raw_action *a) {
+  if (a->scopes & (c->zone ? CF_SCOPE_ZONE : CF_SCOPE_ACCOUNT)) return 1;
+  lua_pushfstring(L, "%s exists only at account scope (this client has a zone_id)", a->name);
+  return 0;
+}
+
 /* The string field name of the table at op, checked as an id of format f:
 ** returns it, or NULL with an `invalid` err pushed. */
 static const char *id_field(lua_State *L, int op, int i, const char *name, cf_idfmt f) {
@@ -80,9 +90,8 @@ static int prep_raw(lua_State *L, cf_client *c, int arg, int i, cf_req *rq, cf_b
     cf_error_push(L, CF_E_USAGE, "ops[%d].action: unknown", i);
     return 0;
   }
-  if (!(a->scopes & (c->zone ? CF_SCOPE_ZONE : CF_SCOPE_ACCOUNT))) {
-    cf_error_push(L, CF_E_USAGE, "%s exists only at account scope (this client has a zone_id)",
-                  a->name);
+  if (!action_scope_ok(L, c, a)) {
+    cf_error_push(L, CF_E_USAGE, "%s", lua_tostring(L, -1));
     return 0;
   }
   if ((app = id_field(L, op, i, "app_id", CF_ID_UUID_OR_HEX32)) == NULL) return 0;
@@ -142,17 +151,112 @@ static int client_send(lua_State *L) {
   return 1;
 }
 
+/* can_send(client, action) -> true | nil, message: does the client's scope
+** take the action (for the batch checks of src/apps/lists.lua)? */
+static int apps_can_send(lua_State *L) {
+  cf_client *c = cf_client_check(L);
+  const raw_action *a = find_action(luaL_checkstring(L, 2));
+  luaL_argcheck(L, a != NULL, 2, "unknown action");
+  if (!action_scope_ok(L, c, a)) {
+    lua_pushnil(L);
+    lua_insert(L, -2);
+    return 2;
+  }
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+/* check_body(client, method, body [, opts]) -> true | nil, err: would the
+** core's method take this body with these options (the kind fitted to the
+** client's scope by the registry, then the validator, with strict and
+** legacy as given)? Bad option types raise, as they do in the method. For
+** the guard of src/apps/guards.lua, which reads nothing for a bad body. */
+static int apps_check_body(lua_State *L) {
+  cf_client *c = cf_client_check(L);
+  const cf_resource *r;
+  cf_verb v;
+  cf_body_opts o;
+  int has_kind = 0;
+  luaL_argcheck(L, cf_resource_find(luaL_checkstring(L, 2), &r, &v) && r->body, 2,
+                "not a method with a body");
+  luaL_checktype(L, 3, LUA_TTABLE);
+  if (!lua_isnoneornil(L, 4)) {
+    luaL_checktype(L, 4, LUA_TTABLE);
+    has_kind = lua_getfield(L, 4, "kind") != LUA_TNIL;
+    lua_pop(L, 1);
+  }
+  lua_settop(L, 4);
+  if (!cf_body_opts_read(L, 4, &o)) return cf_fail(L);
+  if (!cf_kind_check(L, r, v, c, has_kind, &o.kind)) {
+    cf_error_push(L, CF_E_USAGE, "kind: %s", lua_tostring(L, -1));
+    return cf_fail(L);
+  }
+  if (!cf_body_encode(L, 3, &o, NULL, NULL)) return cf_fail(L);
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+/* invalid(what, problems) -> err: the `invalid` error of the core's checks
+** (the message written once, by cf_error_invalid). */
+static int apps_invalid(lua_State *L) {
+  const char *what = luaL_checkstring(L, 1);
+  lua_Integer n;
+  luaL_checktype(L, 2, LUA_TTABLE);
+  n = (lua_Integer)lua_rawlen(L, 2);
+  luaL_argcheck(L, n >= 1 && n <= 0x7fffffff, 2, "expected a non-empty list of problems");
+  cf_error_invalid(L, what, 2, (int)n);
+  return 1;
+}
+
+/* The largest value of the list option name (the registry's list options). */
+static void push_list_max(lua_State *L, const char *name) {
+  const cf_argdesc *a;
+  for (a = cf_list_options()->args; a->name; a++)
+    if (strcmp(a->name, name) == 0 && a->max > a->min) {
+      lua_pushinteger(L, (lua_Integer)a->max);
+      return;
+    }
+  luaL_error(L, "cfaccess: list option %s has no maximum", name);
+}
+
+/* What the chunks get from the core, besides the method table. */
+static const luaL_Reg apps_ctx_funcs[] = {
+  {"check_ops", cf_client_check_ops},
+  {"can_send", apps_can_send},
+  {"check_body", apps_check_body},
+  {"invalid", apps_invalid},
+  {NULL, NULL}
+};
+
 void cf_apps_register(lua_State *L) {
-  int t = lua_gettop(L);
+  int t = lua_gettop(L), ctx;
+  const struct apps_chunk *ch;
   lua_pushcfunction(L, client_send);
   lua_setfield(L, t, "_send");
-  /* the section-6 methods (src/apps.lua): (method table, error metatable,
-  ** null); a failure here is a bug in the chunk and raises */
-  if (luaL_loadbuffer(L, (const char *)apps_lua, sizeof apps_lua, "=src/apps.lua") != LUA_OK)
-    lua_error(L);
+  lua_pushcfunction(L, cf_client_check_ops);
+  lua_setfield(L, t, "_check_ops");
+  /* the section-6 methods (the chunks of src/apps/, in the order of the Makefile's
+  ** APPS_LUA): each chunk is called with ctx and its module is stored as
+  ** ctx[name] for the chunks after it; a failure here is a bug in a chunk
+  ** and raises */
+  lua_createtable(L, 0, 12);
+  ctx = lua_gettop(L);
+  luaL_setfuncs(L, apps_ctx_funcs, 0);
   lua_pushvalue(L, t);
+  lua_setfield(L, ctx, "index");
   cf_error_init(L);
   luaL_getmetatable(L, CF_ERROR_MT);
+  lua_setfield(L, ctx, "ERR_MT");
   lua_pushlightuserdata(L, NULL);
-  lua_call(L, 3, 0);
+  lua_setfield(L, ctx, "null");
+  push_list_max(L, "per_page");
+  lua_setfield(L, ctx, "per_page_max");
+  for (ch = apps_chunks; ch->name; ch++) {
+    if (luaL_loadbuffer(L, (const char *)ch->code, ch->size, ch->chunkname) != LUA_OK)
+      lua_error(L);
+    lua_pushvalue(L, ctx);
+    lua_call(L, 1, 1);
+    lua_setfield(L, ctx, ch->name);
+  }
+  lua_settop(L, t);
 }

@@ -375,3 +375,19 @@ int cf_client_batch(lua_State *L) {
   lua_settop(L, sp.results);
   return 1;
 }
+
+/* client:_check_ops(ops) -> true | nil, err: only the checks client:batch
+** makes before it sends anything (check_all: the same problems and paths),
+** nothing run. For the section-6 ops (src/apps/), which ask the core
+** whether it takes an op instead of restating the registry. */
+int cf_client_check_ops(lua_State *L) {
+  cf_client *c = cf_client_check(L);
+  lua_Integer n;
+  luaL_checktype(L, 2, LUA_TTABLE);
+  lua_settop(L, 2);
+  n = (lua_Integer)lua_rawlen(L, 2);
+  if (n > 0x7fffffff) n = 0x7fffffff;
+  if (!check_all(L, c, n)) return cf_fail(L);
+  lua_pushboolean(L, 1);
+  return 1;
+}

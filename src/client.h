@@ -62,5 +62,7 @@ CF_INTERNAL const char *cf_client_escape(lua_State *L, cf_client *c, const char 
 CF_INTERNAL void cf_methods_register(lua_State *L);
 /* client:batch(ops [, opts]) (batch.c). */
 CF_INTERNAL int cf_client_batch(lua_State *L);
+/* client:_check_ops(ops) -> true | nil, err: batch's checks only (batch.c). */
+CF_INTERNAL int cf_client_check_ops(lua_State *L);
 
 #endif

@@ -123,7 +123,7 @@ static const cf_resource resources[] = {
     .body = "policy", .kinds = { reusable_kinds, NULL },
     .match = policy_match, .dup_codes = policy_dup_codes },
   /* applications (API.md section 6): read here; their policies list is
-  ** changed by set_app_policies & co. (src/apps.c, lua/cfaccess/apps.lua) */
+  ** changed by set_app_policies & co. (src/apps.c and the chunks of src/apps/) */
   { .name = "applications",
     .method = { [CF_LIST] = "list_apps", [CF_GET] = "get_app" },
     .path = "access/apps",

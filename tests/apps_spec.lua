@@ -364,6 +364,26 @@ describe("applications (API.md section 6)", function()
     c:close()
   end)
 
+  it("the core's check-only entry point: batch's checks, nothing sent", function()
+    local c = client()
+    local a = reusable(c, "a")
+    local from = m:count()
+    local ops = { { op = "get_policy", policy_id = a }, { op = "get_app", app_id = APP } }
+    assert.is_true(c:_check_ops(ops))
+    ops = { { op = "get_policy", policy_id = a }, { op = "get_app", app_id = "../x" },
+            { op = "update_app_policy", app_id = APP, policy_id = a, policy = { name = "x" }, kind = "zone" },
+            { op = "set_app_policies", app_id = APP, refs = { a } } }
+    local ok, err = c:_check_ops(ops)
+    assert.is_nil(ok)
+    local _, berr = getmetatable(c).__index.batch(c, { ops[1], ops[2], ops[3] })
+    assert.are.equal("invalid", err.kind)
+    assert.are.equal(#berr.problems + 1, #err.problems)
+    assert.are.same(berr.problems, { table.unpack(err.problems, 1, #berr.problems) })
+    assert.are.equal("ops[4].op", err.problems[#err.problems].path)   -- not a core op
+    assert.are.equal(from, m:count())
+    c:close()
+  end)
+
   it("the zone scope: an app's list of legacy policies, make_reusable refused", function()
     local z = assert(cfaccess.client{ zone_id = ZONE, api_token = TOKEN, base_url = m.base_url, rate_limit = false })
     local p1 = assert(z:create_app_policy(ZAPP, { name = "z1", decision = "allow", include = { r.everyone() } }))
@@ -387,14 +407,19 @@ describe("applications (API.md section 6)", function()
     z:close()
   end)
 
-  it("runs the compiled-in src/apps.lua: src/apps_lua.h is made from the current file", function()
+  it("runs the compiled-in src/apps/*.lua: src/apps_lua.h is made from the current files", function()
     local root = os.getenv("CFACCESS_TEST_ROOT") or "."
-    local src = assert(mockctl.read_file(root .. "/src/apps.lua"))
     local hdr = assert(mockctl.read_file(root .. "/src/apps_lua.h"))
-    local bytes = {}
-    for hx in hdr:gmatch("0x(%x%x),") do bytes[#bytes + 1] = string.char(tonumber(hx, 16)) end
-    assert.are.equal(#src, #bytes, "src/apps_lua.h is stale: run make")
-    assert.is_true(src == table.concat(bytes), "src/apps_lua.h is stale: run make")
+    local files = 0
+    for path, body in hdr:gmatch("/%* (src/apps/[%w_]+%.lua) %*/\nstatic const unsigned char [%w_]+%[%] = {(.-)};") do
+      local src = assert(mockctl.read_file(root .. "/" .. path))
+      local bytes = {}
+      for hx in body:gmatch("0x(%x%x),") do bytes[#bytes + 1] = string.char(tonumber(hx, 16)) end
+      assert.are.equal(#src, #bytes, "src/apps_lua.h is stale: run make (" .. path .. ")")
+      assert.is_true(src == table.concat(bytes), "src/apps_lua.h is stale: run make (" .. path .. ")")
+      files = files + 1
+    end
+    assert.is_true(files >= 5, "chunks in src/apps_lua.h: " .. files)
     -- the methods are the core's, whatever module was required
     local index = getmetatable(assert(require("cfaccess.core").client{ account_id = ACCT, api_token = TOKEN,
       base_url = "http://127.0.0.1:9/" })).__index
