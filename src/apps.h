@@ -1,0 +1,13 @@
+/*
+** cfaccess applications' writes (apps.c): client:_send, the
+** whole-application PUT and make_reusable, for lua/cfaccess/apps.lua.
+*/
+#ifndef CFACCESS_APPS_H
+#define CFACCESS_APPS_H
+
+#include "cfaccess.h"
+
+/* Set client:_send into the method table on top. */
+CF_INTERNAL void cf_apps_register(lua_State *L);
+
+#endif
