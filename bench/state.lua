@@ -33,7 +33,8 @@
 --    latency, `concurrency` at a time (and never less than N/concurrency
 --    round trips). With the defaults each run takes ~121 s: the whole
 --    target takes about 4.5 minutes. ST_TIMEOUT (default 3x the floor + 60
---    s) bounds each apply through the client's `deadline`.
+--    s) bounds each apply through the client's `deadline` (where the core
+--    has that option).
 -- Knobs (environment): ST_POLICIES, ST_APPS, ST_LINKS, ST_LEGACY, ST_CAP,
 -- ST_PLANS ("links legacy paged"), ST_N, ST_BUDGET, ST_WINDOW, ST_LATENCY,
 -- ST_CONFIGS ("explicit default"), ST_CONCURRENCY, ST_TIMEOUT; ST_PLANS=""
@@ -91,11 +92,21 @@ local function legacy_policy(a, j)
            include = { r.ip("10." .. a .. "." .. j .. ".0/24"), r.email("l" .. j .. "@example.com") } }
 end
 
--- A client of the mock: no pacing and no on_log unless `opts` says so.
-local function client(m, opts)
-  local o = { account_id = ACCT, api_token = TOKEN, base_url = m.base_url, rate_limit = false }
+-- A client of the mock; `pacing`: "off" (rate_limit = false, the default
+-- here), "default" (no rate_limit option at all) or a rate_limit table.
+local function client(m, opts, pacing)
+  local o = { account_id = ACCT, api_token = TOKEN, base_url = m.base_url }
   for k, v in pairs(opts or {}) do o[k] = v end
-  return assert(cfaccess.client(o))
+  if pacing == nil or pacing == "off" then o.rate_limit = false
+  elseif pacing == "default" then o.rate_limit = nil
+  else o.rate_limit = pacing end
+  local c, err = cfaccess.client(o)
+  if not c and o.deadline and tostring(err):find('unknown option "deadline"', 1, true) then
+    -- a core without the deadline option (API.md section 3): unbounded
+    o.deadline = nil
+    c, err = cfaccess.client(o)
+  end
+  return assert(c, err)
 end
 
 local function ceil_div(a, b) return (a + b - 1) // b end
@@ -221,9 +232,9 @@ local function apply_row(m, cfg)
   m:lockout(BUDGET, WINDOW)   -- a fresh budget (the counters are cleared)
   local fl = floor_s(N, APPLY_CONC)
   local opts = { deadline = env_num("ST_TIMEOUT", 3 * fl + 60) }
-  if cfg == "explicit" then opts.rate_limit = { requests = BUDGET, per = WINDOW }
-  elseif cfg == "default" then opts.rate_limit = nil
-  elseif cfg == "off" then opts.rate_limit = false
+  local pacing
+  if cfg == "explicit" then pacing = { requests = BUDGET, per = WINDOW }
+  elseif cfg == "default" or cfg == "off" then pacing = cfg
   else error("ST_CONFIGS: explicit, default or off, got " .. cfg) end
   -- the client's own account of its waits (on_log): pacing waits and retries
   local logs = { paced = 0, retries = 0, other = 0 }
@@ -237,7 +248,7 @@ local function apply_row(m, cfg)
       logs.first_other = logs.first_other or msg
     end
   end
-  local c = client(m, opts)
+  local c = client(m, opts, pacing)
   local _, n0 = log_since(m, 0)
   local t0 = socket.gettime()
   local report, err = c:apply(plan, CONC and { concurrency = CONC } or nil)
@@ -308,6 +319,21 @@ local function timeline(run)
   print("  " .. run.cfg .. " longest gaps between requests: " .. table.concat(g, ", "))
   print(("  %s: first request %.3f s after apply began, last %.3f s before it returned"):format(
     run.cfg, reqs[1].time - run.t0, run.t0 + run.wall - reqs[#reqs].time))
+  -- around the first 429s: the requests just before each (arrival times
+  -- relative to the window's first request, and their status)
+  local shown, ws2 = 0, nil
+  for i, q in ipairs(reqs) do
+    if ws2 == nil or q.time - ws2 >= WINDOW then ws2 = q.time end
+    if q.status == 429 and (i == 1 or reqs[i - 1].status ~= 429) and shown < 2 then
+      shown = shown + 1
+      local parts = {}
+      for j = math.max(1, i - 6), math.min(#reqs, i + 3) do
+        parts[#parts + 1] = ("+%.2f %d"):format(reqs[j].time - ws2, reqs[j].status or 0)
+      end
+      print(("  %s: requests around a 429 (arrival after the window's first request, status): %s")
+        :format(run.cfg, table.concat(parts, ", ")))
+    end
+  end
   local l = run.logs
   print(("  %s: the client logged %d pacing waits (one line per stretch of waiting), %d retries%s%s"):format(
     run.cfg, l.paced, l.retries, l.first_retry and ("; first: " .. l.first_retry) or "",
