@@ -14,7 +14,8 @@
 **
 ** Internal (the underscore): the public methods and batch ops are
 ** set_app_policies, attach_policy, detach_policy and make_reusable, which
-** check their arguments and build the bodies first. Every id is checked
+** check their arguments and build the bodies first: src/apps.lua, compiled
+** in (src/apps_lua.h) and run by cf_apps_register when the core opens. Every id is checked
 ** here again (a UUID, or 32 hex for an app), so no path can be made of
 ** anything else; the requests run on the client's engine (retries,
 ** pacing, Retry-After) like every other.
@@ -23,6 +24,7 @@
 
 #include "resources.h"
 #include "apps.h"
+#include "apps_lua.h"
 
 #define MAX_CONCURRENCY 64
 
@@ -141,6 +143,16 @@ static int client_send(lua_State *L) {
 }
 
 void cf_apps_register(lua_State *L) {
+  int t = lua_gettop(L);
   lua_pushcfunction(L, client_send);
-  lua_setfield(L, -2, "_send");
+  lua_setfield(L, t, "_send");
+  /* the section-6 methods (src/apps.lua): (method table, error metatable,
+  ** null); a failure here is a bug in the chunk and raises */
+  if (luaL_loadbuffer(L, (const char *)apps_lua, sizeof apps_lua, "=src/apps.lua") != LUA_OK)
+    lua_error(L);
+  lua_pushvalue(L, t);
+  cf_error_init(L);
+  luaL_getmetatable(L, CF_ERROR_MT);
+  lua_pushlightuserdata(L, NULL);
+  lua_call(L, 3, 0);
 }

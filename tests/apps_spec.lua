@@ -249,6 +249,12 @@ describe("applications (API.md section 6)", function()
     assert.is_nil(res)
     assert.are.equal("usage", err.kind)
     assert.is_truthy(err.message:find("update_policy", 1, true))
+    -- options the batch ops do not take (legacy, strict) do not get past it
+    res, err = c:update_app_policy(APP, a, { name = "o", decision = "allow", include = { { okta = {
+      email = "admins@example.com", connection_id = "ea85612a-29c8-46c2-bacb-669d65136971" } } } },
+      { legacy = true })
+    assert.is_nil(res)
+    assert.are.equal("usage", err.kind)
     res, err = c:delete_app_policy(APP, a)
     assert.is_nil(res)
     assert.are.equal("usage", err.kind)
@@ -366,9 +372,37 @@ describe("applications (API.md section 6)", function()
     local app = assert(z:set_app_policies(ZAPP, { p2.id, p1.id }, { expect = { p1.id, p2.id } }))
     assert.are.same({ p2.id, p1.id }, ids(app))
     assert.are.equal(2, #m:state())
-    local _, err = z:make_reusable(ZAPP, p1.id)
-    assert.are.equal("usage", err.kind)
+    local res, err = z:make_reusable(ZAPP, p1.id)
+    assert.is_nil(res)
+    assert.are.equal("invalid", err.kind)
+    assert.is_truthy(err.message:find("account scope", 1, true), err.message)
+    -- a zone policy body is checked as kind "zone" before the guard reads anything
+    local gets = m:count("GET")
+    res, err = z:update_app_policy(ZAPP, p1.id, { name = "z1", decision = "allow", include = { r.everyone() },
+      session_duration = "1h" })
+    assert.is_nil(res)
+    assert.are.equal("invalid", err.kind)
+    assert.are.equal(gets, m:count("GET"))
+    assert(z:update_app_policy(ZAPP, p1.id, { name = "z1b", decision = "allow", include = { r.everyone() } }))
     z:close()
+  end)
+
+  it("runs the compiled-in src/apps.lua: src/apps_lua.h is made from the current file", function()
+    local root = os.getenv("CFACCESS_TEST_ROOT") or "."
+    local src = assert(mockctl.read_file(root .. "/src/apps.lua"))
+    local hdr = assert(mockctl.read_file(root .. "/src/apps_lua.h"))
+    local bytes = {}
+    for hx in hdr:gmatch("0x(%x%x),") do bytes[#bytes + 1] = string.char(tonumber(hx, 16)) end
+    assert.are.equal(#src, #bytes, "src/apps_lua.h is stale: run make")
+    assert.is_true(src == table.concat(bytes), "src/apps_lua.h is stale: run make")
+    -- the methods are the core's, whatever module was required
+    local index = getmetatable(assert(require("cfaccess.core").client{ account_id = ACCT, api_token = "x",
+      base_url = "http://127.0.0.1:9/" })).__index
+    for _, name in ipairs{ "list_apps", "get_app", "set_app_policies", "attach_policy", "detach_policy",
+                           "make_reusable", "create_group", "list_groups", "get_group", "update_group",
+                           "delete_group" } do
+      assert.is_function(index[name], name)
+    end
   end)
 
   it("never leaks the token into errors or logs", function()

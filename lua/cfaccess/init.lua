@@ -56,10 +56,6 @@ M.rules = require("cfaccess.rules")
 --- Desired-state files: load, dump, validate (see `cfaccess.state`).
 M.state = require("cfaccess.state")
 
--- set_app_policies, attach_policy, detach_policy, make_reusable and the
--- section-6 safety rules (API.md section 6)
-require("cfaccess.apps").install()
-
 -- client:plan, client:apply, client:export (desired state, API.md section 8)
 require("cfaccess.plan").install()
 

@@ -1,9 +1,14 @@
---- cfaccess.apps: an application's `policies` list, make_reusable, and the
--- safety rules of API.md section 6, as client methods and batch ops.
+-- cfaccess section-6 methods: an application's `policies` list,
+-- make_reusable, and the safety rules of API.md section 6, as client
+-- methods and batch ops. Part of the C core: src/apps.c runs this chunk
+-- when the core opens (it is compiled in as src/apps_lua.h, made from this
+-- file by `make`), with the client method table, the error metatable and
+-- the JSON null, so that every client has these methods however the core
+-- was loaded (require "cfaccess", require "cfaccess.core", luaL_requiref).
 --
 -- The core reads applications (`list_apps`, `get_app`: registry rows) and
 -- sends the whole-application PUT and make_reusable (`client:_send`,
--- src/apps.c). This module does the read-modify-write in between:
+-- src/apps.c). This chunk does the read-modify-write in between:
 --
 -- * `set_app_policies(app_id, refs [, opts])` GETs the application, keeps
 --   every field but the read-only ones (READ_ONLY below), writes `policies`
@@ -25,10 +30,12 @@
 -- policies are updated or deleted, one reusable list for deletes) next to
 -- the batch's other ops, then their writes. A batch without them goes to the
 -- core's batch unchanged.
--- @module cfaccess.apps
-local cjson = require("cjson")
-
-local M = {}
+--
+-- Written in Lua, not C, because it is table manipulation over decoded
+-- results (the JSON of an application is rebuilt from them) and it drives
+-- the core's own methods and batch; every request still goes through the
+-- C engine (retries, pacing, Retry-After, no duplicate create).
+local index, ERR_MT, null = ...
 
 local UUID = "^%x%x%x%x%x%x%x%x%-%x%x%x%x%-%x%x%x%x%-%x%x%x%x%-%x%x%x%x%x%x%x%x%x%x%x%x$"
 local HEX32 = "^" .. ("%x"):rep(32) .. "$"
@@ -57,7 +64,6 @@ local OBJECTS = {
   ["target_criteria[].target_attributes"] = true,
 }
 
-local ERR_MT = getmetatable(select(2, require("cfaccess.core").validate({})))
 
 local function new_err(kind, message, extra)
   local e = { kind = kind, message = message }
@@ -74,10 +80,25 @@ local function invalid(what, problems)
   return new_err("invalid", msg, { problems = problems })
 end
 
+local function zone_client(client)
+  return tostring(client):match("^cfaccess%.client %(zones/") ~= nil
+end
+
 local function is_app_id(s) return type(s) == "string" and (s:match(UUID) or s:match(HEX32)) ~= nil end
 local function is_uuid(s) return type(s) == "string" and s:match(UUID) ~= nil end
 
 -- ---- the application body ----------------------------------------------------
+
+local ESCAPES = { ['"'] = '\\"', ["\\"] = "\\\\", ["\b"] = "\\b", ["\f"] = "\\f", ["\n"] = "\\n",
+                  ["\r"] = "\\r", ["\t"] = "\\t" }
+
+-- s as a JSON string (UTF-8 kept as it is), or nil when s is not UTF-8.
+local function json_string(s)
+  if not utf8.len(s) then return nil end
+  return '"' .. s:gsub('[%z\1-\31"\\]', function(c)
+    return ESCAPES[c] or ("\\u%04x"):format(c:byte())
+  end) .. '"'
+end
 
 -- Is t a list (keys 1..n, n >= 1)?
 local function is_list(t)
@@ -99,7 +120,12 @@ end
 local function write_json(v, path, out)
   local t = type(v)
   if t == "string" then
-    out[#out + 1] = cjson.encode(v)
+    local js = json_string(v)
+    if not js then
+      return nil, new_err("conflict", ("the application's field %s is not UTF-8: not sent back"):format(path),
+                          { field = path })
+    end
+    out[#out + 1] = js
   elseif t == "number" then
     if math.type(v) == "integer" then out[#out + 1] = tostring(v)
     elseif v ~= v or v == math.huge or v == -math.huge then
@@ -115,7 +141,7 @@ local function write_json(v, path, out)
     end
   elseif t == "boolean" then
     out[#out + 1] = v and "true" or "false"
-  elseif v == cjson.null then
+  elseif v == null then
     out[#out + 1] = "null"
   elseif t == "table" then
     if next(v) == nil then
@@ -146,7 +172,11 @@ local function write_json(v, path, out)
       out[#out + 1] = "{"
       for i, k in ipairs(keys) do
         if i > 1 then out[#out + 1] = "," end
-        out[#out + 1] = cjson.encode(k) .. ":"
+        local jk = json_string(k)
+        if not jk then
+          return nil, new_err("conflict", ("%s: a key that is not UTF-8"):format(path), { field = path })
+        end
+        out[#out + 1] = jk .. ":"
         local ok, err = write_json(v[k], path == "" and k or (path .. "." .. k), out)
         if not ok then return nil, err end
       end
@@ -270,12 +300,12 @@ local function app_body(app, links)
   table.sort(keys)
   for i, k in ipairs(keys) do
     if i > 1 then out[#out + 1] = "," end
-    out[#out + 1] = cjson.encode(k) .. ":"
+    out[#out + 1] = (json_string(k) or '"?"') .. ":"
     if k == "policies" then
       -- written here, so that an empty list is [] (never {} or null)
       local items = {}
       for j, l in ipairs(links) do
-        items[j] = ('{"id":%s,"precedence":%d}'):format(cjson.encode(l.id), l.precedence)
+        items[j] = ('{"id":"%s","precedence":%d}'):format(l.id, l.precedence)   -- a checked UUID
       end
       out[#out + 1] = "[" .. table.concat(items, ",") .. "]"
     else
@@ -286,7 +316,6 @@ local function app_body(app, links)
   out[#out + 1] = "}"
   return table.concat(out)
 end
-M._app_body = app_body
 
 -- ---- the ops: argument checks, then what each reads and writes -----------------
 
@@ -389,6 +418,17 @@ OPS.set_app_policies = {
   end,
 }
 
+-- Links in order, each given a precedence above the one before where it
+-- has none (or one not above); returns the highest.
+local function fill_precedences(links)
+  local maxp = 0
+  for _, p in ipairs(links) do
+    if not p.precedence or p.precedence <= maxp then p.precedence = maxp + 1 end
+    maxp = p.precedence
+  end
+  return maxp
+end
+
 local function links_of(live)
   local out = {}
   for i, p in ipairs(live) do out[i] = { id = p.id, precedence = p.precedence } end
@@ -402,7 +442,7 @@ OPS.attach_policy = {
     local live, err = live_list(got[1], op.app_id)
     if not live then return { err = err } end
     local want = op.opts and math.tointeger(op.opts.precedence)
-    local links, maxp = {}, 0
+    local links = {}
     for _, p in ipairs(links_of(live)) do
       if p.id:lower() == op.policy_id:lower() then
         if not want or want == p.precedence then return { result = got[1] } end   -- already there
@@ -410,12 +450,7 @@ OPS.attach_policy = {
         links[#links + 1] = p
       end
     end
-    for i, p in ipairs(links) do
-      p.precedence = p.precedence or (maxp + 1)    -- an item without one: after the one before
-      if p.precedence <= maxp then p.precedence = maxp + 1 end
-      maxp = p.precedence
-      links[i] = p
-    end
+    local maxp = fill_precedences(links)
     local new = { id = op.policy_id, precedence = want or (maxp + 1) }
     if want then   -- make room: what stands at or after it moves up by one
       local taken = false
@@ -450,13 +485,14 @@ OPS.detach_policy = {
         .. "the API deletes it; delete it with delete_app_policy if that is meant"):format(op.app_id, op.policy_id),
         { app_id = op.app_id }) }
     end
-    for i, p in ipairs(links) do if not p.precedence then p.precedence = i end end
+    fill_precedences(links)
     return put_list(got[1], op.app_id, links, { allow_empty = op.opts and op.opts.allow_empty }, live)
   end,
 }
 
 OPS.make_reusable = {
   fields = { app_id = need_app, policy_id = need_policy },
+  account_only = true,
   reads = function() return {} end,
   write = function(op) return { send = { action = "make_reusable", app_id = op.app_id, policy_id = op.policy_id } } end,
 }
@@ -528,7 +564,6 @@ OPS.delete_policy = {
   end,
 }
 
-M._OPS = OPS
 
 -- ---- the batch -------------------------------------------------------------------
 
@@ -559,6 +594,10 @@ local function batch(core_batch, client, ops, bopts)
     if spec then
       special[i] = spec
       local prefix = ("ops[%d]"):format(i)
+      if spec.account_only and zone_client(client) then
+        problems[#problems + 1] = { path = prefix .. ".op", message = op.op .. " exists only at account scope "
+          .. "(this client has a zone_id)" }
+      end
       if spec.fields then
         check_fields(spec, op, prefix, problems)
         if spec.check then spec.check(op, prefix, problems) end
@@ -713,112 +752,123 @@ local function argtype(fname, n, v, want, optional)
   error(("bad argument #%d to '%s' (%s expected, got %s)"):format(n, fname, want, type(v)), 3)
 end
 
---- Install the methods into the core client's method table (idempotent).
--- @treturn boolean whether they were installed
-function M.install()
-  require("cfaccess.core")
-  local mt = debug.getregistry()["cfaccess.client"]   -- the core's client metatable
-  local index = type(mt) == "table" and mt.__index
-  if type(index) ~= "table" or index._apps_installed then return false end
-  index._apps_installed = true
-  local core_batch = index.batch
-  local core_delete_policy, core_update_ap, core_delete_ap =
-    index.delete_policy, index.update_app_policy, index.delete_app_policy
-  local get_policy, get_app_policy = index.get_policy, index.get_app_policy
+-- ---- installed into the method table ----------------------------------------------
 
-  --- client:batch(ops [, opts]): the core's, plus the ops of this module.
-  index.batch = function(client, ops, bopts)
-    if type(ops) == "table" then
-      for i = 1, #ops do
-        if type(ops[i]) == "table" and OPS[ops[i].op] then return batch(core_batch, client, ops, bopts) end
-      end
+local core_batch = index.batch
+local core_delete_policy, core_update_ap, core_delete_ap =
+  index.delete_policy, index.update_app_policy, index.delete_app_policy
+local get_policy, get_app_policy = index.get_policy, index.get_app_policy
+
+-- The core's validate, looked up when first needed (the core is still
+-- opening while this chunk runs); nil when the core is not in
+-- package.loaded (then the core's own method checks the body, after the
+-- guard's read).
+local function core_validate(...)
+  local core = type(package) == "table" and package.loaded["cfaccess.core"]
+  if type(core) ~= "table" or type(core.validate) ~= "function" then return true end
+  return core.validate(...)
+end
+
+--- client:batch(ops [, opts]): the core's, plus the ops of this module.
+index.batch = function(client, ops, bopts)
+  if type(ops) == "table" then
+    for i = 1, #ops do
+      if type(ops[i]) == "table" and OPS[ops[i].op] then return batch(core_batch, client, ops, bopts) end
     end
-    return core_batch(client, ops, bopts)
   end
+  return core_batch(client, ops, bopts)
+end
 
-  --- Set an application's whole policies list (read-modify-write of the app).
-  index.set_app_policies = function(client, app_id, refs, opts)
-    argtype("set_app_policies", 1, app_id, "string")
-    argtype("set_app_policies", 2, refs, "table")
-    argtype("set_app_policies", 3, opts, "table", true)
-    return run_one(client, { op = "set_app_policies", app_id = app_id, refs = refs, opts = opts })
-  end
-  --- Attach a reusable policy to an application (default: after the last one).
-  index.attach_policy = function(client, app_id, policy_id, opts)
-    argtype("attach_policy", 1, app_id, "string")
-    argtype("attach_policy", 2, policy_id, "string")
-    argtype("attach_policy", 3, opts, "table", true)
-    return run_one(client, { op = "attach_policy", app_id = app_id, policy_id = policy_id, opts = opts })
-  end
-  --- Detach a reusable policy from an application.
-  index.detach_policy = function(client, app_id, policy_id, opts)
-    argtype("detach_policy", 1, app_id, "string")
-    argtype("detach_policy", 2, policy_id, "string")
-    argtype("detach_policy", 3, opts, "table", true)
-    return run_one(client, { op = "detach_policy", app_id = app_id, policy_id = policy_id, opts = opts })
-  end
-  --- Make an application's legacy policy reusable (it stays linked to the app).
-  index.make_reusable = function(client, app_id, policy_id)
-    argtype("make_reusable", 1, app_id, "string")
-    argtype("make_reusable", 2, policy_id, "string")
-    return run_one(client, { op = "make_reusable", app_id = app_id, policy_id = policy_id })
-  end
+--- Set an application's whole policies list (read-modify-write of the app).
+index.set_app_policies = function(client, app_id, refs, opts)
+  argtype("set_app_policies", 1, app_id, "string")
+  argtype("set_app_policies", 2, refs, "table")
+  argtype("set_app_policies", 3, opts, "table", true)
+  return run_one(client, { op = "set_app_policies", app_id = app_id, refs = refs, opts = opts })
+end
+--- Attach a reusable policy to an application (default: after the last one).
+index.attach_policy = function(client, app_id, policy_id, opts)
+  argtype("attach_policy", 1, app_id, "string")
+  argtype("attach_policy", 2, policy_id, "string")
+  argtype("attach_policy", 3, opts, "table", true)
+  return run_one(client, { op = "attach_policy", app_id = app_id, policy_id = policy_id, opts = opts })
+end
+--- Detach a reusable policy from an application.
+index.detach_policy = function(client, app_id, policy_id, opts)
+  argtype("detach_policy", 1, app_id, "string")
+  argtype("detach_policy", 2, policy_id, "string")
+  argtype("detach_policy", 3, opts, "table", true)
+  return run_one(client, { op = "detach_policy", app_id = app_id, policy_id = policy_id, opts = opts })
+end
+--- Make an application's legacy policy reusable (it stays linked to the app).
+index.make_reusable = function(client, app_id, policy_id)
+  argtype("make_reusable", 1, app_id, "string")
+  argtype("make_reusable", 2, policy_id, "string")
+  return run_one(client, { op = "make_reusable", app_id = app_id, policy_id = policy_id })
+end
 
-  --- delete_policy(id [, { force = true }]): refused while apps use it.
-  index.delete_policy = function(client, policy_id, opts)
-    argtype("delete_policy", 1, policy_id, "string")
-    argtype("delete_policy", 2, opts, "table", true)
-    local msg = opts_of({ force = "boolean" })(opts)
-    if msg then return nil, new_err("usage", "delete_policy: opts: " .. msg) end
-    if not is_uuid(policy_id) or (opts and opts.force) then return core_delete_policy(client, policy_id) end
-    local p, err = get_policy(client, policy_id)
-    if not p then return nil, err end
-    local n = math.tointeger(p.app_count)
-    if n and n > 0 then return nil, in_use_err(policy_id, n) end
-    return core_delete_policy(client, policy_id)
-  end
+--- delete_policy(id [, { force = true }]): refused while apps use it.
+index.delete_policy = function(client, policy_id, opts)
+  argtype("delete_policy", 1, policy_id, "string")
+  argtype("delete_policy", 2, opts, "table", true)
+  local msg = opts_of({ force = "boolean" })(opts)
+  if msg then return nil, new_err("usage", "delete_policy: opts: " .. msg) end
+  if not is_uuid(policy_id) or (opts and opts.force) then return core_delete_policy(client, policy_id) end
+  local p, err = get_policy(client, policy_id)
+  if not p then return nil, err end
+  local n = math.tointeger(p.app_count)
+  if n and n > 0 then return nil, in_use_err(policy_id, n) end
+  return core_delete_policy(client, policy_id)
+end
 
-  -- the app's own view of the policy: marked reusable?
-  local function app_guard(client, call, app_id, policy_id, instead)
-    if not (is_app_id(app_id) and is_uuid(policy_id)) then return true end   -- the core says why
-    local p, err = get_app_policy(client, app_id, policy_id)
-    if not p then return nil, err end
-    if p.reusable == true then
-      return nil, new_err("usage", ("%s: policy %s is a reusable policy linked to app %s: %s")
-        :format(call, policy_id, app_id, instead), { app_id = app_id, policy_id = policy_id })
-    end
-    return true
-  end
-
-  --- update_app_policy: refused on a reusable policy the app links.
-  index.update_app_policy = function(client, app_id, policy_id, policy, opts)
-    argtype("update_app_policy", 1, app_id, "string")
-    argtype("update_app_policy", 2, policy_id, "string")
-    argtype("update_app_policy", 3, policy, "table")
-    argtype("update_app_policy", 4, opts, "table", true)
-    -- checked first (nothing is sent for a bad body): the core's checks,
-    -- in a batch that cannot run
-    local _, cerr = core_batch(client, { { op = "update_app_policy", app_id = app_id, policy_id = policy_id,
-      policy = policy, kind = opts and opts.kind, allow_unknown = opts and opts.allow_unknown },
-      { op = "get_app", app_id = "" } })
-    if cerr and cerr.problems and #cerr.problems > 1 then
-      return core_update_ap(client, app_id, policy_id, policy, opts)   -- its own error
-    end
-    local ok, err = app_guard(client, "update_app_policy", app_id, policy_id,
-      "change it with update_policy (it is the same policy for every app)")
-    if not ok then return nil, err end
-    return core_update_ap(client, app_id, policy_id, policy, opts)
-  end
-  --- delete_app_policy: refused on a reusable policy the app links.
-  index.delete_app_policy = function(client, app_id, policy_id)
-    argtype("delete_app_policy", 1, app_id, "string")
-    argtype("delete_app_policy", 2, policy_id, "string")
-    local ok, err = app_guard(client, "delete_app_policy", app_id, policy_id,
-      "take it off this app with detach_policy (delete_policy deletes it, once no app uses it)")
-    if not ok then return nil, err end
-    return core_delete_ap(client, app_id, policy_id)
+-- the app's own view of the policy: marked reusable?
+local function app_guard(client, call, app_id, policy_id, instead)
+  if not (is_app_id(app_id) and is_uuid(policy_id)) then return true end   -- the core says why
+  local p, err = get_app_policy(client, app_id, policy_id)
+  if not p then return nil, err end
+  if p.reusable == true then
+    return nil, new_err("usage", ("%s: policy %s is a reusable policy linked to app %s: %s")
+      :format(call, policy_id, app_id, instead), { app_id = app_id, policy_id = policy_id })
   end
   return true
 end
 
-return M
+--- update_app_policy: refused on a reusable policy the app links.
+index.update_app_policy = function(client, app_id, policy_id, policy, opts)
+  argtype("update_app_policy", 1, app_id, "string")
+  argtype("update_app_policy", 2, policy_id, "string")
+  argtype("update_app_policy", 3, policy, "table")
+  argtype("update_app_policy", 4, opts, "table", true)
+  -- the body is checked first (nothing is read for a bad one): with the
+  -- options the core uses, so that the core refuses it too, with its
+  -- own error and nothing sent
+  local vo = {}
+  for k, v in pairs(opts or {}) do vo[k] = v end
+  if type(vo.kind) ~= "string" then vo.kind = zone_client(client) and "zone" or "app" end
+  local ran, valid = pcall(core_validate, policy, vo)   -- bad options raise
+  -- the kind must be one the core takes on this client: asked of the core
+  -- (a batch that cannot run, its last op being invalid)
+  local _, kerr = core_batch(client, { { op = "update_app_policy", app_id = app_id, policy_id = policy_id,
+    policy = policy, kind = opts and opts.kind },
+    { op = "get_app", app_id = "" } })
+  for _, p in ipairs(type(kerr) == "table" and kerr.problems or {}) do
+    if p.path == "ops[1].kind" then valid = false end
+  end
+  if not ran or not valid then
+    return core_update_ap(client, app_id, policy_id, policy, opts)   -- refused there too, nothing sent
+  end
+  local ok, err = app_guard(client, "update_app_policy", app_id, policy_id,
+    "change it with update_policy (it is the same policy for every app)")
+  if not ok then return nil, err end
+  return core_update_ap(client, app_id, policy_id, policy, opts)
+end
+--- delete_app_policy: refused on a reusable policy the app links.
+index.delete_app_policy = function(client, app_id, policy_id)
+  argtype("delete_app_policy", 1, app_id, "string")
+  argtype("delete_app_policy", 2, policy_id, "string")
+  local ok, err = app_guard(client, "delete_app_policy", app_id, policy_id,
+    "take it off this app with detach_policy (delete_policy deletes it, once no app uses it)")
+  if not ok then return nil, err end
+  return core_delete_ap(client, app_id, policy_id)
+end
+
