@@ -213,6 +213,11 @@ local function plan_row(m, mode)
     ("%d [=%d] %s"):format(#reqs, want, ok and "ok" or "MISS"),
     t1 - t0, cpu1 - cpu0, plan and tostring(nchanges) or "error"))
   if not plan then print("  plan error: " .. tostring(err)) end
+  if plan and nchanges > 0 then
+    local sm = plan.summary
+    print(("  %s: the plan wants %d creates, %d updates, %d deletes, %d attaches, %d detaches of a state "
+      .. "equal to the live one"):format(mode, sm.create, sm.update, sm.delete, sm.attach, sm.detach))
+  end
   if not has_get and plan then
     print("  (no client:get_app: apps' links read from their policy lists)")
   end
@@ -255,13 +260,9 @@ local function apply_row(m, cfg)
   local t1 = socket.gettime()
   c:close()
   local reqs = log_since(m, n0)
-  local r429, by = 0, {}
-  local first_t, last_t
+  local r429 = 0
   for _, q in ipairs(reqs) do
     if q.status == 429 then r429 = r429 + 1 end
-    by[q.method] = (by[q.method] or 0) + 1
-    first_t = first_t or q.time
-    last_t = q.time
   end
   local live = m:state()
   local count, names, dups = 0, {}, 0
@@ -312,7 +313,9 @@ local function timeline(run)
   flush(prev)
   print("  " .. run.cfg .. " windows (from each window's first request): " .. table.concat(rows, " "))
   local gaps = {}
-  for i = 2, #reqs do gaps[#gaps + 1] = { d = reqs[i].time - reqs[i - 1].time, at = reqs[i - 1].time - reqs[1].time } end
+  for i = 2, #reqs do
+    gaps[#gaps + 1] = { d = reqs[i].time - reqs[i - 1].time, at = reqs[i - 1].time - reqs[1].time }
+  end
   table.sort(gaps, function(a, b) return a.d > b.d end)
   local g = {}
   for i = 1, math.min(#gaps, 10) do g[i] = ("%.2f s at +%.1f"):format(gaps[i].d, gaps[i].at) end
@@ -348,8 +351,10 @@ local ok, perr = pcall(function()
     print(("bench-state plan: %d reusable policies, %d apps (%d links or %d legacy policies each), "
       .. "mock latency %.3f s per answer, per_page %d (paged: capped at %d)"):format(
       NPOL, NAPPS, NLINKS, NLEGACY, LATENCY, READ_PER_PAGE, CAP))
-    print("| state    |  reqs | pages | GETs | lists | other |  want | requests [target]    |  wall s |  cpu s | changes |")
-    print("|----------|-------|-------|------|-------|-------|-------|----------------------|---------|--------|---------|")
+    print("| state    |  reqs | pages | GETs | lists | other |  want | requests [target]    |  wall s |  cpu s "
+      .. "| changes |")
+    print("|----------|-------|-------|------|-------|-------|-------|----------------------|---------|--------"
+      .. "|---------|")
     for _, mode in ipairs(PLANS) do plan_row(m, mode) end
     print("target: requests = list pages + apps (+ one policy list per legacy app); the plan of a state equal "
       .. "to the live one has 0 changes.")
@@ -358,8 +363,10 @@ local ok, perr = pcall(function()
     print(("bench-state apply: %d creates of reusable policies; mock lockout %d requests per %g s "
       .. "(Cloudflare's 1200 per 300 s, scaled), %.3f s per answer; apply concurrency %d"):format(
       N, BUDGET, WINDOW, LATENCY, APPLY_CONC))
-    print("| run                      |   wall s |  floor s | ratio [<=1.05x]        | 429s | failed | skipped | requests | stored | dups |")
-    print("|--------------------------|----------|----------|------------------------|------|--------|---------|----------|--------|------|")
+    print("| run                      |   wall s |  floor s | ratio [<=1.05x]        | 429s | failed | skipped "
+      .. "| requests | stored | dups |")
+    print("|--------------------------|----------|----------|------------------------|------|--------|---------"
+      .. "|----------|--------|------|")
     local runs = {}
     for _, cfg in ipairs(CONFIGS) do runs[#runs + 1] = apply_row(m, cfg) end
     print(("floor: %d full windows x %g s + the last window's %d creates at %.3f s, %d at a time."):format(
