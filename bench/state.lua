@@ -28,6 +28,8 @@
 --    against the physical floor, the 429s and the requests the mock logged
 --    during the apply, failed and skipped changes, and what the mock holds
 --    afterwards (reusable policies, duplicate names).
+--    ST_APPLY_APPS (0) apps, registered empty, may list ST_LINKS of the new
+--    policies each: then the apply also sets their lists (GET + PUT each).
 --    The floor counts the first window's burst: full windows x ST_WINDOW
 --    (full = floor((N-1)/budget)) + the last window's creates at the
 --    latency, `concurrency` at a time (and never less than N/concurrency
@@ -36,7 +38,7 @@
 --    s) bounds each apply through the client's `deadline` (where the core
 --    has that option).
 -- Knobs (environment): ST_POLICIES, ST_APPS, ST_LINKS, ST_LEGACY, ST_CAP,
--- ST_PLANS ("links legacy paged"), ST_N, ST_BUDGET, ST_WINDOW, ST_LATENCY,
+-- ST_PLANS ("links legacy paged"), ST_N, ST_APPLY_APPS, ST_BUDGET, ST_WINDOW, ST_LATENCY,
 -- ST_CONFIGS ("explicit default"), ST_CONCURRENCY, ST_TIMEOUT; ST_PLANS=""
 -- or ST_CONFIGS="" leaves that part out.
 -- Exit status: 0 when every target is met, 1 otherwise.
@@ -72,6 +74,7 @@ local WINDOW = env_num("ST_WINDOW", 15)
 local LATENCY = env_num("ST_LATENCY", 0.08)
 local CONFIGS = env_words("ST_CONFIGS", "explicit default")
 local CONC = env_num("ST_CONCURRENCY", nil)
+local APPLY_APPS = env_num("ST_APPLY_APPS", 0)
 local APPLY_CONC = CONC or 4   -- apply's default concurrency (API.md section 8)
 local READ_PER_PAGE = 1000     -- the largest page the API allows
 
@@ -228,14 +231,24 @@ end
 local function apply_row(m, cfg)
   m:reset()
   m:config{ latency = LATENCY }
-  local state = { policies = {} }
+  local state = { policies = {}, apps = {} }
   for i = 1, N do state.policies[i] = policy("new-" .. cfg, i) end
+  -- ST_APPLY_APPS apps (registered without policies) each list ST_LINKS
+  -- of the new policies: one set_app_policies (GET + PUT) per app more
+  for a = 1, APPLY_APPS do
+    local id, names = app_id(a), {}
+    for j = 1, NLINKS do names[j] = state.policies[((a - 1) * NLINKS + j - 1) % N + 1].name end
+    state.apps[id] = names
+    m:app("accounts", ACCT, id, "self_hosted", { name = "bench app " .. a })
+  end
   local planner = client(m)
   local plan = assert(planner:plan(state))
   planner:close()
-  assert(#plan.changes == N, "the plan should hold " .. N .. " creates, has " .. #plan.changes)
+  assert(#plan.changes == N + APPLY_APPS, ("the plan should hold %d creates and %d app lists, has %d changes")
+    :format(N, APPLY_APPS, #plan.changes))
   m:lockout(BUDGET, WINDOW)   -- a fresh budget (the counters are cleared)
-  local fl = floor_s(N, APPLY_CONC)
+  local nreq = N + 2 * APPLY_APPS
+  local fl = floor_s(nreq, APPLY_CONC)
   local opts = { deadline = env_num("ST_TIMEOUT", 3 * fl + 60) }
   local pacing
   if cfg == "explicit" then pacing = { requests = BUDGET, per = WINDOW }
@@ -273,13 +286,18 @@ local function apply_row(m, cfg)
       names[p.name] = true
     end
   end
+  local linked = 0
+  for _, a in ipairs(APPLY_APPS > 0 and m:apps() or {}) do
+    if #(a.links or {}) == NLINKS then linked = linked + 1 end
+  end
   m:lockout(false)
   local failed = report and report.failed or N
   local skipped = report and report.skipped or 0
   local wall = t1 - t0
   local ratio = wall / fl
-  local met = ratio <= 1.05 and r429 == 0 and failed == 0 and skipped == 0 and count == N and dups == 0
-  if cfg == "off" then met = failed == 0 and skipped == 0 and count == N and dups == 0 end
+  local stored_ok = count == N and dups == 0 and linked == APPLY_APPS
+  local met = ratio <= 1.05 and r429 == 0 and failed == 0 and skipped == 0 and stored_ok
+  if cfg == "off" then met = failed == 0 and skipped == 0 and stored_ok end
   if not met then misses = misses + 1 end
   local label = ({ explicit = "explicit rate_limit", default = "default pacing + header",
                    off = "rate_limit = false" })[cfg]
@@ -287,6 +305,9 @@ local function apply_row(m, cfg)
     label, wall, fl, ("%.3fx %s"):format(ratio, cfg == "off" and "[info]" or (met and "ok" or "MISS")),
     r429, failed, skipped, #reqs, count, dups))
   if err then print("  apply error: " .. tostring(err)) end
+  if APPLY_APPS > 0 then
+    print(("  %s: %d of %d apps hold their %d links afterwards"):format(cfg, linked, APPLY_APPS, NLINKS))
+  end
   return { cfg = cfg, reqs = reqs, t0 = t0, wall = wall, logs = logs }
 end
 
@@ -360,17 +381,19 @@ local ok, perr = pcall(function()
       .. "to the live one has 0 changes.")
   end
   if #CONFIGS > 0 then
-    print(("bench-state apply: %d creates of reusable policies; mock lockout %d requests per %g s "
+    print(("bench-state apply: %d creates of reusable policies%s; mock lockout %d requests per %g s "
       .. "(Cloudflare's 1200 per 300 s, scaled), %.3f s per answer; apply concurrency %d"):format(
-      N, BUDGET, WINDOW, LATENCY, APPLY_CONC))
+      N, APPLY_APPS > 0 and (" and %d apps' lists (%d of them each)"):format(APPLY_APPS, NLINKS) or "",
+      BUDGET, WINDOW, LATENCY, APPLY_CONC))
     print("| run                      |   wall s |  floor s | ratio [<=1.05x]        | 429s | failed | skipped "
       .. "| requests | stored | dups |")
     print("|--------------------------|----------|----------|------------------------|------|--------|---------"
       .. "|----------|--------|------|")
     local runs = {}
     for _, cfg in ipairs(CONFIGS) do runs[#runs + 1] = apply_row(m, cfg) end
-    print(("floor: %d full windows x %g s + the last window's %d creates at %.3f s, %d at a time."):format(
-      (N - 1) // BUDGET, WINDOW, N - ((N - 1) // BUDGET) * BUDGET, LATENCY, APPLY_CONC))
+    local nreq = N + 2 * APPLY_APPS
+    print(("floor for %d requests: %d full windows x %g s + the last window's %d requests at %.3f s, %d at a time.")
+      :format(nreq, (nreq - 1) // BUDGET, WINDOW, nreq - ((nreq - 1) // BUDGET) * BUDGET, LATENCY, APPLY_CONC))
     print("targets (issue 12): apply <= 1.05x the floor, 0 429s, 0 failures (failed, skipped, missing or "
       .. "duplicated policies).")
     for _, run in ipairs(runs) do timeline(run) end
