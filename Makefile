@@ -28,7 +28,7 @@ OBJS        := $(patsubst src/%.c,$(O)/obj/%.o,$(SRCS))
 HDRS        := $(sort $(filter-out src/apps_lua.h,$(wildcard src/*.h)))
 
 .PHONY: all deps test test-only asan valgrind lint demo mock bench bench-instr bench-scale \
-        bench-ratelimit bench-peers clean luarocks-check install install-lib install-bin luarocks-install
+        bench-ratelimit bench-peers bench-state clean luarocks-check install install-lib install-bin luarocks-install
 
 all: $(SO)
 
@@ -120,6 +120,15 @@ bench-scale: deps
 bench-ratelimit: deps
 	@$(MAKE) --no-print-directory all
 	@sh bench/ratelimit.sh
+
+# The desired-state layer at scale against the mock (bench/state.lua): plan
+# requests and time for 500 reusable policies and 50 apps; apply of 500
+# creates against the mock's lockout model, 60 per 15 s (about 4.5 minutes
+# with the defaults, ST_* knobs in that file).
+bench-state: deps
+	@$(MAKE) --no-print-directory all
+	@LUA_PATH_5_4="$(CURDIR)/lua/?.lua;$(CURDIR)/lua/?/init.lua;$(CURDIR)/tests/?.lua;;" \
+	  LUA_CPATH_5_4="$(CURDIR)/?.so;;" CFACCESS_TEST_ROOT="$(CURDIR)" $(LUA) bench/state.lua
 
 # The official TypeScript SDK (npm `cloudflare`, installed into a temporary
 # directory) next to the client; skipped with a message without npm.
