@@ -901,6 +901,12 @@ describe("cfaccess.render", function()
       render.plan{ changes = { { action = "create", name = "x" } } })
   end)
 
+  it("counts a plan that only reorders applications' lists as changes, not as No changes.", function()
+    local text = render.plan{ changes = { { action = "set", type = "app", app_id = APP, name = "portal",
+      order = { "b", "a" }, attach = {}, detach = {} } }, summary = { create = 0, update = 0, delete = 0, attach = 0, detach = 0 } }
+    assert.are.equal("> app " .. APP .. ' "portal": b, a\nPlan: 1 application list to reorder.\n', text)
+  end)
+
   it("colours the marks only when asked", function()
     local text = render.plan(PLAN, true)
     assert.is_truthy(text:find('\27[32m+\27[0m reusable "staff"', 1, true), text)

@@ -20,15 +20,15 @@
 --
 -- The parts: cfaccess.plan.check (the state, checked before anything is
 -- read), cfaccess.plan.live (reading the live state), cfaccess.plan.diff
--- (the changes), cfaccess.plan.export, cfaccess.plan.text (the fallback
--- text); cfaccess.plan.common holds what they and cfaccess.apply share.
+-- (the changes), cfaccess.plan.export; cfaccess.plan.common holds what
+-- they and cfaccess.apply share. The text is cfaccess.render's.
 -- @module cfaccess.plan
 local common = require("cfaccess.plan.common")
 local check = require("cfaccess.plan.check")
 local live_state = require("cfaccess.plan.live")
 local diff = require("cfaccess.plan.diff")
 local export = require("cfaccess.plan.export")
-local text = require("cfaccess.plan.text")
+local render = require("cfaccess.render")
 
 local M = {}
 
@@ -42,19 +42,11 @@ M._check_opts = common.check_opts
 --- Check a state (API.md section 8); see cfaccess.plan.check.
 M.check_state = check.check_state
 
---- The plan as text (see cfaccess.plan.text): one line per change, "+ "
--- create, "~ " update (its differing fields on indented lines, `old ->
--- new`, values shortened), "- " delete, "> " an app's list (its new order,
--- +name attached, -name detached); then the warnings and a summary line.
-M.text = text.text
-
-local function render(plan)
-  local ok, r = pcall(require, "cfaccess.render")
-  if ok and type(r) == "table" and type(r.plan) == "function" then return r.plan(plan) end
-  return M.text(plan)
-end
-
-local PLAN_MT = { __tostring = render }
+-- A plan prints as cfaccess.render.plan writes it: one line per change,
+-- "+ " create, "~ " update (its differing fields on indented lines, `old
+-- -> new`, values shortened), "- " delete, "> " an app's list (its new
+-- order, +name attached, -name detached); then the warnings and a summary.
+local PLAN_MT = { __tostring = function(plan) return render.plan(plan) end }
 
 --- Plan the changes that bring the live state to `state`.
 -- @param client a cfaccess client

@@ -187,12 +187,18 @@ local function plural(n, word)
 end
 
 --- The summary line: `Plan: 1 to create, 2 to update, 0 to delete, 1 link
--- to attach, 0 to detach.` or `No changes.`
-function M.summary(summary)
+-- to attach, 0 to detach.`, or `No changes.` when there are none. A plan
+-- whose only changes reorder applications' lists counts nothing in the
+-- summary, so `nchanges` (how many changes the plan has) tells them apart:
+-- `Plan: 2 application lists to reorder.`
+function M.summary(summary, nchanges)
   local s = summary or {}
   local c, u, d = s.create or 0, s.update or 0, s.delete or 0
   local a, x = s.attach or 0, s.detach or 0
-  if c + u + d + a + x == 0 then return "No changes." end
+  if c + u + d + a + x == 0 then
+    if (nchanges or 0) > 0 then return format("Plan: %s to reorder.", plural(nchanges, "application list")) end
+    return "No changes."
+  end
   return format("Plan: %d to create, %d to update, %d to delete, %s to attach, %d to detach.",
     c, u, d, plural(a, "link"), x)
 end
@@ -216,7 +222,7 @@ function M.plan(plan, colour)
       if ACTION_MARK[c.action] then summary[c.action] = (summary[c.action] or 0) + 1 end
     end
   end
-  out[#out + 1] = M.summary(summary)
+  out[#out + 1] = M.summary(summary, #(plan.changes or {}))
   return concat(out, "\n") .. "\n"
 end
 
