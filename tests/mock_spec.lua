@@ -204,7 +204,7 @@ describe("cfmock", function()
         assert.are.same({}, p.exclude)
         assert.are.same({}, p.require)
         assert.are.same({}, p.approval_groups)
-        assert.is_nil(p.reusable)
+        assert.is_false(p.reusable)
       end
       assert.are.equal(1, a.precedence)
       assert.are.equal(2, b.precedence)
@@ -290,16 +290,20 @@ describe("cfmock", function()
       assert.are.equal(400, r.status)
     end)
 
-    it("answers a duplicate precedence with 400 and code 12130", function()
+    it("answers a duplicate precedence with 400 and code 11018", function()
       create(APP_PATH, policy("a", { precedence = 5 }))
       local r = assert(request("POST", APP_PATH, { body = policy("b", { precedence = 5 }) }))
       assert.are.equal(400, r.status)
-      assert.are.same({ 12130 }, codes(r))
-      assert.are.equal("precedence must be unique", r.json.errors[1].message)
+      assert.are.same({ 11018 }, codes(r))
+      assert.are.equal("access.api.error.invalid_policy_precedence", r.json.errors[1].message)
       -- the same precedence in another app (the zone one) is fine
       create(ZONE_PATH, policy("z", { precedence = 5 }))
       -- and a PUT onto a sibling's precedence is refused too
       local c = create(APP_PATH, policy("c"))
+      r = assert(request("PUT", APP_PATH .. "/" .. c.id, { body = policy("c", { precedence = 5 }) }))
+      assert.are.same({ 11018 }, codes(r))
+      -- the old code on request (config precedence_code), for clients not yet updated
+      m:config{ precedence_code = 12130 }
       r = assert(request("PUT", APP_PATH .. "/" .. c.id, { body = policy("c", { precedence = 5 }) }))
       assert.are.same({ 12130 }, codes(r))
     end)
@@ -616,6 +620,569 @@ describe("cfmock", function()
       assert.are.equal(0, #m:log())
       -- apps are cleared too
       assert.are.equal(404, assert(request("GET", APP_PATH)).status)
+    end)
+  end)
+
+  describe("applications", function()
+    local APPS = "/client/v4/accounts/" .. ACCT .. "/access/apps"
+    local ZAPPS = "/client/v4/zones/" .. ZONE .. "/access/apps"
+    local APP2 = "2c7e3a5b-1d4f-4e6a-9b8c-0d1e2f3a4b5c"
+    local APP3 = "3d8f4b6c-2e5a-4f7b-8c9d-1e2f3a4b5c6d"
+
+    local function get_app(id) return assert(request("GET", APPS .. "/" .. (id or APP))).json.result end
+    local function put_app(body, id)
+      return assert(request("PUT", APPS .. "/" .. (id or APP), { body = body }))
+    end
+    -- an application body with the fields a self_hosted PUT needs, `policies` raw JSON
+    local function app_body(policies_json)
+      return '{"type":"self_hosted","domain":"app.example.com","name":"App"'
+        .. (policies_json and (',"policies":' .. policies_json) or "") .. "}"
+    end
+    local function ids_of(list)
+      local out = {}
+      for i, p in ipairs(list) do out[i] = p.id end
+      return out
+    end
+
+    it("lists applications at account and zone scope, paginated", function()
+      m:app("accounts", ACCT, APP2, "ssh", { domain = "ssh.example.com" })
+      m:app("accounts", ACCT, APP3, "saas")
+      local r = assert(request("GET", APPS .. "?per_page=2"))
+      assert.are.equal(200, r.status)
+      assert.are.same({ APP, APP2 }, ids_of(r.json.result))
+      assert.are.same({ page = 1, per_page = 2, count = 2, total_count = 3, total_pages = 2 },
+        r.json.result_info)
+      r = assert(request("GET", APPS .. "?per_page=2&page=2"))
+      assert.are.same({ APP3 }, ids_of(r.json.result))
+      assert.are.equal("saas", r.json.result[1].type)
+      r = assert(request("GET", ZAPPS))
+      assert.are.same({ ZAPP }, ids_of(r.json.result))
+      assert.are.equal(404, assert(request("GET", ZAPPS .. "/" .. APP)).status)
+    end)
+
+    it("GET returns the stored fields, read-only ones and the policies expanded", function()
+      m:app("accounts", ACCT, APP2, "self_hosted", { domain = "a.example.com", name = "A",
+        body = { session_duration = "8h", app_launcher_visible = false } })
+      local rp = create(REUSE_PATH, policy("r1"))
+      local a = get_app(APP2)
+      assert.are.equal("a.example.com", a.domain)
+      assert.are.equal("A", a.name)
+      assert.are.equal("8h", a.session_duration)
+      assert.is_false(a.app_launcher_visible)
+      assert.matches(TIME_PAT, a.created_at)
+      assert.matches("^%x+$", a.aud)
+      assert.are.same({}, a.policies)
+      local r = put_app('{"type":"self_hosted","domain":"a.example.com","name":"A","policies":[{"id":"'
+        .. rp.id .. '","precedence":3}]}', APP2)
+      assert.are.equal(200, r.status, r.body)
+      a = get_app(APP2)
+      assert.are.equal(1, #a.policies)
+      local p = a.policies[1]
+      assert.are.equal(rp.id, p.id)
+      assert.are.equal(3, p.precedence)
+      assert.are.equal("allow", p.decision)
+      assert.are.same(rp.include, p.include)
+      assert.are.equal(rp.created_at, p.created_at)
+      assert.is_true(p.reusable)
+      assert.are.equal(1, p.app_count)
+      -- the PUT reset what it left out (session_duration was not sent)
+      assert.is_nil(a.session_duration)
+    end)
+
+    it("refuses a PUT without the fields its type requires, naming them", function()
+      local cases = {
+        { "self_hosted", '{"type":"self_hosted"}', { "domain" } },
+        { "ssh", '{"type":"ssh","name":"x"}', { "domain" } },
+        { "rdp", '{"type":"rdp"}', { "domain", "target_criteria" } },
+        { "infrastructure", '{"type":"infrastructure"}', { "target_criteria" } },
+        { "warp", '{"name":"w"}', { "type" } },
+        { "self_hosted", '{"domain":"x.example.com"}', { "type" } },
+      }
+      for _, c in ipairs(cases) do
+        m:app("accounts", ACCT, APP2, c[1])
+        local r = put_app(c[2], APP2)
+        assert.are.equal(400, r.status, c[2])
+        assert.is_false(r.json.success)
+        assert.are.equal(cjson.null, r.json.result)
+        assert.are.equal(#c[3], #r.json.errors, c[2])
+        for i, field in ipairs(c[3]) do
+          assert.matches("^" .. field .. " is required for a " .. c[1] .. " application$",
+            r.json.errors[i].message)
+        end
+        assert.is_nil(m:last_put(APP2))   -- refused: nothing stored
+      end
+      -- saas and bookmark require nothing (the stored type is kept)
+      m:app("accounts", ACCT, APP3, "saas")
+      assert.are.equal(200, put_app("{}", APP3).status)
+      assert.are.equal("saas", get_app(APP3).type)
+      assert.are.equal(400, put_app('{"type":"teleporter"}', APP3).status)
+    end)
+
+    it("keeps every policy on policies null or missing; [] detaches all and deletes the legacy ones", function()
+      local l1 = create(APP_PATH, policy("l1"))
+      local l2 = create(APP_PATH, policy("l2"))
+      local rp = create(REUSE_PATH, policy("r"))
+      local r = put_app(app_body('["' .. l1.id .. '","' .. l2.id .. '",{"id":"' .. rp.id .. '"}]'))
+      assert.are.equal(200, r.status, r.body)
+      assert.are.same({ l1.id, l2.id, rp.id }, ids_of(get_app().policies))
+      assert.are.equal(200, put_app(app_body()).status)            -- missing
+      assert.are.same({ l1.id, l2.id, rp.id }, ids_of(get_app().policies))
+      assert.are.equal(200, put_app(app_body("null")).status)      -- null
+      assert.are.same({ l1.id, l2.id, rp.id }, ids_of(get_app().policies))
+      assert.are.equal(200, put_app(app_body("[]")).status)        -- detach everything
+      assert.are.same({}, get_app().policies)
+      assert.are.equal(404, assert(request("GET", APP_PATH .. "/" .. l1.id)).status)
+      assert.are.equal(404, assert(request("GET", APP_PATH .. "/" .. l2.id)).status)
+      local kept = assert(request("GET", REUSE_PATH .. "/" .. rp.id)).json.result
+      assert.are.equal(0, kept.app_count)                        -- the reusable one stays
+      assert.are.equal(1, #m:state())
+    end)
+
+    it("takes links as {id, precedence} or bare ids; missing precedences follow the list", function()
+      local r1 = create(REUSE_PATH, policy("r1"))
+      local r2 = create(REUSE_PATH, policy("r2"))
+      local r3 = create(REUSE_PATH, policy("r3"))
+      assert.are.equal(200, put_app(app_body('["' .. r2.id .. '",{"id":"' .. r1.id
+        .. '","precedence":7},{"id":"' .. r3.id .. '"}]')).status)
+      local a = get_app()
+      assert.are.same({ r2.id, r1.id, r3.id }, ids_of(a.policies))
+      assert.are.same({ 1, 7, 8 }, { a.policies[1].precedence, a.policies[2].precedence,
+        a.policies[3].precedence })
+      -- reorder in one PUT, and app_count follows
+      assert.are.equal(200, put_app(app_body('[{"id":"' .. r3.id .. '","precedence":1},{"id":"'
+        .. r2.id .. '","precedence":2}]')).status)
+      assert.are.same({ r3.id, r2.id }, ids_of(get_app().policies))
+      assert.are.equal(0, assert(request("GET", REUSE_PATH .. "/" .. r1.id)).json.result.app_count)
+      assert.are.equal(1, assert(request("GET", REUSE_PATH .. "/" .. r2.id)).json.result.app_count)
+      -- an unknown id is refused and changes nothing
+      local r = put_app(app_body('["00000000-0000-4000-8000-000000000000"]'))
+      assert.are.equal(400, r.status)
+      assert.matches("not found", r.json.errors[1].message)
+      assert.are.same({ r3.id, r2.id }, ids_of(get_app().policies))
+    end)
+
+    it("refuses reusable links and inline policies in one request", function()
+      local rp = create(REUSE_PATH, policy("r"))
+      local r = put_app(app_body('[{"id":"' .. rp.id .. '","precedence":1},'
+        .. cjson.encode(policy("inline", { precedence = 2 })) .. "]"))
+      assert.are.equal(400, r.status)
+      assert.are.same({ 12142 }, codes(r))
+      assert.matches("cannot be mixed", r.json.errors[1].message)
+      assert.are.same({}, get_app().policies)
+      -- inline alone creates a legacy policy
+      r = put_app(app_body("[" .. cjson.encode(policy("inline")) .. "]"))
+      assert.are.equal(200, r.status, r.body)
+      local a = get_app()
+      assert.are.equal("inline", a.policies[1].name)
+      assert.is_false(a.policies[1].reusable)
+    end)
+
+    it("refuses duplicate precedences with 400, code 11018, and changes nothing", function()
+      local r1 = create(REUSE_PATH, policy("r1"))
+      local r2 = create(REUSE_PATH, policy("r2"))
+      local l = create(APP_PATH, policy("l", { precedence = 4 }))
+      local r = put_app(app_body('[{"id":"' .. r1.id .. '","precedence":2},{"id":"' .. r2.id
+        .. '","precedence":2}]'))
+      assert.are.equal(400, r.status)
+      assert.are.same({ 11018 }, codes(r))
+      assert.are.equal("access.api.error.invalid_policy_precedence", r.json.errors[1].message)
+      assert.are.same({ l.id }, ids_of(get_app().policies))
+      -- a link and a legacy policy share the app's precedences too
+      r = put_app(app_body('[{"id":"' .. r1.id .. '","precedence":4},{"id":"' .. l.id .. '","precedence":4}]'))
+      assert.are.same({ 11018 }, codes(r))
+      assert.are.equal(200, put_app(app_body('[{"id":"' .. l.id .. '","precedence":4},{"id":"'
+        .. r1.id .. '","precedence":5}]')).status)
+      r = assert(request("POST", APP_PATH, { body = policy("x", { precedence = 5 }) }))
+      assert.are.same({ 11018 }, codes(r))
+      assert.are.equal(3, m:invariants().refused_duplicates)
+    end)
+
+    it("refuses a GET's expanded reusable policies echoed back as inline ones", function()
+      local rp = create(REUSE_PATH, policy("r"))
+      assert.are.equal(200, put_app(app_body('["' .. rp.id .. '"]')).status)
+      local a = get_app()
+      local r = put_app(cjson.encode(a))
+      assert.are.equal(400, r.status)
+      assert.matches("{id, precedence}", r.json.errors[1].message, 1, true)
+      assert.are.same({ rp.id }, ids_of(get_app().policies))
+    end)
+
+    it("lists an app's legacy and linked reusable policies, marked, by precedence", function()
+      local rp = create(REUSE_PATH, policy("r"))
+      local l = create(APP_PATH, policy("l"))
+      assert.are.equal(200, put_app(app_body('[{"id":"' .. rp.id .. '","precedence":1},{"id":"'
+        .. l.id .. '","precedence":2}]')).status)
+      local r = assert(request("GET", APP_PATH))
+      assert.are.same({ rp.id, l.id }, ids_of(r.json.result))
+      assert.is_true(r.json.result[1].reusable)
+      assert.are.equal(1, r.json.result[1].precedence)
+      assert.is_false(r.json.result[2].reusable)
+      assert.are.equal(2, r.json.result_info.total_count)
+      -- GET of the linked one through the app route works; PUT and DELETE do not
+      r = assert(request("GET", APP_PATH .. "/" .. rp.id))
+      assert.are.equal(200, r.status)
+      assert.is_true(r.json.result.reusable)
+      for _, method in ipairs{ "PUT", "DELETE" } do
+        r = assert(request(method, APP_PATH .. "/" .. rp.id, { body = policy("r2") }))
+        assert.are.equal(400, r.status, method)
+        assert.are.same({ 12140 }, codes(r))
+        assert.truthy(r.json.errors[1].message:find("/accounts/" .. ACCT .. "/access/policies/" .. rp.id, 1, true))
+      end
+      assert.are.equal("r", assert(request("GET", REUSE_PATH .. "/" .. rp.id)).json.result.name)
+    end)
+
+    it("make_reusable turns a legacy policy reusable, still linked at its precedence", function()
+      local l = create(APP_PATH, policy("l", { precedence = 3 }))
+      local r = assert(request("PUT", APP_PATH .. "/" .. l.id .. "/make_reusable"))
+      assert.are.equal(200, r.status, r.body)
+      assert.are.equal(l.id, r.json.result.id)
+      assert.is_true(r.json.result.reusable)
+      assert.are.equal(1, r.json.result.app_count)
+      assert.is_nil(r.json.result.precedence)
+      local st = m:state()
+      assert.are.equal("reusable", st[1]._kind)
+      assert.are.equal(cjson.null, st[1]._app_id)
+      local a = get_app()
+      assert.are.equal(l.id, a.policies[1].id)
+      assert.are.equal(3, a.policies[1].precedence)
+      assert.is_true(a.policies[1].reusable)
+      assert.are.same({ l.id }, ids_of(assert(request("GET", REUSE_PATH)).json.result))
+      r = assert(request("PUT", APP_PATH .. "/" .. l.id .. "/make_reusable"))
+      assert.are.equal(400, r.status)
+      assert.matches("already reusable", r.json.errors[1].message)
+      r = assert(request("PUT", APP_PATH .. "/00000000-0000-4000-8000-000000000000/make_reusable"))
+      assert.are.equal(404, r.status)
+      local z = create(ZONE_PATH, policy("z"))
+      r = assert(request("PUT", ZONE_PATH .. "/" .. z.id .. "/make_reusable"))
+      assert.are.same({ 7003 }, codes(r))                       -- account scope only
+    end)
+
+    it("refuses to delete a reusable policy still attached, counting its apps", function()
+      m:app("accounts", ACCT, APP2, "self_hosted")
+      local rp = create(REUSE_PATH, policy("r"))
+      assert.are.equal(200, put_app(app_body('["' .. rp.id .. '"]')).status)
+      assert.are.equal(200, put_app(app_body('["' .. rp.id .. '"]'), APP2).status)
+      assert.are.equal(2, assert(request("GET", REUSE_PATH .. "/" .. rp.id)).json.result.app_count)
+      local r = assert(request("DELETE", REUSE_PATH .. "/" .. rp.id))
+      assert.are.equal(400, r.status)
+      assert.are.same({ 12141 }, codes(r))
+      assert.matches("used by 2 applications", r.json.errors[1].message)
+      assert.are.equal(200, put_app(app_body("[]")).status)
+      r = assert(request("DELETE", REUSE_PATH .. "/" .. rp.id))
+      assert.matches("used by 1 application:", r.json.errors[1].message)
+      assert.are.equal(200, put_app(app_body("[]"), APP2).status)
+      assert.are.equal(202, assert(request("DELETE", REUSE_PATH .. "/" .. rp.id)).status)
+    end)
+
+    it("keeps the raw body of the last PUT and the stored fields for the control API", function()
+      m:app("accounts", ACCT, APP2, "self_hosted", { domain = "b.example.com",
+        body = { allowed_idps = { "idp-1" } } })
+      local info = m:app_info(APP2)
+      assert.is_nil(m:last_put(APP2))
+      assert.are.equal("b.example.com", info.stored.domain)
+      assert.are.same({ "idp-1" }, info.stored.allowed_idps)
+      assert.are.equal("self_hosted", info.type)
+      local body = '{"type":"self_hosted","domain":"b.example.com","allowed_idps":["idp-1"],'
+        .. '"id":"' .. APP2 .. '","created_at":"2020-01-01T00:00:00Z","policies":null}'
+      assert.are.equal(200, put_app(body, APP2).status)
+      assert.are.equal(body, m:last_put(APP2))
+      info = m:app_info(APP2, "accounts", ACCT)
+      assert.is_nil(info.stored.id)                  -- read-only fields are not stored
+      assert.is_nil(info.stored.created_at)
+      assert.are_not.equal("2020-01-01T00:00:00Z", info.app.created_at)
+      assert.are.same({ APP, ZAPP:lower(), APP2 }, { m:apps()[1].app_id, m:apps()[2].app_id,
+        m:apps()[3].app_id })
+    end)
+
+    it("creates applications with POST; new ones take no legacy policies", function()
+      local r = assert(request("POST", APPS, { body = '{"type":"self_hosted","domain":"n.example.com"}' }))
+      assert.are.equal(201, r.status, r.body)
+      local id = r.json.result.id
+      assert.matches(UUID_PAT, id)
+      local path = APPS .. "/" .. id .. "/policies"
+      r = assert(request("POST", path, { body = policy("legacy") }))
+      assert.are.equal(400, r.status)
+      assert.matches("newly created applications", r.json.errors[1].message)
+      r = put_app('{"type":"self_hosted","domain":"n.example.com","policies":['
+        .. cjson.encode(policy("inline")) .. "]}", id)
+      assert.are.equal(400, r.status)
+      local rp = create(REUSE_PATH, policy("r"))
+      assert.are.equal(200, put_app('{"type":"self_hosted","domain":"n.example.com","policies":["'
+        .. rp.id .. '"]}', id).status)
+      assert.are.same({ rp.id }, ids_of(get_app(id).policies))
+      assert.are.equal(400, assert(request("POST", APPS, { body = '{"type":"rdp"}' })).status)
+      assert.are.equal(202, assert(request("DELETE", APPS .. "/" .. id)).status)
+      assert.are.equal(0, assert(request("GET", REUSE_PATH .. "/" .. rp.id)).json.result.app_count)
+    end)
+  end)
+
+  describe("Access groups", function()
+    local scopes = {
+      { name = "account", path = "/client/v4/accounts/" .. ACCT .. "/access/groups",
+        other = "/client/v4/zones/" .. ZONE .. "/access/groups" },
+      { name = "zone", path = "/client/v4/zones/" .. ZONE .. "/access/groups",
+        other = "/client/v4/accounts/" .. ACCT .. "/access/groups" },
+    }
+    for _, s in ipairs(scopes) do
+      it("runs create, list, get, put and delete at " .. s.name .. " scope", function()
+        local r = assert(request("POST", s.path, { body = { name = "eng",
+          include = { { email_domain = { domain = "example.com" } }, { ip = { ip = "192.0.2.1" } } } } }))
+        assert.are.equal(201, r.status, r.body)
+        local g = r.json.result
+        assert.matches(UUID_PAT, g.id)
+        assert.are.equal("192.0.2.1/32", g.include[2].ip.ip)
+        assert.are.same({}, g.exclude)
+        assert.are.same({}, g.require)
+        assert.is_false(g.is_default)
+        assert.matches(TIME_PAT, g.created_at)
+        assert.matches(TIME_PAT, g.updated_at)
+        assert.are.same(g, assert(request("GET", s.path .. "/" .. g.id)).json.result)
+        assert.are.equal(404, assert(request("GET", s.other .. "/" .. g.id)).status)
+        for i = 2, 3 do
+          assert.are.equal(201, assert(request("POST", s.path, { body = { name = "g" .. i,
+            include = { { everyone = {} } } } })).status)
+        end
+        r = assert(request("GET", s.path .. "?per_page=2&page=2"))
+        assert.are.equal(1, #r.json.result)
+        assert.are.equal("g3", r.json.result[1].name)
+        assert.are.same({ page = 2, per_page = 2, count = 1, total_count = 3, total_pages = 2 },
+          r.json.result_info)
+        assert.are.equal("eng", assert(request("GET", s.path .. "?name=eng")).json.result[1].name)
+        r = assert(request("PUT", s.path .. "/" .. g.id, { body = { name = "eng2",
+          include = { { everyone = {} } }, is_default = true } }))
+        assert.are.equal(200, r.status)
+        assert.are.equal("eng2", r.json.result.name)
+        assert.is_true(r.json.result.is_default)
+        assert.are.equal(g.created_at, r.json.result.created_at)
+        assert.are.equal(202, assert(request("DELETE", s.path .. "/" .. g.id)).status)
+        r = assert(request("GET", s.path .. "/" .. g.id))
+        assert.are.equal(404, r.status)
+        assert.are.same({ 12003 }, codes(r))
+      end)
+    end
+
+    it("requires name and include (400 naming both) and checks the rest", function()
+      local path = "/client/v4/accounts/" .. ACCT .. "/access/groups"
+      local r = assert(request("POST", path, { body = '{"exclude":[]}' }))
+      assert.are.equal(400, r.status)
+      assert.are.equal(2, #r.json.errors)
+      assert.matches("^name is required", r.json.errors[1].message)
+      assert.matches("^include is required", r.json.errors[2].message)
+      r = assert(request("POST", path, { body = '{"name":"x","include":[],"is_default":"yes"}' }))
+      assert.matches("is_default", r.json.errors[1].message)
+      assert.are.same({}, m:snapshot().groups)
+    end)
+  end)
+
+  describe("list limits", function()
+    it("caps per_page at the configured value and says so in result_info", function()
+      for i = 1, 120 do create(REUSE_PATH, policy("r" .. i)) end
+      m:config{ per_page_cap = 50 }
+      local r = assert(request("GET", REUSE_PATH .. "?per_page=100"))
+      assert.are.equal(50, #r.json.result)
+      assert.are.same({ page = 1, per_page = 50, count = 50, total_count = 120, total_pages = 3 },
+        r.json.result_info)
+      r = assert(request("GET", REUSE_PATH .. "?per_page=100&page=3"))
+      assert.are.equal(20, #r.json.result)
+      assert.are.equal("r101", r.json.result[1].name)
+      assert.are.equal(50, assert(request("GET", APP_PATH .. "?per_page=100")).json.result_info.per_page)
+      m:config{ per_page_cap = 0 }
+      r = assert(request("GET", REUSE_PATH .. "?per_page=1000"))
+      assert.are.equal(120, #r.json.result)
+      assert.are.equal(1000, r.json.result_info.per_page)
+    end)
+  end)
+
+  describe("server clock", function()
+    -- seconds since the epoch of an IMF-fixdate (the Date header)
+    local MONTHS = { Jan = 1, Feb = 2, Mar = 3, Apr = 4, May = 5, Jun = 6, Jul = 7, Aug = 8,
+                     Sep = 9, Oct = 10, Nov = 11, Dec = 12 }
+    local function http_date(s)
+      local d, mon, y, hh, mm, ss = s:match("^%a%a%a, (%d%d) (%a%a%a) (%d%d%d%d) (%d%d):(%d%d):(%d%d) GMT$")
+      assert(d, "not an IMF-fixdate: " .. tostring(s))
+      local days = os.time{ year = tonumber(y), month = MONTHS[mon], day = tonumber(d), hour = 12 }
+        - os.time{ year = 1970, month = 1, day = 1, hour = 12 }
+      return days + tonumber(hh) * 3600 + tonumber(mm) * 60 + tonumber(ss)
+    end
+    local function rfc3339(s)
+      local y, mo, d, hh, mm, ss = s:match("^(%d+)%-(%d+)%-(%d+)T(%d+):(%d+):(%d+)")
+      return http_date(os.date("!%a, %d %b %Y ", os.time{ year = tonumber(y), month = tonumber(mo),
+        day = tonumber(d), hour = 12 }) .. hh .. ":" .. mm .. ":" .. ss .. " GMT")
+    end
+
+    it("sends a Date header on every response, API or not", function()
+      for _, r in ipairs{ assert(request("GET", APP_PATH)), assert(request("GET", "/elsewhere")),
+                          assert(request("POST", APP_PATH, { body = "{" })),
+                          assert(request("GET", "/__mock/faults")) } do
+        assert.is_number(http_date(r.headers["date"]))
+      end
+    end)
+
+    it("skews Date and created_at/updated_at by clock_skew", function()
+      local before = os.time()
+      m:config{ clock_skew = -7200 }
+      local r = assert(request("POST", APP_PATH, { body = policy("old") }))
+      local date = http_date(r.headers["date"])
+      assert.is_true(date <= before - 7000 and date >= before - 7400, r.headers["date"])
+      local created = rfc3339(r.json.result.created_at)
+      assert.is_true(math.abs(created - date) <= 2, r.json.result.created_at)
+      assert.are.equal(r.json.result.created_at, r.json.result.updated_at)
+      m:config{ clock_skew = 0 }
+      assert.is_true(http_date(assert(request("GET", APP_PATH)).headers["date"]) >= before - 2)
+    end)
+  end)
+
+  describe("lockout", function()
+    it("locks the credential out for the rest of the window once the budget is spent", function()
+      m:lockout(3, 30)
+      for i = 1, 3 do
+        local r = assert(request("GET", REUSE_PATH))
+        assert.are.equal(200, r.status)
+        assert.are.equal('"default";q=3;w=30', r.headers["ratelimit-policy"])
+        assert.matches('^"default";r=' .. (3 - i) .. ';t=%d+$', r.headers["ratelimit"])
+      end
+      for _ = 1, 2 do
+        local r = assert(request("POST", APP_PATH, { body = policy("late") }))
+        assert.are.equal(429, r.status)
+        assert.are.same({ 971 }, codes(r))
+        local ra = tonumber(r.headers["retry-after"])
+        assert.is_true(ra >= 1 and ra <= 30, r.headers["retry-after"])
+        assert.matches('^"default";r=0;t=%d+$', r.headers["ratelimit"])
+        assert.are.equal('"default";q=3;w=30', r.headers["ratelimit-policy"])
+      end
+      assert.are.equal(0, #m:state())               -- nothing processed while locked out
+      -- another credential has its own budget
+      assert.are.equal(200, assert(request("GET", REUSE_PATH, { headers = {
+        ["X-Auth-Email"] = EMAIL, ["X-Auth-Key"] = API_KEY } })).status)
+      assert.are.equal(2, m:count_status(429))
+      local st = m:stats()
+      assert.are.equal(2, st.rate_limited)
+      assert.are.equal(6, st.requests)
+      assert.are.equal(4, st.by_status["200"])
+      m:lockout(false)
+      assert.are.equal(201, assert(request("POST", APP_PATH, { body = policy("after") })).status)
+    end)
+
+    it("lets calls through again when the window ends", function()
+      m:lockout(1, 1)
+      assert.are.equal(200, assert(request("GET", REUSE_PATH)).status)
+      local r = assert(request("GET", REUSE_PATH))
+      assert.are.equal(429, r.status)
+      local ok
+      for _ = 1, 50 do                               -- bounded: at most ~5 s
+        socket.sleep(0.1)
+        r = assert(request("GET", REUSE_PATH))
+        if r.status == 200 then ok = true; break end
+        assert.are.equal(429, r.status)
+      end
+      assert.is_true(ok)
+    end)
+
+    it("adds the configured latency to every API answer, not to control calls", function()
+      m:config{ latency = 1.0 }
+      local c = connect()
+      send(c, "GET", REUSE_PATH)
+      c:settimeout(0.2)
+      local line, e = c:receive("*l")
+      assert.is_nil(line)
+      assert.are.equal("timeout", e)
+      c:settimeout(5)
+      local r = assert(read_response(c))
+      c:close()
+      assert.are.equal(200, r.status)
+      m:config{ latency = 0 }
+    end)
+  end)
+
+  describe("invariant recorders", function()
+    it("records two policies of an app sharing a precedence when uniqueness is off", function()
+      assert.is_true(m:invariants().ok)
+      m:config{ unique_precedence = false }
+      local a = create(APP_PATH, policy("a", { precedence = 1 }))
+      local b = create(APP_PATH, policy("b", { precedence = 1 }))
+      local inv = m:invariants()
+      assert.is_false(inv.ok)
+      assert.are.equal(1, #inv.duplicate_precedence)
+      local d = inv.duplicate_precedence[1]
+      assert.are.equal("accounts/" .. ACCT .. "/" .. APP, d.app)
+      assert.are.equal(1, d.precedence)
+      local want = { a.id, b.id }
+      table.sort(want)
+      assert.are.same(want, d.ids)
+      assert.are.equal("POST " .. APP_PATH, d.after)
+      local ok, msg = pcall(m.assert_invariants, m)
+      assert.is_false(ok)
+      assert.truthy(tostring(msg):find(a.id, 1, true))
+      -- moving one away ends the overlap; the record stays
+      assert.are.equal(200, assert(request("PUT", APP_PATH .. "/" .. b.id,
+        { body = policy("b", { precedence = 2 }) })).status)
+      assert.are.equal(1, #m:invariants().duplicate_precedence)
+      m:reset()
+      assert.is_true(m:invariants().ok)
+      assert.are.equal(0, m:invariants().checks)
+    end)
+
+    it("records an app left with no policy, and not a migration that keeps one", function()
+      local APPS = "/client/v4/accounts/" .. ACCT .. "/access/apps/" .. APP
+      local l1 = create(APP_PATH, policy("l1"))
+      local l2 = create(APP_PATH, policy("l2"))
+      local rp = create(REUSE_PATH, policy("r"))
+      -- migration: link the reusable one (legacy kept), then drop the legacy ones
+      local body = '{"type":"self_hosted","domain":"a.example.com","policies":["' .. l1.id .. '","'
+        .. l2.id .. '",{"id":"' .. rp.id .. '","precedence":3}]}'
+      assert.are.equal(200, assert(request("PUT", APPS, { body = body })).status)
+      assert.are.equal(200, assert(request("PUT", APPS, { body = '{"type":"self_hosted",'
+        .. '"domain":"a.example.com","policies":[{"id":"' .. rp.id .. '","precedence":1}]}' })).status)
+      local inv = m:assert_invariants()
+      assert.is_true(inv.checks >= 5)
+      -- the unsafe way: [] then the new list
+      assert.are.equal(200, assert(request("PUT", APPS, { body =
+        '{"type":"self_hosted","domain":"a.example.com","policies":[]}' })).status)
+      inv = m:invariants()
+      assert.is_false(inv.ok)
+      assert.are.same({ { app = "accounts/" .. ACCT .. "/" .. APP, after = "PUT " .. APPS } },
+        inv.empty_apps)
+      -- a deleted last legacy policy counts too
+      m:reset()
+      m:app("accounts", ACCT, APP)
+      local only = create(APP_PATH, policy("only"))
+      assert.are.equal(202, assert(request("DELETE", APP_PATH .. "/" .. only.id)).status)
+      assert.are.equal(1, #m:invariants().empty_apps)
+    end)
+  end)
+
+  describe("log generations", function()
+    it("does not count a request sent before a reset and read after it", function()
+      local old = m:reset()
+      m:fault{ action = "delay", seconds = 3, method = "GET" }
+      socket.sleep(0.1)   -- arrival times are known to a few ms (TCP_INFO): keep clear of the reset
+      -- two pipelined requests on one connection: the mock reads the second
+      -- only after the first's delay, by when the reset below has happened
+      local c = connect()
+      send(c, "GET", REUSE_PATH)
+      send(c, "POST", REUSE_PATH, { body = policy("late") })
+      assert(c:shutdown("send"))                     -- the client is done sending
+      socket.sleep(0.1)
+      local new = m:reset()
+      assert.are.equal(old + 1, new)
+      local r = assert(read_response(c))             -- the delayed GET's answer
+      assert.are.equal(200, r.status)
+      local rest, e = c:receive("*l")                 -- then the mock hangs up
+      assert.is_nil(rest)
+      assert.are.equal("closed", e)
+      c:close()
+      assert.are.same({}, m:log())
+      assert.are.equal(0, m:count())
+      local all = m:log{ all = true }
+      assert.are.equal(1, #all)
+      assert.are.equal("POST", all[1].method)
+      assert.are.equal(old, all[1].generation)
+      assert.is_true(all[1].stale)
+      assert.are.same({}, m:state())                -- and it changed nothing
+      -- a request of the new generation is counted as usual
+      assert.are.equal(200, assert(request("GET", REUSE_PATH)).status)
+      assert.are.equal(1, m:count("GET"))
+      assert.are.equal(new, m:log()[1].generation)
     end)
   end)
 

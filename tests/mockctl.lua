@@ -13,6 +13,47 @@
 -- the "listening" line is bounded (a pipe read cannot time out). Control
 -- calls use LuaSocket's http with a 5 s timeout; with TLS they go to the
 -- mock's plain-HTTP control port. Every wait here is bounded.
+--
+-- Control calls (methods of the object mockctl.start returns):
+--   m:reset()                  POST /__mock/reset: forget policies, apps, groups,
+--                              faults, log, rate counters, invariant records and
+--                              config; starts a new log generation (returned).
+--   m:app(scope, scope_id, app_id [, type [, extra]])
+--                              POST /__mock/apps: register an application. type:
+--                              any application type (default "self_hosted");
+--                              extra: { domain =, name =, body = {other fields},
+--                              policies = {links as in a PUT} }.
+--   m:apps()                   GET /__mock/apps: every application, each
+--                              { scope, scope_id, app_id, type, app (what GET
+--                              returns), stored (fields kept), links, last_put }.
+--   m:app_info(app_id [, scope, scope_id])
+--                              GET /__mock/apps/{app_id}: one of those.
+--   m:last_put(app_id)         the raw body of the app's last PUT, nil before any.
+--   m:fault(f), m:faults(), m:clear_faults()
+--                              POST/GET/DELETE /__mock/faults.
+--   m:log([opts])              GET /__mock/log: requests of the current
+--                              generation; opts.all = true: every kept one
+--                              (each has `generation`; one sent before the
+--                              reset by a client gone since is `stale`).
+--   m:count([method])          how many of the current generation's requests.
+--   m:count_status(status)     how many got that status (e.g. 429).
+--   m:stats()                  GET /__mock/stats: { requests, writes,
+--                              rate_limited, by_status, generation }.
+--   m:state()                  GET /__mock/state .policies; m:snapshot(): the
+--                              whole { policies, apps, groups }.
+--   m:invariants()             GET /__mock/invariants: { ok, checks,
+--                              duplicate_precedence = {{app, precedence, ids,
+--                              after}}, empty_apps = {{app, after}},
+--                              refused_duplicates }, recorded on every change.
+--   m:assert_invariants()      raises with the records unless ok.
+--   m:config(c)                POST /__mock/config, keys: ratelimit_remaining,
+--                              max_body_bytes, log_max, enforce_ratelimit,
+--                              lockout = { budget = N, window = s } | false,
+--                              latency = s (every API answer), clock_skew = s
+--                              (Date, created_at/updated_at), per_page_cap = N
+--                              (0 = none), precedence_code (default 11018),
+--                              unique_precedence (default true).
+--   m:lockout(budget, window)  config{ lockout = ... }; m:lockout(false) ends it.
 local socket = require("socket")
 local http = require("socket.http")
 local ltn12 = require("ltn12")
@@ -168,10 +209,33 @@ function Mock:control(method, path, data)
 end
 
 --- Register an application: scope "accounts" or "zones", its 32-hex id, the
--- app id, and optionally "self_hosted" (default) or "infrastructure".
-function Mock:app(scope, scope_id, app_id, app_type)
-  return self:control("POST", "/apps", { scope = scope, scope_id = scope_id, app_id = app_id,
-    type = app_type or "self_hosted" })
+-- app id, optionally its type (default "self_hosted") and `extra`:
+-- { domain =, name =, body = { other fields }, policies = { links } }.
+function Mock:app(scope, scope_id, app_id, app_type, extra)
+  local data = { scope = scope, scope_id = scope_id, app_id = app_id,
+    type = app_type or "self_hosted" }
+  for k, v in pairs(extra or {}) do data[k] = v end
+  return self:control("POST", "/apps", data)
+end
+
+--- Every registered application (see the header comment for the fields).
+function Mock:apps()
+  return self:control("GET", "/apps").apps
+end
+
+--- One application: { scope, scope_id, app_id, type, app, stored, links, last_put }.
+function Mock:app_info(app_id, scope, scope_id)
+  local qs = {}
+  if scope then qs[#qs + 1] = "scope=" .. scope end
+  if scope_id then qs[#qs + 1] = "scope_id=" .. scope_id end
+  return self:control("GET", "/apps/" .. app_id .. (#qs > 0 and "?" .. table.concat(qs, "&") or ""))
+end
+
+--- The raw body of the application's last PUT (a string), nil before any.
+function Mock:last_put(app_id, scope, scope_id)
+  local v = self:app_info(app_id, scope, scope_id).last_put
+  if type(v) ~= "string" then return nil end
+  return v
 end
 
 --- Queue one fault (a table) or several (a list of tables).
@@ -184,9 +248,15 @@ function Mock:faults()
   return self:control("GET", "/faults").faults
 end
 
---- Every request the mock received, in arrival order.
-function Mock:log()
-  return self:control("GET", "/log").requests
+--- The requests of the current generation (since the last reset), in
+-- arrival order; opts.all = true: every request kept, of any generation.
+function Mock:log(opts)
+  return self:control("GET", "/log" .. (opts and opts.all and "?generation=all" or "")).requests
+end
+
+--- Drop every queued fault.
+function Mock:clear_faults()
+  return self:control("DELETE", "/faults")
 end
 
 --- A cfaccess.core client of this mock for account `acct` with `token`:
@@ -200,7 +270,9 @@ function Mock:client(acct, token, lines, opts)
   return assert(require("cfaccess.core").client(o))
 end
 
---- How many requests the mock received (only `method` ones, when given).
+--- How many requests of the current generation the mock received (only
+-- `method` ones, when given). A request sent before the last reset that
+-- reached the mock after it is not counted.
 function Mock:count(method)
   local n = 0
   for _, req in ipairs(self:log()) do
@@ -209,19 +281,63 @@ function Mock:count(method)
   return n
 end
 
+--- How many requests of the current generation were answered with `status`.
+function Mock:count_status(status)
+  local n = 0
+  for _, req in ipairs(self:log()) do
+    if req.status == status then n = n + 1 end
+  end
+  return n
+end
+
+--- Counters of the current generation: { requests, writes, rate_limited, by_status, generation }.
+function Mock:stats()
+  return self:control("GET", "/stats")
+end
+
 --- Every stored policy (with _scope, _scope_id, _app_id, _kind).
 function Mock:state()
   return self:control("GET", "/state").policies
 end
 
---- Clear policies, apps, faults, log and rate counters.
-function Mock:reset()
-  return self:control("POST", "/reset", {})
+--- The whole store: { policies = ..., apps = ..., groups = ... }.
+function Mock:snapshot()
+  return self:control("GET", "/state")
 end
 
---- Change settings: { ratelimit_remaining = N, max_body_bytes = N, enforce_ratelimit = bool }.
+--- The invariant records: { ok, checks, duplicate_precedence, empty_apps, refused_duplicates }.
+function Mock:invariants()
+  return self:control("GET", "/invariants")
+end
+
+--- Raise (naming the apps and the requests) unless no two policies of an
+-- app ever shared a precedence and no app was ever left without a policy.
+function Mock:assert_invariants()
+  local inv = self:invariants()
+  if not inv.ok then
+    error("mock invariants broken: " .. cjson.encode{ duplicate_precedence = inv.duplicate_precedence,
+      empty_apps = inv.empty_apps }, 2)
+  end
+  return inv
+end
+
+--- Clear policies, apps, groups, faults, log, rate counters, invariant
+-- records and config; returns the new log generation.
+function Mock:reset()
+  return self:control("POST", "/reset", {}).generation
+end
+
+--- Change settings (keys in the header comment).
 function Mock:config(c)
   return self:control("POST", "/config", c)
+end
+
+--- Cloudflare's lockout scaled: `budget` requests per `window` seconds per
+-- credential, then 429 (code 971, Retry-After) until the window ends.
+-- m:lockout(false) turns it off.
+function Mock:lockout(budget, window)
+  if budget == false then return self:config{ lockout = false } end
+  return self:config{ lockout = { budget = budget, window = window } }
 end
 
 --- Stop the mock: SIGTERM, wait (bounded) for exit, SIGKILL if it lingers.
