@@ -1,8 +1,10 @@
 /*
 ** cfaccess.core: module entry. Registers its parts from one table: the
-** response decoder (lua-cjson), encode/validate/_VERSION, the client.
+** response decoder (lua-cjson), encode/validate/_VERSION, the client,
+** same/request_body (match.c).
 */
 #include "cfaccess.h"
+#include "match.h"
 
 /* encode(policy [, opts]) -> json | nil, err */
 static int core_encode(lua_State *L) {
@@ -46,6 +48,11 @@ static int client_part(lua_State *L) {
   return 0;
 }
 
+static int match_part(lua_State *L) {
+  cf_match_open(L);
+  return 0;
+}
+
 static int response_part(lua_State *L) {
   cf_response_open(L);
   return 0;
@@ -58,6 +65,7 @@ static const luaL_Reg mod[] = {
   {"response", response_part},
   {"core", core_open},
   {"client", client_part},
+  {"match", match_part},
   {NULL, NULL}
 };
 

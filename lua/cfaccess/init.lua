@@ -43,4 +43,7 @@ for k, v in pairs(core) do M[k] = v end
 --- The rule builders (see `cfaccess.rules`).
 M.rules = require("cfaccess.rules")
 
+-- client:plan, client:apply, client:export (desired state, API.md section 8)
+require("cfaccess.plan").install()
+
 return M

@@ -1,0 +1,302 @@
+--- Desired state: `client:apply(plan [, opts])` (API.md section 8).
+--
+-- Runs a plan of cfaccess.plan in four phases, each through `client:batch`
+-- (so the client's pacing, retries and no-duplicate create hold, and
+-- independent changes run concurrently):
+--   1. create and update reusable policies;
+--   2. set the apps' lists (with `expect`; a policy created in phase 1 is
+--      referred to by its new id);
+--   3. legacy app policies, one chain of requests per app (the chains of
+--      different apps run side by side, one step of each per round);
+--   4. deletes (only in a plan made with prune): after the lists that
+--      detach them, a 404 counting as done.
+-- A change that fails skips the changes that depend on it; the rest go on.
+--
+-- Legacy precedences: the API refuses two policies of an app at one
+-- precedence, so each app's chain moves a policy only into a free slot.
+-- When every wanted slot is taken (a cycle, e.g. a reversed order), one
+-- policy of the cycle is parked at a precedence above every used one, which
+-- frees a slot; it then moves again to its place, so a finished chain leaves
+-- nothing parked. A legacy policy that prune deletes and that stands where
+-- another must go is deleted at that point rather than parked first (no
+-- extra write, and nothing can be left parked if its delete fails).
+-- @module cfaccess.apply
+local M = {}
+
+local DEFAULT_CONCURRENCY = 4
+
+local function P() return require("cfaccess.plan") end
+
+local function copy(t)
+  if type(t) ~= "table" then return t end
+  local c = {}
+  for k, v in pairs(t) do c[k] = copy(v) end
+  return c
+end
+
+local function describe_change(c)
+  if c.action == "set" then return ("set the list of app %s"):format(c.app_id) end
+  return ("%s %s %q%s"):format(c.action, c.type == "reusable" and "reusable policy" or "app policy",
+    tostring(c.name), c.app_id and (" of app " .. c.app_id) or "")
+end
+
+-- The request of one step: a batch op.
+local function step_op(c, step, created)
+  if c.type == "reusable" then
+    if c.action == "create" then return { op = "create_policy", policy = c.body } end
+    if c.action == "update" then return { op = "update_policy", policy_id = c.id, policy = c.body } end
+    return { op = "delete_policy", policy_id = c.id }
+  end
+  if c.type == "app" then
+    local refs = {}
+    for i, r in ipairs(c.refs) do
+      refs[i] = r.id or created[r.name]
+      if not refs[i] then return nil end
+    end
+    return { op = "set_app_policies", app_id = c.app_id, refs = refs,
+             opts = { expect = c.expect, allow_empty = c.allow_empty or nil } }
+  end
+  if step.kind == "delete" then return { op = "delete_app_policy", app_id = c.app_id, policy_id = c.id } end
+  local body = copy(c.body)
+  body.precedence = step.precedence
+  local op = { app_id = c.app_id, policy = body,
+               kind = c.kind == "infrastructure" and "infrastructure" or nil }
+  if c.action == "create" then op.op = "create_app_policy" else op.op, op.policy_id = "update_app_policy", c.id end
+  return op
+end
+
+-- The chain of steps that brings one app's legacy policies to their
+-- precedences (see the module comment). items: { { i =, c = } } of the
+-- app's legacy creates and updates; deletes: its prune deletes (candidates
+-- for an early delete); maxp: the highest precedence the app uses.
+local function legacy_chain(items, deletes, maxp)
+  local occ, nodes, steps = {}, {}, {}
+  local temp = maxp or 0
+  for _, it in ipairs(items) do
+    temp = math.max(temp, it.c.to or 0, it.c.from or 0)
+    local n = { i = it.i, c = it.c, cur = it.c.from, to = it.c.to }
+    if n.cur then occ[n.cur] = n end
+    nodes[#nodes + 1] = n
+  end
+  for _, it in ipairs(deletes) do
+    temp = math.max(temp, it.c.from or 0)
+    if it.c.from and not occ[it.c.from] then occ[it.c.from] = { i = it.i, c = it.c, delete = true } end
+  end
+  temp = temp + 1
+  local left = #nodes
+  while left > 0 do
+    local progress = false
+    for _, n in ipairs(nodes) do
+      if not n.done and (n.cur == n.to or occ[n.to] == nil) then
+        steps[#steps + 1] = { i = n.i, kind = "write", precedence = n.to, final = true }
+        if n.cur then occ[n.cur] = nil end
+        occ[n.to], n.cur, n.done = n, n.to, true
+        left = left - 1
+        progress = true
+      end
+    end
+    if not progress and left > 0 then
+      local blocker
+      for _, n in ipairs(nodes) do
+        if not n.done then blocker = occ[n.to]; break end
+      end
+      if blocker.delete then
+        steps[#steps + 1] = { i = blocker.i, kind = "delete", final = true }
+        occ[blocker.c.from] = nil
+      else
+        steps[#steps + 1] = { i = blocker.i, kind = "write", precedence = temp }
+        occ[blocker.cur] = nil
+        blocker.cur = temp
+        occ[temp] = blocker
+        temp = temp + 1
+      end
+    end
+  end
+  return steps
+end
+
+--- Apply a plan made by `client:plan`.
+-- @param client the client the plan was made with
+-- @tparam table plan the plan
+-- @tparam[opt] table opts `{ concurrency = 4, on_progress = function(done, total, info) end }`
+-- @return the report `{ applied =, failed =, skipped =, results = { { change =, ok =, id =, err = }, ... } }`,
+-- and an error as second value when any change failed (or `nil, err` for a bad plan)
+function M.apply(client, plan, opts)
+  local plan_mod = P()
+  opts = plan_mod._check_opts(opts, { concurrency = "number", on_progress = "function" }, "apply")
+  if type(plan) ~= "table" or type(plan.changes) ~= "table" then
+    error("bad argument #1 to apply: a plan (from client:plan) expected", 2)
+  end
+  local concurrency = opts.concurrency or DEFAULT_CONCURRENCY
+  local changes = plan.changes
+  local status, results, created = {}, {}, {}
+  for i, c in ipairs(changes) do results[i] = { change = c } end
+
+  -- the steps, by phase
+  local phase1, phase2, phase4 = {}, {}, {}
+  local legacy_items, legacy_deletes, app_order = {}, {}, {}
+  local set_of = {}
+  for i, c in ipairs(changes) do
+    if c.type == "reusable" and c.action ~= "delete" then phase1[#phase1 + 1] = { i = i, final = true }
+    elseif c.type == "app" then phase2[#phase2 + 1] = { i = i, final = true }; set_of[c.app_id] = i
+    elseif c.type == "policy" and c.action ~= "delete" then
+      if not legacy_items[c.app_id] then app_order[#app_order + 1] = c.app_id; legacy_items[c.app_id] = {} end
+      table.insert(legacy_items[c.app_id], { i = i, c = c })
+    elseif c.action == "delete" then
+      phase4[#phase4 + 1] = { i = i, kind = "delete", final = true }
+      if c.type == "policy" and not c.after_set then
+        legacy_deletes[c.app_id] = legacy_deletes[c.app_id] or {}
+        table.insert(legacy_deletes[c.app_id], { i = i, c = c })
+      end
+    end
+  end
+  local chains, total = {}, #phase1 + #phase2
+  local early = {}
+  for _, app_id in ipairs(app_order) do
+    local info = plan.apps and plan.apps[app_id] or {}
+    chains[app_id] = legacy_chain(legacy_items[app_id], legacy_deletes[app_id] or {}, info.max_precedence)
+    for _, s in ipairs(chains[app_id]) do
+      if s.kind == "delete" then early[s.i] = true end
+    end
+    total = total + #chains[app_id]
+  end
+  for _, s in ipairs(phase4) do
+    if not early[s.i] then total = total + 1 end
+  end
+
+  local done = 0
+  local function progress(d, info)
+    if opts.on_progress then opts.on_progress(done + d, total, info) end
+  end
+
+  local function finish(i, ok, r, err)
+    local res = results[i]
+    if ok then
+      status[i] = "ok"
+      res.ok = true
+      res.id = (type(r) == "table" and r.id) or changes[i].id
+    else
+      status[i] = "failed"
+      res.ok = false
+      res.err = err
+    end
+  end
+
+  local function skip(i, why)
+    if status[i] then return end
+    status[i] = "skipped"
+    results[i].ok = false
+    results[i].skipped = true
+    results[i].err = plan_mod._new_err("conflict", "skipped: " .. why)
+  end
+
+  -- Run steps { i =, kind =, precedence =, final = } as one batch; a step
+  -- whose op cannot be built (a reference to a policy not created) is
+  -- skipped. Returns the per-step outcome: true ok, false failed, nil skipped.
+  local function run(steps)
+    local ops, idx, outcome = {}, {}, {}
+    for k, s in ipairs(steps) do
+      local op = step_op(changes[s.i], s, created)
+      if op then ops[#ops + 1] = op; idx[#ops] = k
+      else skip(s.i, "a policy it refers to was not created"); done = done + 1 end
+    end
+    if #ops == 0 then return outcome end
+    local rs, berr = client:batch(ops, { concurrency = concurrency,
+                                         on_progress = function(d, _, info) progress(d, info) end })
+    for n = 1, #ops do
+      local s = steps[idx[n]]
+      local r = rs and rs[n] or { ok = false, err = berr }
+      local c = changes[s.i]
+      local ok = r.ok
+      if not ok and c.action == "delete" and type(r.err) == "table" and r.err.status == 404 then ok = true end
+      outcome[idx[n]] = ok
+      if not ok then finish(s.i, false, nil, r.err)
+      elseif s.final then
+        finish(s.i, true, r.result)
+        if c.type == "reusable" and c.action == "create" then created[c.name] = r.result and r.result.id end
+      end
+    end
+    done = done + #ops
+    progress(0)
+    return outcome
+  end
+
+  progress(0)
+  -- 1. reusable creates and updates
+  run(phase1)
+  -- 2. the apps' lists (skipped when a policy they refer to was not created)
+  run(phase2)
+  -- 3. legacy chains, one step of each app per round
+  local pos, broken = {}, {}
+  while true do
+    local round, owners = {}, {}
+    for _, app_id in ipairs(app_order) do
+      local k = (pos[app_id] or 0) + 1
+      local s = chains[app_id][k]
+      if s and not broken[app_id] then
+        round[#round + 1] = s
+        owners[#round] = app_id
+        pos[app_id] = k
+      end
+    end
+    if #round == 0 then break end
+    local outcome = run(round)
+    for n, s in ipairs(round) do
+      if outcome[n] ~= true then
+        local app_id = owners[n]
+        broken[app_id] = describe_change(changes[s.i]) .. " failed"
+        -- the rest of this app's chain does not run
+        for k = pos[app_id] + 1, #chains[app_id] do
+          skip(chains[app_id][k].i, broken[app_id])
+          done = done + 1
+        end
+        pos[app_id] = #chains[app_id]
+      end
+    end
+  end
+  -- 4. deletes, after what they depend on
+  local ready = {}
+  for _, s in ipairs(phase4) do
+    local c = changes[s.i]
+    if not early[s.i] then
+      local why
+      if c.type == "reusable" then
+        for _, app_id in ipairs(c.after_apps or {}) do
+          local si = set_of[app_id]
+          if si and status[si] ~= "ok" then why = describe_change(changes[si]) .. " did not succeed" end
+        end
+      elseif c.after_set then
+        local si = set_of[c.app_id]
+        if si and status[si] ~= "ok" then why = describe_change(changes[si]) .. " did not succeed" end
+      elseif broken[c.app_id] then
+        why = broken[c.app_id]
+      end
+      if why then skip(s.i, why); done = done + 1
+      else ready[#ready + 1] = s end
+    end
+  end
+  run(ready)
+  -- changes left without an outcome (their chain was cut) are skipped
+  for i in ipairs(changes) do
+    if not status[i] then skip(i, "an earlier step of its app failed") end
+  end
+  progress(0)
+
+  local report = { applied = 0, failed = 0, skipped = 0, results = results }
+  local first
+  for i in ipairs(changes) do
+    local st = status[i]
+    if st == "ok" then report.applied = report.applied + 1
+    elseif st == "failed" then
+      report.failed = report.failed + 1
+      first = first or i
+    else report.skipped = report.skipped + 1 end
+  end
+  if report.failed == 0 and report.skipped == 0 then return report end
+  local e = first and results[first].err
+  local msg = ("%d of %d changes failed, %d skipped"):format(report.failed, #changes, report.skipped)
+  if first then msg = msg .. ("; first: %s: %s"):format(describe_change(changes[first]), tostring(e)) end
+  return report, plan_mod._new_err(type(e) == "table" and e.kind or "conflict", msg, { report = report })
+end
+
+return M
