@@ -233,7 +233,7 @@ static void check_op(lua_State *L, cf_client *c, checker *ck, lua_Integer i) {
 /* The body of ops[i] (op: its table, r/v: its row and verb) encoded into
 ** body; 1, or 0 with an err pushed. */
 static int prep_body(lua_State *L, cf_client *c, int op, int i, const cf_resource *r,
-                     cf_verb v, cf_buf *body) {
+                     cf_verb v, cf_buf *body, cf_kind *kind) {
   cf_encode_opts o;
   checker ck;
   int b;
@@ -256,6 +256,7 @@ static int prep_body(lua_State *L, cf_client *c, int op, int i, const cf_resourc
     return 0;
   }
   lua_pop(L, 1);
+  *kind = o.kind;
   return 1;
 }
 
@@ -296,7 +297,7 @@ static int prep_op(lua_State *L, cf_client *c, int arg, int i, cf_req *rq,
     lua_pop(L, 2);
   }
   if (v == CF_CREATE || v == CF_UPDATE) {
-    if (!prep_body(L, c, op, i, r, v, body)) return 0;
+    if (!prep_body(L, c, op, i, r, v, body, &rq->kind)) return 0;
     rq->body = body->data;
     rq->body_len = body->len;
   }

@@ -7,32 +7,16 @@
 ** (after an ambiguous create) list the collection and ask the resource's
 ** matcher whether the create happened. A sequential call is a batch of one.
 */
+#include <math.h>
 #include <stdio.h>
 #include <string.h>
 
+#include "dedupe.h"
 #include "engine.h"
 #include "response.h"
 
 #define MAX_PAGES 1000          /* hard cap when following pages */
-
-/* Collect the ids of the array at idx into one string (to spot a server
-** that returns the same page again). */
-static void page_key(lua_State *L, int idx) {
-  luaL_Buffer b;
-  lua_Integer i, n = (lua_Integer)lua_rawlen(L, idx);
-  luaL_buffinit(L, &b);
-  for (i = 1; i <= n; i++) {
-    lua_rawgeti(L, idx, i);
-    if (lua_type(L, -1) == LUA_TTABLE) {
-      if (lua_getfield(L, -1, "id") == LUA_TSTRING) {
-        lua_remove(L, -2);
-        luaL_addvalue(&b);
-      } else lua_pop(L, 2);
-    } else lua_pop(L, 1);
-    luaL_addchar(&b, ',');
-  }
-  luaL_pushresult(&b);
-}
+#define REPORT_EVERY 1.0        /* seconds between on_progress wait reports */
 
 enum { SL_FREE = 0, SL_READY, SL_RUNNING };
 /* PH_MAIN: the operation's request; PH_PAGES: the pages of a list
@@ -43,7 +27,7 @@ enum { PH_MAIN = 0, PH_PAGES, PH_CHECK };
 /* Lua values a slot keeps alive, in the anchors table at k*ANCHORS + j:
 ** 1..4 what prep pushed; then these. */
 #define ANCHORS 8
-enum { AN_PAGE_URL = 5, AN_ACC, AN_PREV, AN_ERR };
+enum { AN_PAGE_URL = 5, AN_ACC, AN_SEEN, AN_ERR };
 
 typedef struct cf_slot {
   int op;                   /* 1-based operation index; 0: free */
@@ -54,6 +38,11 @@ typedef struct cf_slot {
   int was_ambiguous;        /* a try of this create may have committed */
   int last;                 /* PH_CHECK: the create's failure was final */
   double ready_at;          /* monotonic: do not start before */
+  double deadline_at;       /* monotonic: the call's deadline (0: none) */
+  double first_sent;        /* create: when its first try started */
+  double try_started;       /* the current try */
+  long long since;          /* create: the server's clock (s) at first_sent,
+                            ** a lower bound from Date (dedupe.c) */
   lua_Integer page, total;  /* list pages: the current one, items so far */
   cf_req rq;
   const char *path;         /* of the current request, for messages */
@@ -71,6 +60,8 @@ typedef struct cf_engine {
   int ok;                   /* single: the outcome */
   int next, done, nslots;
   int pace_logged;          /* the current pacing wait was logged */
+  int waiting;              /* the engine sleeps: a wait is reported */
+  double next_report;       /* ... next on_progress report then */
   int pipewait;
   cf_slot slots[];
 } cf_engine;
@@ -140,9 +131,21 @@ static void begin_pages(lua_State *L, cf_engine *e, int k, int phase) {
   s->total = 0;
   lua_newtable(L);
   anchor(L, e, k, AN_ACC);
-  lua_pushnil(L);
-  anchor(L, e, k, AN_PREV);
+  lua_newtable(L);
+  anchor(L, e, k, AN_SEEN);
   set_page(L, e, k);
+}
+
+/* Seconds rounded to a tenth, for messages and on_progress. */
+static double tenths(double s) {
+  return s > 0 ? floor(s * 10 + 0.5) / 10 : 0;
+}
+
+/* Push "1.5" for s seconds (rounded to a tenth). */
+static const char *push_secs(lua_State *L, double s) {
+  char b[48];
+  snprintf(b, sizeof b, "%.1f", tenths(s) < 1e12 ? tenths(s) : 1e12);
+  return lua_pushstring(L, b);
 }
 
 /* Give free slot k the next operation. */
@@ -153,7 +156,9 @@ static void assign(lua_State *L, cf_engine *e, int k) {
   s->state = SL_READY;
   s->phase = PH_MAIN;
   s->attempt = s->main_attempt = s->was_ambiguous = s->last = 0;
-  s->ready_at = 0;
+  s->ready_at = s->first_sent = 0;
+  s->deadline_at = e->c->deadline > 0 ? cf_now() + e->c->deadline : 0;
+  s->since = CF_SINCE_UNKNOWN;
   memset(&s->rq, 0, sizeof s->rq);
   cf_buf_reset(&s->body);
   ok = e->sp.prep(L, e->c, e->sp.arg, s->op, &s->rq, &s->body);
@@ -171,126 +176,195 @@ static void assign(lua_State *L, cf_engine *e, int k) {
   if (s->rq.list) begin_pages(L, e, k, PH_PAGES);
 }
 
-/* Start slot k's request now. */
+/* Start slot k's request now: its timeout is the client's, or what is left
+** of the deadline when that is less. */
 static void start(cf_engine *e, int k, double now) {
   cf_client *c = e->c;
   cf_slot *s = &e->slots[k];
   cf_exchange *x = &s->x;
   int main_req = s->phase == PH_MAIN;
-  (void)now;
   s->attempt++;
+  s->try_started = now;
+  if (main_req && s->rq.create && s->first_sent == 0) s->first_sent = now;
   cf_pace_take(&c->pacer);
   x->method = main_req ? s->rq.method : "GET";
   if (main_req) x->url = s->rq.url;
   x->body = main_req ? s->rq.body : NULL;
   x->body_len = main_req ? s->rq.body_len : 0;
   x->no_rewind = main_req && s->rq.create;
+  x->timeout_ms = 0;
+  if (s->deadline_at > 0) {
+    double left = (s->deadline_at - now) * 1000.0 + 1;
+    if (left < 1) left = 1;
+    if (left < (double)c->tr.timeout_ms || c->tr.timeout_ms <= 0) x->timeout_ms = (long)left;
+  }
   x->headers = x->body ? c->hdrs : c->hdrs->next;
   x->resp = s->resp;
   s->state = SL_RUNNING;
   cf_transport_start(&c->tr, x, e->pipewait);
 }
 
+/* Does slot k's operation check after an ambiguous create? */
+static int dedupes(const cf_slot *s) {
+  return s->rq.create && s->rq.list_url && s->rq.match;
+}
+
 /* Read slot k's finished exchange. Pushes the decoded envelope (returns 1)
-** or an err with nothing of the credential in it (returns 0); fills t. */
+** or an err with nothing of the credential in it (returns 0); fills t. A
+** create's answers (and its check's) tell the server's clock: the lower
+** bound of when it was first sent only grows. */
 static int interpret(lua_State *L, cf_engine *e, int k, cf_try *t) {
   cf_slot *s = &e->slots[k];
   if (s->x.hdrs.ratelimit[0]) cf_pace_header(&e->c->pacer, s->x.hdrs.ratelimit);
+  if (dedupes(s) && s->first_sent > 0 && s->x.hdrs.date[0]) {
+    long long since = cf_server_since(cf_http_date(s->x.hdrs.date), cf_now() - s->first_sent);
+    if (since > s->since) s->since = since;
+  }
   return cf_response_read(L, &s->x, s->path, e->c->secret, e->c->secret_len, t);
+}
+
+/* Is the table at idx a JSON array (keys 1..#t only)? */
+static int is_array(lua_State *L, int idx) {
+  lua_Integer n = (lua_Integer)lua_rawlen(L, idx);
+  lua_pushnil(L);
+  while (lua_next(L, idx) != 0) {
+    lua_pop(L, 1);
+    if (!lua_isinteger(L, -1) || lua_tointeger(L, -1) < 1 || lua_tointeger(L, -1) > n) {
+      lua_pop(L, 1);
+      return 0;
+    }
+  }
+  return 1;
+}
+
+/* Is the value at idx a JSON object (decoded: a table without [1])? */
+static int is_object(lua_State *L, int idx) {
+  return lua_type(L, idx) == LUA_TTABLE && lua_rawlen(L, idx) == 0;
+}
+
+/* Replace the envelope at env with a decode err: "GET path: <what>". */
+static int page_bad(lua_State *L, cf_engine *e, int k, int env, const char *what) {
+  cf_error_push(L, CF_E_DECODE, "GET %s: %s", e->slots[k].path, what);
+  cf_response_fields(L, &e->slots[k].x);
+  lua_replace(L, env);
+  lua_settop(L, env);
+  return -1;
 }
 
 /* A page of slot k's collection arrived (envelope on top, popped). Returns
 ** 1 when the listing is complete (AN_ACC holds it), 0 when the next page is
-** scheduled, -1 with an err pushed when the page is not a list. Listing
-** follows pages until total_pages, a short or empty page, a repeated page,
-** or MAX_PAGES. */
+** scheduled, -1 with a `decode` err pushed when the page is not a list of
+** objects or there are more than MAX_PAGES. Listing follows pages until
+** total_pages, a short page (by the server's result_info.per_page, which
+** may be less than the one asked), an empty one, one that brings no new
+** id (a repeated or alternating page; an id seen before is not taken
+** twice), or MAX_PAGES: reaching it is an error, never a short list. */
 static int page_done(lua_State *L, cf_engine *e, int k) {
   cf_slot *s = &e->slots[k];
-  int env = lua_gettop(L), arr, acc, have_info = 0, more;
-  lua_Integer n, i, tp = 0, pp = s->phase == PH_PAGES ? s->rq.per_page : 0;
-  if (lua_getfield(L, env, "result") != LUA_TTABLE) {
-    cf_error_push(L, CF_E_DECODE, "GET %s: result is not a list", s->path);
-    lua_replace(L, env);
-    lua_settop(L, env);
-    return -1;
-  }
-  arr = lua_gettop(L);
+  int env = lua_gettop(L), arr, acc, seen, have_info = 0;
+  lua_Integer n, i, tp = 0, pp = 0, fresh = 0;
+  if (lua_getfield(L, env, "result") != LUA_TTABLE || !is_array(L, env + 1))
+    return page_bad(L, e, k, env, "result is not a list");
+  arr = env + 1;
   n = (lua_Integer)lua_rawlen(L, arr);
-  page_key(L, arr);
-  anchored(L, e, k, AN_PREV);
-  if (n > 0 && lua_rawequal(L, -1, -2)) {   /* the same page again */
-    lua_settop(L, env - 1);
-    return 1;
-  }
-  lua_pop(L, 1);
-  anchor(L, e, k, AN_PREV);
-  anchored(L, e, k, AN_ACC);
-  acc = lua_gettop(L);
   for (i = 1; i <= n; i++) {
     lua_rawgeti(L, arr, i);
+    if (!is_object(L, -1))
+      return page_bad(L, e, k, env, lua_pushfstring(L, "result[%I] is not an object (%s)",
+                                                    i, luaL_typename(L, -1)));
+    lua_pop(L, 1);
+  }
+  anchored(L, e, k, AN_ACC);
+  acc = lua_gettop(L);
+  anchored(L, e, k, AN_SEEN);
+  seen = lua_gettop(L);
+  for (i = 1; i <= n; i++) {
+    lua_rawgeti(L, arr, i);
+    if (lua_getfield(L, -1, "id") == LUA_TSTRING) {
+      lua_pushvalue(L, -1);
+      if (lua_rawget(L, seen) != LUA_TNIL) {   /* seen on an earlier page */
+        lua_pop(L, 3);
+        continue;
+      }
+      lua_pop(L, 1);
+      lua_pushboolean(L, 1);
+      lua_rawset(L, seen);
+    } else lua_pop(L, 1);
+    fresh++;
     lua_rawseti(L, acc, ++s->total);
   }
   if (lua_getfield(L, env, "result_info") == LUA_TTABLE) {
     have_info = 1;
     if (lua_getfield(L, -1, "total_pages") == LUA_TNUMBER) tp = lua_tointeger(L, -1);
-    lua_pop(L, 1);
-    if (pp <= 0 && lua_getfield(L, -1, "per_page") == LUA_TNUMBER)
-      pp = lua_tointeger(L, -1);
+    if (lua_getfield(L, -2, "per_page") == LUA_TNUMBER) pp = lua_tointeger(L, -1);
+    lua_pop(L, 2);
   }
+  if (pp <= 0 && s->phase == PH_PAGES) pp = s->rq.per_page;
+  lua_settop(L, env);
+  if ((s->phase == PH_PAGES && s->rq.page > 0) || n == 0 || fresh == 0 ||
+      (tp > 0 && s->page >= tp) || (pp > 0 && n < pp) || (!have_info && pp <= 0)) {
+    lua_settop(L, env - 1);
+    return 1;
+  }
+  if (s->page >= MAX_PAGES)
+    return page_bad(L, e, k, env, lua_pushfstring(L, "more than %d pages (total_pages %I); "
+                                                  "not returning a short list", MAX_PAGES, tp));
   lua_settop(L, env - 1);
-  more = !(s->phase == PH_PAGES && s->rq.page > 0) && s->page < MAX_PAGES &&
-         (have_info || pp > 0) &&
-         !(n == 0 || (tp > 0 && s->page >= tp) || (pp > 0 && n < pp));
-  if (!more) return 1;
   s->page++;
   set_page(L, e, k);
-  return 0;
-}
-
-/* The listed item (in the array at list) that the request body matches by
-** the resource's matcher (see the create contract in API.md): pushed (1),
-** or nothing (0). */
-static int match_listed(lua_State *L, int list, const cf_req *rq) {
-  int top = lua_gettop(L), req;
-  lua_Integer i, n;
-  lua_pushlstring(L, rq->body, rq->body_len);
-  if (!cf_json_decode(L)) {
-    lua_settop(L, top);
-    return 0;
-  }
-  req = lua_gettop(L);
-  n = (lua_Integer)lua_rawlen(L, list);
-  for (i = 1; i <= n; i++) {
-    lua_rawgeti(L, list, i);
-    if (lua_type(L, -1) == LUA_TTABLE && rq->match(L, req, lua_gettop(L))) {
-      lua_replace(L, top + 1);
-      lua_settop(L, top + 1);
-      return 1;
-    }
-    lua_pop(L, 1);
-  }
-  lua_settop(L, top);
   return 0;
 }
 
 /* Log "... failed (err); retry n of m in w s" for the err on top. */
 static void log_retry(lua_State *L, cf_engine *e, int k, double wait) {
   cf_slot *s = &e->slots[k];
-  cf_client_log(L, CI, "info", "%s %s failed (%s); retry %d of %d in %f s", s->x.method,
-        s->path, luaL_tolstring(L, -1, NULL), s->attempt, e->c->max_retries, wait);
-  lua_pop(L, 1);
+  const char *w = push_secs(L, wait);
+  cf_client_log(L, CI, "info", "%s %s failed (%s); retry %d of %d in %s s", s->x.method,
+        s->path, luaL_tolstring(L, -2, NULL), s->attempt, e->c->max_retries, w);
+  lua_pop(L, 3);
 }
 
-/* The listing after an ambiguous create is over: found (the match on top,
-** 1) or not (0). */
-static void check_done(lua_State *L, cf_engine *e, int k, int found) {
+/* The check after an ambiguous create cannot finish (the listing's err on
+** top, popped; why: a few words): the operation fails with the create's err,
+** which now says it may have been made; kind "timeout" when the deadline
+** ended the check. Nothing more is sent. */
+static void unchecked(lua_State *L, cf_engine *e, int k, const char *why, int deadline) {
   cf_slot *s = &e->slots[k];
-  if (found) {
-    cf_client_log(L, CI, "warn", "found what the failed create made; not creating it again");
-    deliver(L, e, k, 1);
-    return;
+  cf_client_log(L, CI, "warn", "could not list %s to check for a committed create: %s",
+                s->rq.list_url + e->c->base_len, luaL_tolstring(L, -1, NULL));
+  lua_pop(L, 2);
+  anchored(L, e, k, AN_ERR);
+  lua_getfield(L, -1, "message");
+  lua_pushfstring(L, "%s (it may have been made: %s; not sent again)",
+                  luaL_optstring(L, -1, "?"), why);
+  lua_setfield(L, -3, "message");
+  lua_pop(L, 1);
+  if (deadline) {
+    lua_pushliteral(L, CF_E_TIMEOUT);
+    lua_setfield(L, -2, "kind");
   }
-  cf_client_log(L, CI, "info", "nothing matching in %s: the create did not happen",
+  deliver(L, e, k, 0);
+}
+
+/* Replace the err on top with a `timeout` err: slot k's deadline ended the
+** call (what: the last thing that failed or would have waited). */
+static void to_deadline(lua_State *L, cf_engine *e, int k) {
+  cf_slot *s = &e->slots[k];
+  const char *d = push_secs(L, e->c->deadline);
+  cf_error_push(L, CF_E_TIMEOUT, "%s %s: deadline of %s s reached (%s)",
+                s->phase == PH_MAIN ? s->rq.method : "GET", s->path, d,
+                luaL_tolstring(L, -2, NULL));
+  lua_pushinteger(L, s->attempt);
+  lua_setfield(L, -2, "attempts");
+  lua_replace(L, -4);
+  lua_pop(L, 2);
+}
+
+/* The listing after an ambiguous create found nothing it made: send the
+** create again (or, with no tries or time left, fail with its err). */
+static void check_none(lua_State *L, cf_engine *e, int k) {
+  cf_slot *s = &e->slots[k];
+  cf_client_log(L, CI, "info", "nothing in %s is the failed create's: it did not happen",
         s->rq.list_url + e->c->base_len);
   anchored(L, e, k, AN_ERR);
   s->phase = PH_MAIN;
@@ -301,9 +375,42 @@ static void check_done(lua_State *L, cf_engine *e, int k, int found) {
     deliver(L, e, k, 0);
     return;
   }
+  if (s->deadline_at > 0 && cf_now() >= s->deadline_at) {
+    to_deadline(L, e, k);
+    deliver(L, e, k, 0);
+    return;
+  }
   log_retry(L, e, k, 0);
-  lua_pop(L, 1);
   s->ready_at = 0;
+}
+
+/* The listing after an ambiguous create is complete (AN_ACC): pick what the
+** create made by the rule of API.md section 7 (dedupe.c). */
+static void check_done(lua_State *L, cf_engine *e, int k) {
+  cf_slot *s = &e->slots[k];
+  int r, acc;
+  const char *what;
+  anchored(L, e, k, AN_ACC);
+  acc = lua_gettop(L);
+  what = lua_pushfstring(L, "%s %s", s->rq.method, s->rq.path);
+  r = cf_dedupe_pick(L, acc, &s->rq, s->since, what);
+  lua_remove(L, acc);
+  lua_remove(L, acc);
+  if (r == 0) {
+    check_none(L, e, k);
+    return;
+  }
+  if (r > 0)
+    cf_client_log(L, CI, "warn", "found what the failed create made (the same, created "
+                  "since it was sent); not creating it again");
+  else {
+    lua_pushinteger(L, s->main_attempt);
+    lua_setfield(L, -2, "attempts");
+    lua_getfield(L, -1, "message");
+    cf_client_log(L, CI, "warn", "%s", lua_tostring(L, -1));
+    lua_pop(L, 1);
+  }
+  deliver(L, e, k, r > 0);
 }
 
 /* Is code one of the 0-terminated codes? */
@@ -314,19 +421,35 @@ static int is_dup_code(const int *codes, int code) {
   return 0;
 }
 
+static void advance_fail(lua_State *L, cf_engine *e, int k, const cf_try *t);
+
 /* Slot k's try succeeded (the envelope on top): deliver the result object,
-** or take the page and go on listing. */
+** or take the page and go on listing. A result that is not an object (or,
+** for a create, has no id) is `decode`; for a create it is ambiguous (the
+** server said yes, but not what it made): checked like a 5xx. */
 static void advance_ok(lua_State *L, cf_engine *e, int k) {
   cf_slot *s = &e->slots[k];
   int r;
   if (s->phase == PH_MAIN) {           /* the result object is the value */
-    if (lua_getfield(L, -1, "result") != LUA_TTABLE) {
-      cf_error_push(L, CF_E_DECODE, "%s %s: the response has no result object",
-                    s->x.method, s->path);
+    int bad;
+    lua_getfield(L, -1, "result");
+    bad = !is_object(L, -1);
+    if (!bad && s->rq.create) {
+      bad = lua_getfield(L, -1, "id") != LUA_TSTRING;
+      lua_pop(L, 1);
+    }
+    if (bad) {
+      cf_error_push(L, CF_E_DECODE, "%s %s: the response has no result object%s",
+                    s->x.method, s->path, s->rq.create ? " with an id" : "");
       cf_response_fields(L, &s->x);
       lua_remove(L, -2);
       lua_remove(L, -2);
-      deliver(L, e, k, 0);
+      if (dedupes(s)) {
+        cf_try t;
+        memset(&t, 0, sizeof t);
+        t.retryable = t.ambiguous = 1;
+        advance_fail(L, e, k, &t);
+      } else deliver(L, e, k, 0);
       return;
     }
     lua_remove(L, -2);
@@ -336,60 +459,62 @@ static void advance_ok(lua_State *L, cf_engine *e, int k) {
   r = page_done(L, e, k);
   if (r < 0) {
     if (s->phase == PH_PAGES) deliver(L, e, k, 0);
-    else {
-      lua_pop(L, 1);
-      cf_client_log(L, CI, "warn", "could not list %s to check for a committed create",
-                    s->rq.list_url + e->c->base_len);
-      anchored(L, e, k, AN_ERR);
-      deliver(L, e, k, 0);
-    }
+    else unchecked(L, e, k, "the listing to check could not be read", 0);
   } else if (r == 1) {
     if (s->phase == PH_PAGES) {
       anchored(L, e, k, AN_ACC);
       deliver(L, e, k, 1);
-    } else {
-      int acc;
-      anchored(L, e, k, AN_ACC);
-      acc = lua_gettop(L);
-      r = match_listed(L, acc, &s->rq);
-      if (r) lua_remove(L, acc);
-      else lua_pop(L, 1);
-      check_done(L, e, k, r);
-    }
+    } else check_done(L, e, k);
   }
 }
 
 /* Slot k's try failed (the err on top): give up, retry after a wait, or
-** (a create that may have happened) list the collection to find out. */
+** (a create that may have happened) list the collection to find out. A
+** 429 (or a Retry-After) pauses every request of the client, whether this
+** operation then waits or gives up; a wait beyond max_retry_wait or past
+** the deadline is not slept through. */
 static void advance_fail(lua_State *L, cf_engine *e, int k, const cf_try *t) {
   cf_client *c = e->c;
   cf_slot *s = &e->slots[k];
-  int last;
-  double wait = 0, now;
+  int last, limited = s->x.status == 429 || t->has_retry_after;
+  double wait = 0, now = cf_now();
   lua_pushinteger(L, s->attempt);
   lua_setfield(L, -2, "attempts");
   last = !t->retryable || s->attempt > c->max_retries;
-  now = cf_now();
-  if (!last) {
-    wait = t->has_retry_after ? t->retry_after : cf_backoff(&c->pacer, s->attempt);
-    if (t->has_retry_after && t->retry_after > c->max_retry_wait) {
-      cf_client_log(L, CI, "warn", "%s %s: server asked to wait %f s, more than "
-                    "max_retry_wait; giving up", s->x.method, s->path, t->retry_after);
-      last = 1;
-    } else if (t->has_retry_after) {
-      cf_pace_pause(&c->pacer, now + wait);   /* no request of this client starts */
-    }
+  wait = t->has_retry_after ? t->retry_after : cf_backoff(&c->pacer, s->attempt);
+  if (limited) cf_pace_pause(&c->pacer, now + wait);   /* no request of this client starts */
+  if (!last && wait > c->max_retry_wait) {
+    const char *w = push_secs(L, wait), *m = push_secs(L, c->max_retry_wait);
+    cf_client_log(L, CI, "warn", "%s %s: the server asked to wait %s s, more than "
+                  "max_retry_wait (%s s); giving up (err.retry_after)", s->x.method, s->path, w, m);
+    lua_pop(L, 2);
+    last = 1;
   }
-  if (s->phase == PH_CHECK) {
-    if (last) {
-      cf_client_log(L, CI, "warn", "could not list %s to check for a committed create: %s",
-                    s->rq.list_url + c->base_len, luaL_tolstring(L, -1, NULL));
-      lua_pop(L, 2);
-      anchored(L, e, k, AN_ERR);       /* the create's err stays */
+  if (s->deadline_at > 0 && (now >= s->deadline_at || (!last && now + wait >= s->deadline_at))) {
+    if (s->phase == PH_CHECK) {
+      unchecked(L, e, k, "the deadline ended the check", 1);
+      return;
+    }
+    if (!(dedupes(s) && (t->ambiguous || s->was_ambiguous))) {
+      to_deadline(L, e, k);
       deliver(L, e, k, 0);
       return;
     }
-  } else if (s->phase == PH_MAIN && s->rq.create && s->rq.list_url && s->rq.match &&
+    to_deadline(L, e, k);
+    lua_getfield(L, -1, "message");
+    lua_pushfstring(L, "%s (it may have been made: no time left to check; not sent again)",
+                    lua_tostring(L, -1));
+    lua_setfield(L, -3, "message");
+    lua_pop(L, 1);
+    deliver(L, e, k, 0);
+    return;
+  }
+  if (s->phase == PH_CHECK) {
+    if (last) {
+      unchecked(L, e, k, "the listing to check failed", 0);
+      return;
+    }
+  } else if (s->phase == PH_MAIN && dedupes(s) &&
              (t->ambiguous || (s->was_ambiguous && is_dup_code(s->rq.dup_codes, t->code)))) {
     s->was_ambiguous = 1;
     s->last = last;
@@ -399,7 +524,7 @@ static void advance_fail(lua_State *L, cf_engine *e, int k, const cf_try *t) {
                   s->rq.list_url + c->base_len);
     begin_pages(L, e, k, PH_CHECK);
     /* give a slow server time to commit */
-    s->ready_at = last ? 0 : cf_now() + wait;
+    s->ready_at = last ? 0 : now + wait;
     return;
   }
   if (last) {
@@ -407,11 +532,11 @@ static void advance_fail(lua_State *L, cf_engine *e, int k, const cf_try *t) {
     return;
   }
   log_retry(L, e, k, wait);
-  lua_pop(L, 1);
-  s->ready_at = cf_now() + wait;
+  s->ready_at = now + wait;
 }
 
-/* Slot k's exchange is finished: decide what comes next. */
+/* Slot k's exchange is finished: decide what comes next. A create's 2xx
+** whose body cannot be read (204, an empty 201) is ambiguous: checked. */
 static void advance(lua_State *L, cf_engine *e, int k) {
   cf_slot *s = &e->slots[k];
   cf_try t;
@@ -420,12 +545,97 @@ static void advance(lua_State *L, cf_engine *e, int k) {
   s->state = SL_READY;
   s->ready_at = 0;
   if (interpret(L, e, k, &t)) advance_ok(L, e, k);
-  else advance_fail(L, e, k, &t);
+  else {
+    if (s->phase == PH_MAIN && dedupes(s) && s->x.rc == CURLE_OK && s->x.status >= 200 &&
+        s->x.status < 300)
+      t.ambiguous = t.retryable = 1;
+    advance_fail(L, e, k, &t);
+  }
+}
+
+/* Slot k (ready) would wait `wait` s for the server's rate limit, beyond
+** max_retry_wait, or past its deadline: it fails now, nothing sent. */
+static void fail_waiting(lua_State *L, cf_engine *e, int k, double wait, int deadline) {
+  cf_slot *s = &e->slots[k];
+  const char *method = s->phase == PH_MAIN ? s->rq.method : "GET";
+  const char *w = push_secs(L, wait);
+  if (deadline) {
+    cf_error_push(L, CF_E_TIMEOUT, "%s %s: deadline of %s s reached (a wait of %s s "
+                  "was left); not sent", method, s->path, push_secs(L, e->c->deadline), w);
+  } else {
+    cf_error_push(L, CF_E_API, "%s %s: rate limited: the server asked to wait %s s more, "
+                  "longer than max_retry_wait (%s s); not sent", method, s->path, w,
+                  push_secs(L, e->c->max_retry_wait));
+    lua_pushinteger(L, (lua_Integer)ceil(wait));
+    lua_setfield(L, -2, "retry_after");
+  }
+  lua_pushinteger(L, s->attempt);
+  lua_setfield(L, -2, "attempts");
+  lua_replace(L, -3);   /* over the two numbers' texts */
+  lua_pop(L, 1);
+  if (s->phase == PH_CHECK) unchecked(L, e, k, deadline ? "the deadline ended the check"
+                                      : "the rate limit wait is too long to check", deadline);
+  else deliver(L, e, k, 0);
+}
+
+/* on_progress(done, total, { waiting = s, reason = "rate limit" | "retry" })
+** while every slot waits (at most every REPORT_EVERY s). */
+static void report_wait(lua_State *L, cf_engine *e, double wait, const char *reason) {
+  if (!e->sp.progress) return;
+  lua_pushvalue(L, e->sp.progress);
+  lua_pushinteger(L, e->done);
+  lua_pushinteger(L, e->sp.n);
+  lua_createtable(L, 0, 2);
+  lua_pushnumber(L, tenths(wait));
+  lua_setfield(L, -2, "waiting");
+  lua_pushstring(L, reason);
+  lua_setfield(L, -2, "reason");
+  lua_call(L, 3, 0);
+}
+
+/* Slot k is ready: start it now (1), or say when it may (0: *at, *why set;
+** a wait the engine must not sleep through fails the operation: -1). */
+static int ready(lua_State *L, cf_engine *e, int k, double now, double *at, int *why) {
+  cf_client *c = e->c;
+  cf_slot *s = &e->slots[k];
+  double w;
+  *why = CF_WAIT_NONE;
+  if (s->ready_at > now) {
+    *at = s->ready_at;
+    if (s->deadline_at > 0 && *at >= s->deadline_at) {
+      fail_waiting(L, e, k, *at - now, 1);
+      return -1;
+    }
+    return 0;
+  }
+  w = cf_pace_wait(&c->pacer, now, why);
+  if (w <= 0) return 1;
+  *at = now + w;
+  if (*why == CF_WAIT_SERVER && w > c->max_retry_wait) {
+    fail_waiting(L, e, k, w, 0);
+    return -1;
+  }
+  if (s->deadline_at > 0 && *at >= s->deadline_at) {
+    fail_waiting(L, e, k, w, 1);
+    return -1;
+  }
+  if (!e->pace_logged) {
+    e->pace_logged = 1;
+    cf_client_log(L, CI, "info", "pacing: waiting %s s before the next request (%s)",
+                  push_secs(L, w), *why == CF_WAIT_SERVER ? "the server's rate limit"
+                                                          : "the client's rate_limit");
+    lua_pop(L, 1);
+  }
+  return 0;
 }
 
 /* The engine proper, run under lua_pcall.
 ** 1: client, 2: engine (light userdata), 3: anchors, 4: the single value,
-** 5: prep's argument, 6: results, 7: on_progress. */
+** 5: prep's argument, 6: results, 7: on_progress.
+** Each round: free slots take the next operations; ready slots start
+** (or say how long they wait); transfers run until one finishes or the
+** earliest wait ends (at most 1 s); finished ones advance. When nothing
+** runs and every slot waits, on_progress hears of the wait. */
 static int engine_main(lua_State *L) {
   cf_engine *e = (cf_engine *)lua_touserdata(L, 2);
   cf_client *c = e->c;
@@ -435,26 +645,25 @@ static int engine_main(lua_State *L) {
   e->sp.results = e->sp.results ? 6 : 0;
   e->sp.progress = e->sp.progress ? 7 : 0;
   while (e->done < e->sp.n) {
-    double now = cf_now(), wake = now + 1.0, w;
-    int k, running = 0, finished = 0, paced, done0 = e->done;
+    double now = cf_now(), wake = now + 1.0, first = 0, at;
+    int k, running = 0, finished = 0, why, first_why = 0, done0 = e->done, r;
     for (k = 0; k < e->nslots && e->next <= e->sp.n; k++)
       if (e->slots[k].state == SL_FREE) assign(L, e, k);
     for (k = 0; k < e->nslots; k++) {
       cf_slot *s = &e->slots[k];
       if (s->state == SL_READY) {
-        if (s->ready_at > now) {
-          if (s->ready_at < wake) wake = s->ready_at;
-          continue;
-        }
-        if ((w = cf_pace_wait(&c->pacer, now, &paced)) > 0) {
-          if (paced && !e->pace_logged) {
-            e->pace_logged = 1;
-            cf_client_log(L, CI, "info", "pacing: waiting %f s before the next request", w);
+        r = ready(L, e, k, now, &at, &why);
+        if (r < 0) continue;
+        if (r == 0) {
+          if (at < wake) wake = at;
+          if (first == 0 || at < first) {
+            first = at;
+            first_why = why;
           }
-          if (now + w < wake) wake = now + w;
           continue;
         }
         e->pace_logged = 0;
+        e->waiting = 0;
         if (c->closed) {   /* on_log or on_progress closed the client */
           s->attempt++;
           cf_error_push(L, CF_E_USAGE, "%s %s: the client was closed during the request",
@@ -485,7 +694,13 @@ static int engine_main(lua_State *L) {
         }
       }
     } else if (running == 0 && e->done == done0 && wake > now) {
-      cf_sleep(wake - now);     /* every slot waits (backoff, pacing) */
+      if (first > 0 && (!e->waiting || now >= e->next_report)) {
+        e->waiting = 1;
+        e->next_report = now + REPORT_EVERY;
+        report_wait(L, e, first - now, first_why == CF_WAIT_NONE ? "retry" : "rate limit");
+        now = cf_now();
+      }
+      if (wake > now) cf_sleep(wake - now);   /* every slot waits (backoff, pacing) */
     }
     for (k = 0; k < e->nslots; k++)
       if (e->slots[k].state == SL_RUNNING && e->slots[k].x.finished)

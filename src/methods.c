@@ -93,6 +93,7 @@ static int method_call(lua_State *L) {
     if (b == NULL) return cf_fail(L);
     rq.body = b->data;   /* owned by the client or the userdata on the stack */
     rq.body_len = b->len;
+    rq.kind = eo.kind;
   }
   return cf_client_run(L, c, &rq);
 }
