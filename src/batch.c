@@ -309,12 +309,14 @@ static int prep_op(lua_State *L, cf_client *c, int arg, int i, cf_req *rq,
 typedef struct batch_opts {
   lua_Integer concurrency;
   int on_progress;
+  int results;
 } batch_opts;
 
 static const cf_argdesc batch_args[] = {
   {.name = "concurrency", .type = CF_ARG_INTEGER, .min = 1, .max = MAX_CONCURRENCY,
    .offset = offsetof(batch_opts, concurrency)},
   {.name = "on_progress", .type = CF_ARG_FUNCTION, .offset = offsetof(batch_opts, on_progress)},
+  {.name = "results", .type = CF_ARG_TABLE, .offset = offsetof(batch_opts, results)},
   {.name = NULL}
 };
 static const cf_argset batch_set = {"batch options", "batch option ", batch_args};
@@ -338,8 +340,8 @@ static int check_all(lua_State *L, cf_client *c, lua_Integer n) {
   return 1;
 }
 
-/* client:batch(ops [, {concurrency = 8, on_progress = fn}]) -> results |
-** nil, err */
+/* client:batch(ops [, {concurrency = 8, on_progress = fn, results = t}]) ->
+** results | nil, err */
 int cf_client_batch(lua_State *L) {
   cf_client *c = cf_client_check(L);
   lua_Integer n;
@@ -347,7 +349,7 @@ int cf_client_batch(lua_State *L) {
   batch_opts bo;
   int progress = 0;
   bo.concurrency = 8;
-  bo.on_progress = 0;
+  bo.on_progress = bo.results = 0;
   luaL_checktype(L, 2, LUA_TTABLE);
   if (!lua_isnoneornil(L, 3)) {
     luaL_checktype(L, 3, LUA_TTABLE);
@@ -362,7 +364,10 @@ int cf_client_batch(lua_State *L) {
   if (n > 0x7fffffff) n = 0x7fffffff;
   /* every operation is checked before anything is sent */
   if (!check_all(L, c, n)) return cf_fail(L);
-  lua_createtable(L, (int)n, 0);   /* results */
+  /* results: the caller's table (filled as ops end, so that after an error
+  ** raised by on_progress or on_log it still says what happened), or a new one */
+  if (bo.results) lua_getfield(L, 3, "results");
+  else lua_createtable(L, (int)n, 0);
   if (n == 0) return 1;
   memset(&sp, 0, sizeof sp);
   sp.n = (int)n;

@@ -726,6 +726,22 @@ static void engine_cleanup(cf_engine *e) {
   }
 }
 
+/* A callback raised: the operations under way are abandoned (their
+** exchanges taken off the multi). results[i] = { ok = false, pending = true }
+** says so: a create among them may have been made. */
+static void mark_pending(lua_State *L, cf_engine *e, int res) {
+  int k;
+  for (k = 0; k < e->nslots; k++) {
+    if (e->slots[k].op == 0) continue;
+    lua_createtable(L, 0, 2);
+    lua_pushboolean(L, 0);
+    lua_setfield(L, -2, "ok");
+    lua_pushboolean(L, 1);
+    lua_setfield(L, -2, "pending");
+    lua_rawseti(L, res, e->slots[k].op);
+  }
+}
+
 int cf_client_exec(lua_State *L, cf_client *c, const cf_exec_spec *sp) {
   cf_engine *e;
   int k, n = sp->concurrency < sp->n ? sp->concurrency : sp->n, rc, ok;
@@ -764,6 +780,7 @@ int cf_client_exec(lua_State *L, cf_client *c, const cf_exec_spec *sp) {
   c->busy++;
   rc = lua_pcall(L, 7, res ? 0 : 1, 0);
   c->busy--;
+  if (rc != LUA_OK && res) mark_pending(L, e, res);
   engine_cleanup(e);   /* no transfer stays on the multi, error or not */
   if (rc != LUA_OK) lua_error(L);
   ok = e->ok;
