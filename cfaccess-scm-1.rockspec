@@ -25,7 +25,7 @@ build = {
   type = "builtin",
   modules = {
     ["cfaccess.core"] = {
-      sources = { "src/argcheck.c", "src/batch.c", "src/buf.c", "src/client.c", "src/core.c", "src/dedupe.c", "src/engine.c", "src/error.c", "src/formats.c", "src/match.c", "src/methods.c", "src/pace.c", "src/resources.c", "src/response.c", "src/schema.c", "src/transport.c", "src/validate.c" },
+      sources = { "src/argcheck.c", "src/batch.c", "src/buf.c", "src/client.c", "src/core.c", "src/dedupe.c", "src/engine.c", "src/error.c", "src/formats.c", "src/match.c", "src/methods.c", "src/pace.c", "src/pages.c", "src/resources.c", "src/response.c", "src/schema.c", "src/transport.c", "src/validate.c", "src/waits.c" },
       defines = { "_POSIX_C_SOURCE=200809L" },
       libraries = { "curl" },
       incdirs = { "$(CURL_INCDIR)" },

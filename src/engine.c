@@ -12,73 +12,21 @@
 #include <string.h>
 
 #include "dedupe.h"
-#include "engine.h"
 #include "response.h"
+#include "slot.h"
 
-#define MAX_PAGES 1000          /* hard cap when following pages */
-#define REPORT_EVERY 1.0        /* seconds between on_progress wait reports */
 
-enum { SL_FREE = 0, SL_READY, SL_RUNNING };
-/* PH_MAIN: the operation's request; PH_PAGES: the pages of a list
-** operation; PH_CHECK: the pages of the collection after an ambiguous
-** create, to look for the policy it may have made. */
-enum { PH_MAIN = 0, PH_PAGES, PH_CHECK };
-
-/* Lua values a slot keeps alive, in the anchors table at k*ANCHORS + j:
-** 1..4 what prep pushed; then these. */
-#define ANCHORS 8
-enum { AN_PAGE_URL = 5, AN_ACC, AN_SEEN, AN_ERR };
-
-typedef struct cf_slot {
-  int op;                   /* 1-based operation index; 0: free */
-  int state;
-  int phase;
-  int attempt;              /* tries of the current request */
-  int main_attempt;         /* PH_CHECK: tries of the create so far */
-  int was_ambiguous;        /* a try of this create may have committed */
-  int last;                 /* PH_CHECK: the create's failure was final */
-  double ready_at;          /* monotonic: do not start before */
-  double deadline_at;       /* monotonic: the call's deadline (0: none) */
-  double first_sent;        /* create: when its first try started */
-  double try_started;       /* the current try */
-  long long since;          /* create: the server's clock (s) at first_sent,
-                            ** a lower bound from Date (dedupe.c) */
-  lua_Integer page, total;  /* list pages: the current one, items so far */
-  cf_req rq;
-  const char *path;         /* of the current request, for messages */
-  cf_buf *resp;
-  cf_buf own_resp;
-  cf_buf body;
-  cf_exchange x;
-} cf_slot;
-
-typedef struct cf_engine {
-  cf_client *c;
-  cf_exec_spec sp;          /* indices rebased to the protected call */
-  int anchors;              /* stack index of the anchors table */
-  int out;                  /* single: where the value goes */
-  int ok;                   /* single: the outcome */
-  int next, done, nslots;
-  int pace_logged;          /* the current pacing wait was logged */
-  int waiting;              /* the engine sleeps: a wait is reported */
-  double next_report;       /* ... next on_progress report then */
-  int pipewait;
-  cf_slot slots[];
-} cf_engine;
-
-#define CI 1                /* the client's stack index in the engine */
-
-static void anchor(lua_State *L, cf_engine *e, int k, int j) {
+void cf_anchor(lua_State *L, cf_engine *e, int k, int j) {
   lua_rawseti(L, e->anchors, (lua_Integer)k * ANCHORS + j);   /* pops */
 }
 
-static int anchored(lua_State *L, cf_engine *e, int k, int j) {
+int cf_anchored(lua_State *L, cf_engine *e, int k, int j) {
   return lua_rawgeti(L, e->anchors, (lua_Integer)k * ANCHORS + j);
 }
 
 /* The operation of slot k is over: its value (or err) on top goes to the
 ** caller, the slot is freed, on_progress hears of it. */
-static void deliver(lua_State *L, cf_engine *e, int k, int ok) {
+void cf_deliver(lua_State *L, cf_engine *e, int k, int ok) {
   cf_slot *s = &e->slots[k];
   int j;
   if (e->sp.results == 0) {
@@ -94,7 +42,7 @@ static void deliver(lua_State *L, cf_engine *e, int k, int ok) {
   }
   for (j = 1; j <= ANCHORS; j++) {
     lua_pushnil(L);
-    anchor(L, e, k, j);
+    cf_anchor(L, e, k, j);
   }
   s->op = 0;
   s->state = SL_FREE;
@@ -105,47 +53,6 @@ static void deliver(lua_State *L, cf_engine *e, int k, int ok) {
     lua_pushinteger(L, e->sp.n);
     lua_call(L, 2, 0);
   }
-}
-
-/* Point slot k at page s->page of its collection (pushes nothing). */
-static void set_page(lua_State *L, cf_engine *e, int k) {
-  cf_slot *s = &e->slots[k];
-  const char *url;
-  lua_Integer pp = s->phase == PH_PAGES ? s->rq.per_page : 0;
-  if (pp > 0)
-    url = lua_pushfstring(L, "%s?page=%I&per_page=%I", s->rq.list_url, s->page, pp);
-  else
-    url = lua_pushfstring(L, "%s?page=%I", s->rq.list_url, s->page);
-  s->x.url = url;
-  s->path = url + e->c->base_len;
-  anchor(L, e, k, AN_PAGE_URL);
-  s->attempt = 0;
-}
-
-/* Begin listing the collection (a list operation, or the check after an
-** ambiguous create). */
-static void begin_pages(lua_State *L, cf_engine *e, int k, int phase) {
-  cf_slot *s = &e->slots[k];
-  s->phase = phase;
-  s->page = phase == PH_PAGES && s->rq.page > 0 ? s->rq.page : 1;
-  s->total = 0;
-  lua_newtable(L);
-  anchor(L, e, k, AN_ACC);
-  lua_newtable(L);
-  anchor(L, e, k, AN_SEEN);
-  set_page(L, e, k);
-}
-
-/* Seconds rounded to a tenth, for messages and on_progress. */
-static double tenths(double s) {
-  return s > 0 ? floor(s * 10 + 0.5) / 10 : 0;
-}
-
-/* Push "1.5" for s seconds (rounded to a tenth). */
-static const char *push_secs(lua_State *L, double s) {
-  char b[48];
-  snprintf(b, sizeof b, "%.1f", tenths(s) < 1e12 ? tenths(s) : 1e12);
-  return lua_pushstring(L, b);
 }
 
 /* Give free slot k the next operation. */
@@ -165,15 +72,15 @@ static void assign(lua_State *L, cf_engine *e, int k) {
   if (!ok) {
     lua_replace(L, top + 1);
     lua_settop(L, top + 1);
-    deliver(L, e, k, 0);
+    cf_deliver(L, e, k, 0);
     return;
   }
   pushed = lua_gettop(L) - top;
   if (pushed > 4) luaL_error(L, "cfaccess: internal error (prep)");
-  for (j = pushed; j >= 1; j--) anchor(L, e, k, j);
+  for (j = pushed; j >= 1; j--) cf_anchor(L, e, k, j);
   s->x.url = s->rq.url;
   s->path = s->rq.path;
-  if (s->rq.list) begin_pages(L, e, k, PH_PAGES);
+  if (s->rq.list) cf_begin_pages(L, e, k, PH_PAGES);
 }
 
 /* Start slot k's request now: its timeout is the client's, or what is left
@@ -223,102 +130,10 @@ static int interpret(lua_State *L, cf_engine *e, int k, cf_try *t) {
   return cf_response_read(L, &s->x, s->path, e->c->secret, e->c->secret_len, t);
 }
 
-/* Is the table at idx a JSON array (keys 1..#t only)? */
-static int is_array(lua_State *L, int idx) {
-  lua_Integer n = (lua_Integer)lua_rawlen(L, idx);
-  lua_pushnil(L);
-  while (lua_next(L, idx) != 0) {
-    lua_pop(L, 1);
-    if (!lua_isinteger(L, -1) || lua_tointeger(L, -1) < 1 || lua_tointeger(L, -1) > n) {
-      lua_pop(L, 1);
-      return 0;
-    }
-  }
-  return 1;
-}
-
-/* Is the value at idx a JSON object (decoded: a table without [1])? */
-static int is_object(lua_State *L, int idx) {
-  return lua_type(L, idx) == LUA_TTABLE && lua_rawlen(L, idx) == 0;
-}
-
-/* Replace the envelope at env with a decode err: "GET path: <what>". */
-static int page_bad(lua_State *L, cf_engine *e, int k, int env, const char *what) {
-  cf_error_push(L, CF_E_DECODE, "GET %s: %s", e->slots[k].path, what);
-  cf_response_fields(L, &e->slots[k].x);
-  lua_replace(L, env);
-  lua_settop(L, env);
-  return -1;
-}
-
-/* A page of slot k's collection arrived (envelope on top, popped). Returns
-** 1 when the listing is complete (AN_ACC holds it), 0 when the next page is
-** scheduled, -1 with a `decode` err pushed when the page is not a list of
-** objects or there are more than MAX_PAGES. Listing follows pages until
-** total_pages, a short page (by the server's result_info.per_page, which
-** may be less than the one asked), an empty one, one that brings no new
-** id (a repeated or alternating page; an id seen before is not taken
-** twice), or MAX_PAGES: reaching it is an error, never a short list. */
-static int page_done(lua_State *L, cf_engine *e, int k) {
-  cf_slot *s = &e->slots[k];
-  int env = lua_gettop(L), arr, acc, seen, have_info = 0;
-  lua_Integer n, i, tp = 0, pp = 0, fresh = 0;
-  if (lua_getfield(L, env, "result") != LUA_TTABLE || !is_array(L, env + 1))
-    return page_bad(L, e, k, env, "result is not a list");
-  arr = env + 1;
-  n = (lua_Integer)lua_rawlen(L, arr);
-  for (i = 1; i <= n; i++) {
-    lua_rawgeti(L, arr, i);
-    if (!is_object(L, -1))
-      return page_bad(L, e, k, env, lua_pushfstring(L, "result[%I] is not an object (%s)",
-                                                    i, luaL_typename(L, -1)));
-    lua_pop(L, 1);
-  }
-  anchored(L, e, k, AN_ACC);
-  acc = lua_gettop(L);
-  anchored(L, e, k, AN_SEEN);
-  seen = lua_gettop(L);
-  for (i = 1; i <= n; i++) {
-    lua_rawgeti(L, arr, i);
-    if (lua_getfield(L, -1, "id") == LUA_TSTRING) {
-      lua_pushvalue(L, -1);
-      if (lua_rawget(L, seen) != LUA_TNIL) {   /* seen on an earlier page */
-        lua_pop(L, 3);
-        continue;
-      }
-      lua_pop(L, 1);
-      lua_pushboolean(L, 1);
-      lua_rawset(L, seen);
-    } else lua_pop(L, 1);
-    fresh++;
-    lua_rawseti(L, acc, ++s->total);
-  }
-  if (lua_getfield(L, env, "result_info") == LUA_TTABLE) {
-    have_info = 1;
-    if (lua_getfield(L, -1, "total_pages") == LUA_TNUMBER) tp = lua_tointeger(L, -1);
-    if (lua_getfield(L, -2, "per_page") == LUA_TNUMBER) pp = lua_tointeger(L, -1);
-    lua_pop(L, 2);
-  }
-  if (pp <= 0 && s->phase == PH_PAGES) pp = s->rq.per_page;
-  lua_settop(L, env);
-  if ((s->phase == PH_PAGES && s->rq.page > 0) || n == 0 || fresh == 0 ||
-      (tp > 0 && s->page >= tp) || (pp > 0 && n < pp) || (!have_info && pp <= 0)) {
-    lua_settop(L, env - 1);
-    return 1;
-  }
-  if (s->page >= MAX_PAGES)
-    return page_bad(L, e, k, env, lua_pushfstring(L, "more than %d pages (total_pages %I); "
-                                                  "not returning a short list", MAX_PAGES, tp));
-  lua_settop(L, env - 1);
-  s->page++;
-  set_page(L, e, k);
-  return 0;
-}
-
 /* Log "... failed (err); retry n of m in w s" for the err on top. */
 static void log_retry(lua_State *L, cf_engine *e, int k, double wait) {
   cf_slot *s = &e->slots[k];
-  const char *w = push_secs(L, wait);
+  const char *w = cf_push_secs(L, wait);
   cf_client_log(L, CI, "info", "%s %s failed (%s); retry %d of %d in %s s", s->x.method,
         s->path, luaL_tolstring(L, -2, NULL), s->attempt, e->c->max_retries, w);
   lua_pop(L, 3);
@@ -328,12 +143,12 @@ static void log_retry(lua_State *L, cf_engine *e, int k, double wait) {
 ** top, popped; why: a few words): the operation fails with the create's err,
 ** which now says it may have been made; kind "timeout" when the deadline
 ** ended the check. Nothing more is sent. */
-static void unchecked(lua_State *L, cf_engine *e, int k, const char *why, int deadline) {
+void cf_unchecked(lua_State *L, cf_engine *e, int k, const char *why, int deadline) {
   cf_slot *s = &e->slots[k];
   cf_client_log(L, CI, "warn", "could not list %s to check for a committed create: %s",
                 s->rq.list_url + e->c->base_len, luaL_tolstring(L, -1, NULL));
   lua_pop(L, 2);
-  anchored(L, e, k, AN_ERR);
+  cf_anchored(L, e, k, AN_ERR);
   lua_getfield(L, -1, "message");
   lua_pushfstring(L, "%s (it may have been made: %s; not sent again)",
                   luaL_optstring(L, -1, "?"), why);
@@ -343,14 +158,14 @@ static void unchecked(lua_State *L, cf_engine *e, int k, const char *why, int de
     lua_pushliteral(L, CF_E_TIMEOUT);
     lua_setfield(L, -2, "kind");
   }
-  deliver(L, e, k, 0);
+  cf_deliver(L, e, k, 0);
 }
 
 /* Replace the err on top with a `timeout` err: slot k's deadline ended the
 ** call (what: the last thing that failed or would have waited). */
 static void to_deadline(lua_State *L, cf_engine *e, int k) {
   cf_slot *s = &e->slots[k];
-  const char *d = push_secs(L, e->c->deadline);
+  const char *d = cf_push_secs(L, e->c->deadline);
   cf_error_push(L, CF_E_TIMEOUT, "%s %s: deadline of %s s reached (%s)",
                 s->phase == PH_MAIN ? s->rq.method : "GET", s->path, d,
                 luaL_tolstring(L, -2, NULL));
@@ -366,18 +181,18 @@ static void check_none(lua_State *L, cf_engine *e, int k) {
   cf_slot *s = &e->slots[k];
   cf_client_log(L, CI, "info", "nothing in %s is the failed create's: it did not happen",
         s->rq.list_url + e->c->base_len);
-  anchored(L, e, k, AN_ERR);
+  cf_anchored(L, e, k, AN_ERR);
   s->phase = PH_MAIN;
   s->attempt = s->main_attempt;
   s->path = s->rq.path;
   s->x.method = s->rq.method;
   if (s->last) {
-    deliver(L, e, k, 0);
+    cf_deliver(L, e, k, 0);
     return;
   }
   if (s->deadline_at > 0 && cf_now() >= s->deadline_at) {
     to_deadline(L, e, k);
-    deliver(L, e, k, 0);
+    cf_deliver(L, e, k, 0);
     return;
   }
   log_retry(L, e, k, 0);
@@ -390,7 +205,7 @@ static void check_done(lua_State *L, cf_engine *e, int k) {
   cf_slot *s = &e->slots[k];
   int r, acc;
   const char *what;
-  anchored(L, e, k, AN_ACC);
+  cf_anchored(L, e, k, AN_ACC);
   acc = lua_gettop(L);
   what = lua_pushfstring(L, "%s %s", s->rq.method, s->rq.path);
   r = cf_dedupe_pick(L, acc, &s->rq, s->since, what);
@@ -410,7 +225,7 @@ static void check_done(lua_State *L, cf_engine *e, int k) {
     cf_client_log(L, CI, "warn", "%s", lua_tostring(L, -1));
     lua_pop(L, 1);
   }
-  deliver(L, e, k, r > 0);
+  cf_deliver(L, e, k, r > 0);
 }
 
 /* Is code one of the 0-terminated codes? */
@@ -433,7 +248,7 @@ static void advance_ok(lua_State *L, cf_engine *e, int k) {
   if (s->phase == PH_MAIN) {           /* the result object is the value */
     int bad;
     lua_getfield(L, -1, "result");
-    bad = !is_object(L, -1);
+    bad = !cf_is_object(L, -1);
     if (!bad && s->rq.create) {
       bad = lua_getfield(L, -1, "id") != LUA_TSTRING;
       lua_pop(L, 1);
@@ -449,21 +264,21 @@ static void advance_ok(lua_State *L, cf_engine *e, int k) {
         memset(&t, 0, sizeof t);
         t.retryable = t.ambiguous = 1;
         advance_fail(L, e, k, &t);
-      } else deliver(L, e, k, 0);
+      } else cf_deliver(L, e, k, 0);
       return;
     }
     lua_remove(L, -2);
-    deliver(L, e, k, 1);
+    cf_deliver(L, e, k, 1);
     return;
   }
-  r = page_done(L, e, k);
+  r = cf_page_done(L, e, k);
   if (r < 0) {
-    if (s->phase == PH_PAGES) deliver(L, e, k, 0);
-    else unchecked(L, e, k, "the listing to check could not be read", 0);
+    if (s->phase == PH_PAGES) cf_deliver(L, e, k, 0);
+    else cf_unchecked(L, e, k, "the listing to check could not be read", 0);
   } else if (r == 1) {
     if (s->phase == PH_PAGES) {
-      anchored(L, e, k, AN_ACC);
-      deliver(L, e, k, 1);
+      cf_anchored(L, e, k, AN_ACC);
+      cf_deliver(L, e, k, 1);
     } else check_done(L, e, k);
   }
 }
@@ -484,7 +299,7 @@ static void advance_fail(lua_State *L, cf_engine *e, int k, const cf_try *t) {
   wait = t->has_retry_after ? t->retry_after : cf_backoff(&c->pacer, s->attempt);
   if (limited) cf_pace_pause(&c->pacer, now + wait);   /* no request of this client starts */
   if (!last && wait > c->max_retry_wait) {
-    const char *w = push_secs(L, wait), *m = push_secs(L, c->max_retry_wait);
+    const char *w = cf_push_secs(L, wait), *m = cf_push_secs(L, c->max_retry_wait);
     cf_client_log(L, CI, "warn", "%s %s: the server asked to wait %s s, more than "
                   "max_retry_wait (%s s); giving up (err.retry_after)", s->x.method, s->path, w, m);
     lua_pop(L, 2);
@@ -492,12 +307,12 @@ static void advance_fail(lua_State *L, cf_engine *e, int k, const cf_try *t) {
   }
   if (s->deadline_at > 0 && (now >= s->deadline_at || (!last && now + wait >= s->deadline_at))) {
     if (s->phase == PH_CHECK) {
-      unchecked(L, e, k, "the deadline ended the check", 1);
+      cf_unchecked(L, e, k, "the deadline ended the check", 1);
       return;
     }
     if (!(dedupes(s) && (t->ambiguous || s->was_ambiguous))) {
       to_deadline(L, e, k);
-      deliver(L, e, k, 0);
+      cf_deliver(L, e, k, 0);
       return;
     }
     to_deadline(L, e, k);
@@ -506,12 +321,12 @@ static void advance_fail(lua_State *L, cf_engine *e, int k, const cf_try *t) {
                     lua_tostring(L, -1));
     lua_setfield(L, -3, "message");
     lua_pop(L, 1);
-    deliver(L, e, k, 0);
+    cf_deliver(L, e, k, 0);
     return;
   }
   if (s->phase == PH_CHECK) {
     if (last) {
-      unchecked(L, e, k, "the listing to check failed", 0);
+      cf_unchecked(L, e, k, "the listing to check failed", 0);
       return;
     }
   } else if (s->phase == PH_MAIN && dedupes(s) &&
@@ -519,16 +334,16 @@ static void advance_fail(lua_State *L, cf_engine *e, int k, const cf_try *t) {
     s->was_ambiguous = 1;
     s->last = last;
     s->main_attempt = s->attempt;
-    anchor(L, e, k, AN_ERR);
+    cf_anchor(L, e, k, AN_ERR);
     cf_client_log(L, CI, "warn", "create may have reached the server; listing %s to check",
                   s->rq.list_url + c->base_len);
-    begin_pages(L, e, k, PH_CHECK);
+    cf_begin_pages(L, e, k, PH_CHECK);
     /* give a slow server time to commit */
     s->ready_at = last ? 0 : now + wait;
     return;
   }
   if (last) {
-    deliver(L, e, k, 0);
+    cf_deliver(L, e, k, 0);
     return;
   }
   log_retry(L, e, k, wait);
@@ -551,82 +366,6 @@ static void advance(lua_State *L, cf_engine *e, int k) {
       t.ambiguous = t.retryable = 1;
     advance_fail(L, e, k, &t);
   }
-}
-
-/* Slot k (ready) would wait `wait` s for the server's rate limit, beyond
-** max_retry_wait, or past its deadline: it fails now, nothing sent. */
-static void fail_waiting(lua_State *L, cf_engine *e, int k, double wait, int deadline) {
-  cf_slot *s = &e->slots[k];
-  const char *method = s->phase == PH_MAIN ? s->rq.method : "GET";
-  const char *w = push_secs(L, wait);
-  if (deadline) {
-    cf_error_push(L, CF_E_TIMEOUT, "%s %s: deadline of %s s reached (a wait of %s s "
-                  "was left); not sent", method, s->path, push_secs(L, e->c->deadline), w);
-  } else {
-    cf_error_push(L, CF_E_API, "%s %s: rate limited: the server asked to wait %s s more, "
-                  "longer than max_retry_wait (%s s); not sent", method, s->path, w,
-                  push_secs(L, e->c->max_retry_wait));
-    lua_pushinteger(L, (lua_Integer)ceil(wait));
-    lua_setfield(L, -2, "retry_after");
-  }
-  lua_pushinteger(L, s->attempt);
-  lua_setfield(L, -2, "attempts");
-  lua_replace(L, -3);   /* over the two numbers' texts */
-  lua_pop(L, 1);
-  if (s->phase == PH_CHECK) unchecked(L, e, k, deadline ? "the deadline ended the check"
-                                      : "the rate limit wait is too long to check", deadline);
-  else deliver(L, e, k, 0);
-}
-
-/* on_progress(done, total, { waiting = s, reason = "rate limit" | "retry" })
-** while every slot waits (at most every REPORT_EVERY s). */
-static void report_wait(lua_State *L, cf_engine *e, double wait, const char *reason) {
-  if (!e->sp.progress) return;
-  lua_pushvalue(L, e->sp.progress);
-  lua_pushinteger(L, e->done);
-  lua_pushinteger(L, e->sp.n);
-  lua_createtable(L, 0, 2);
-  lua_pushnumber(L, tenths(wait));
-  lua_setfield(L, -2, "waiting");
-  lua_pushstring(L, reason);
-  lua_setfield(L, -2, "reason");
-  lua_call(L, 3, 0);
-}
-
-/* Slot k is ready: start it now (1), or say when it may (0: *at, *why set;
-** a wait the engine must not sleep through fails the operation: -1). */
-static int ready(lua_State *L, cf_engine *e, int k, double now, double *at, int *why) {
-  cf_client *c = e->c;
-  cf_slot *s = &e->slots[k];
-  double w;
-  *why = CF_WAIT_NONE;
-  if (s->ready_at > now) {
-    *at = s->ready_at;
-    if (s->deadline_at > 0 && *at >= s->deadline_at) {
-      fail_waiting(L, e, k, *at - now, 1);
-      return -1;
-    }
-    return 0;
-  }
-  w = cf_pace_wait(&c->pacer, now, why);
-  if (w <= 0) return 1;
-  *at = now + w;
-  if (*why == CF_WAIT_SERVER && w > c->max_retry_wait) {
-    fail_waiting(L, e, k, w, 0);
-    return -1;
-  }
-  if (s->deadline_at > 0 && *at >= s->deadline_at) {
-    fail_waiting(L, e, k, w, 1);
-    return -1;
-  }
-  if (!e->pace_logged) {
-    e->pace_logged = 1;
-    cf_client_log(L, CI, "info", "pacing: waiting %s s before the next request (%s)",
-                  push_secs(L, w), *why == CF_WAIT_SERVER ? "the server's rate limit"
-                                                          : "the client's rate_limit");
-    lua_pop(L, 1);
-  }
-  return 0;
 }
 
 /* The engine proper, run under lua_pcall.
@@ -652,7 +391,7 @@ static int engine_main(lua_State *L) {
     for (k = 0; k < e->nslots; k++) {
       cf_slot *s = &e->slots[k];
       if (s->state == SL_READY) {
-        r = ready(L, e, k, now, &at, &why);
+        r = cf_slot_ready(L, e, k, now, &at, &why);
         if (r < 0) continue;
         if (r == 0) {
           if (at < wake) wake = at;
@@ -670,7 +409,7 @@ static int engine_main(lua_State *L) {
                         s->phase == PH_MAIN ? s->rq.method : "GET", s->path);
           lua_pushinteger(L, s->attempt);
           lua_setfield(L, -2, "attempts");
-          deliver(L, e, k, 0);
+          cf_deliver(L, e, k, 0);
           continue;
         }
         start(e, k, now);
@@ -697,7 +436,7 @@ static int engine_main(lua_State *L) {
       if (first > 0 && (!e->waiting || now >= e->next_report)) {
         e->waiting = 1;
         e->next_report = now + REPORT_EVERY;
-        report_wait(L, e, first - now, first_why == CF_WAIT_NONE ? "retry" : "rate limit");
+        cf_report_wait(L, e, first - now, first_why == CF_WAIT_NONE ? "retry" : "rate limit");
         now = cf_now();
       }
       if (wake > now) cf_sleep(wake - now);   /* every slot waits (backoff, pacing) */

@@ -244,6 +244,26 @@ describe("engine", function()
       c:close()
     end)
 
+    it("waits up to max_retry_wait, 300 s by default (a 200 s Retry-After is waited for)", function()
+      -- a deadline of 1 s ends the wait: kind timeout; with the old 60 s
+      -- default the client gave up at once (kind api) and fired the next
+      -- call into the lockout
+      local c = client{ deadline = 1 }
+      m:fault{ action = "rate_limit", retry_after = 200, method = "GET" }
+      local r, err = c:list_app_policies(APP)
+      assert.is_nil(r)
+      assert.equal("timeout", err.kind)
+      m:clear_faults()
+      c:close()
+      c = client()
+      m:fault{ action = "rate_limit", retry_after = 400, method = "GET" }
+      r, err = c:list_app_policies(APP)
+      assert.is_nil(r)
+      assert.equal(400, err.retry_after)
+      assert.truthy(table.concat(lines, "\n"):find("max_retry_wait (300.0 s)", 1, true), table.concat(lines, "\n"))
+      c:close()
+    end)
+
     it("tells on_progress when it waits to retry", function()
       local c = client()
       m:fault{ action = "status", status = 500, method = "GET" }
