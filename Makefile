@@ -25,7 +25,8 @@ SRCS        := $(sort $(wildcard src/*.c))
 OBJS        := $(patsubst src/%.c,$(O)/obj/%.o,$(SRCS))
 HDRS        := $(wildcard src/*.h)
 
-.PHONY: all deps test test-only asan valgrind lint demo mock bench bench-instr clean luarocks-check
+.PHONY: all deps test test-only asan valgrind lint demo mock bench bench-instr bench-scale \
+        bench-ratelimit bench-peers clean luarocks-check install install-lib install-bin luarocks-install
 
 all: $(SO)
 
@@ -79,15 +80,66 @@ bench: deps
 	@$(MAKE) --no-print-directory all
 	@sh bench/run.sh
 
-# Userland instructions per request, client vs C floor (valgrind; the same
-# on every run, where req/s moves with whatever else shares the machine).
+# Userland instructions per request, client vs the honest floors (libcurl +
+# lua-cjson decoding, bench/hfloor.c) and the bare C floors (valgrind; the
+# same on every run, where req/s moves with whatever else shares the machine).
 bench-instr: deps
 	@$(MAKE) --no-print-directory all
 	@sh bench/run.sh instr
 
-# `luarocks make` into a throwaway tree, then require it from that tree.
+# The scale rows alone (encode cost per rule, listing 1/100/1000 policies).
+bench-scale: deps
+	@$(MAKE) --no-print-directory all
+	@sh bench/run.sh scale
+
+# Cloudflare's budget and lockout, scaled, on loopback (bench/ratelimit.sh;
+# about 4.5 minutes with the defaults, RL_* knobs in that file).
+bench-ratelimit: deps
+	@$(MAKE) --no-print-directory all
+	@sh bench/ratelimit.sh
+
+# The official TypeScript SDK (npm `cloudflare`, installed into a temporary
+# directory) next to the client; skipped with a message without npm.
+bench-peers: deps
+	@$(MAKE) --no-print-directory all
+	@sh bench/run.sh peers
+
+# `luarocks make` into a throwaway tree, then run `cfaccess --version` and
+# `cfaccess validate` and require the module from that tree.
 luarocks-check: all
 	@sh tests/luarocks_check.sh
+
+# ---- install: the core, the Lua modules and the command -------------------
+#   make install PREFIX=/usr/local DESTDIR=/tmp/stage
+# LUADIR, LIBDIR and BINDIR can be set on their own (LuaRocks does).
+PREFIX  ?= /usr/local
+DESTDIR ?=
+LUADIR  ?= $(PREFIX)/share/lua/$(LUA_VERSION)
+LIBDIR  ?= $(PREFIX)/lib/lua/$(LUA_VERSION)
+BINDIR  ?= $(PREFIX)/bin
+LUA_MODULES := $(sort $(shell cd lua && find cfaccess -name '*.lua'))
+
+install: install-lib install-bin
+
+install-lib: $(SO)
+	install -d "$(DESTDIR)$(LIBDIR)/cfaccess"
+	install -m 755 $(SO) "$(DESTDIR)$(LIBDIR)/cfaccess/core.so"
+	@for f in $(LUA_MODULES); do \
+	  install -d "$(DESTDIR)$(LUADIR)/$$(dirname $$f)" && \
+	  install -m 644 "lua/$$f" "$(DESTDIR)$(LUADIR)/$$f" || exit 1; \
+	  echo "install lua/$$f $(DESTDIR)$(LUADIR)/$$f"; \
+	done
+
+install-bin:
+	install -d "$(DESTDIR)$(BINDIR)"
+	install -m 755 bin/cfaccess "$(DESTDIR)$(BINDIR)/cfaccess"
+
+# The rockspec's install step (build.type "make"): the library parts (the
+# command is build.install.bin), then the build directory goes, so that
+# `luarocks make` leaves the checkout as it found it.
+luarocks-install: install-lib
+	rm -rf "$(O)"
+	-rmdir build 2>/dev/null
 
 clean:
 	rm -rf cfaccess/core.so obj build

@@ -14,26 +14,44 @@ that is never duplicated.
 ]],
   license = "MIT",
 }
+-- On Debian 12 these come from apt (lua-cjson, lua-argparse, lua-term),
+-- which LuaRocks does not see: install with --deps-mode=none there (see
+-- README.md, "LuaRocks"). Online, LuaRocks fetches them from luarocks.org.
 dependencies = {
   "lua >= 5.4, < 5.5",
   "lua-cjson >= 2.1.0",
+  "argparse >= 0.7",
+  "lua-term >= 0.7",
 }
 external_dependencies = {
   CURL = { header = "curl/curl.h", library = "curl" },
 }
+-- Built by the Makefile (one list of sources: src/*.c and lua/cfaccess/,
+-- so nothing here goes stale when files are added), in its own directory
+-- build/luarocks, which `make luarocks-install` removes again after
+-- installing: `luarocks make` in a checkout neither overwrites the
+-- checkout's cfaccess/core.so nor leaves object files behind.
 build = {
-  type = "builtin",
-  modules = {
-    ["cfaccess.core"] = {
-      sources = { "src/argcheck.c", "src/batch.c", "src/buf.c", "src/client.c", "src/core.c", "src/dedupe.c", "src/engine.c", "src/error.c", "src/formats.c", "src/match.c", "src/methods.c", "src/pace.c", "src/pages.c", "src/resources.c", "src/response.c", "src/schema.c", "src/transport.c", "src/validate.c", "src/waits.c" },
-      defines = { "_POSIX_C_SOURCE=200809L" },
-      libraries = { "curl" },
-      incdirs = { "$(CURL_INCDIR)" },
-      libdirs = { "$(CURL_LIBDIR)" },
-    },
-    ["cfaccess"] = "lua/cfaccess/init.lua",
-    ["cfaccess.rules"] = "lua/cfaccess/rules.lua",
-    ["cfaccess.plan"] = "lua/cfaccess/plan.lua",
-    ["cfaccess.apply"] = "lua/cfaccess/apply.lua",
+  type = "make",
+  build_target = "all",
+  build_variables = {
+    O = "build/luarocks",
+    CFLAGS = "$(CFLAGS)",
+    LUA_CFLAGS = "-I$(LUA_INCDIR)",
+    CURL_CFLAGS = "-I$(CURL_INCDIR)",
+    CURL_LIBS = "-L$(CURL_LIBDIR) -lcurl",
+    LUA = "$(LUA)",
+  },
+  install_target = "luarocks-install",
+  install_variables = {
+    O = "build/luarocks",
+    PREFIX = "$(PREFIX)",
+    LUADIR = "$(LUADIR)",
+    LIBDIR = "$(LIBDIR)",
+    BINDIR = "$(BINDIR)",
+  },
+  -- the command: LuaRocks installs it with a wrapper that sets the paths
+  install = {
+    bin = { cfaccess = "bin/cfaccess" },
   },
 }

@@ -6,6 +6,10 @@
 --   lua5.4 bench/client.lua curlcli URL BODY N  the curl command, spawned per request
 --   lua5.4 bench/client.lua socket URL N        LuaSocket socket.http + cjson.encode
 --   lua5.4 bench/client.lua rss BASE N          VmRSS before/after a batch of N ops
+--   lua5.4 bench/client.lua hfloor URL BODY N [CONC]   the honest floor (bench/hfloor.c,
+--                                               path in $HFLOOR_SO): libcurl + cjson.decode
+--   lua5.4 bench/client.lua scalegen DIR        write the list pages of the scale rows
+--   lua5.4 bench/client.lua scale BASE LOG      encode cost per rule; listing 1/100/1000
 -- Each prints one line "<label> <value> <unit> <cpu-us-per-op>" per result
 -- (rss: "rss_growth <KB> KB <before KB> <after KB> <held KB> <heap KB>").
 local cfaccess = require("cfaccess.core")
@@ -192,6 +196,30 @@ elseif mode == "rss" then
   print(string.format("rss_growth %d KB %d %d %d %d", after - before, before, after, held, heap))
   c:close()
 
+elseif mode == "hfloor" then
+  -- one reused handle (CONC absent) or curl multi with CONC in flight, each
+  -- response decoded by the same lua-cjson into Lua tables
+  local hf = assert(package.loadlib(assert(os.getenv("HFLOOR_SO"), "HFLOOR_SO"), "luaopen_hfloor"))()
+  local url, n, conc = arg[2], tonumber(arg[4]), tonumber(arg[5])
+  local f = assert(io.open(arg[3], "rb"))
+  local body = f:read("a")
+  f:close()
+  local decode = cjson.decode
+  hf.seq(url, body, 8, decode)                     -- warm up: connection open
+  if conc then
+    local t, cpu = hf.multi(url, body, n, conc, decode)
+    report("hfloor_multi", n, t, cpu)
+  else
+    local t, cpu = hf.seq(url, body, n, decode)
+    report("hfloor", n, t, cpu)
+  end
+
+elseif mode == "scalegen" then
+  require("scale").gen(arg[2])
+
+elseif mode == "scale" then
+  require("scale").run(cfaccess, arg[2], socket.gettime, arg[3])
+
 else
-  error("usage: lua5.4 bench/client.lua body|encode|seq|batch|curlcli|socket|rss ...")
+  error("usage: lua5.4 bench/client.lua body|encode|seq|batch|curlcli|socket|rss|hfloor|scale ...")
 end

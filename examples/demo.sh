@@ -6,8 +6,12 @@
 #   2. register an Access application in it (control API)
 #   3. export CLOUDFLARE_API_TOKEN / CLOUDFLARE_ACCOUNT_ID / CFACCESS_APP_ID /
 #      CLOUDFLARE_BASE_URL and run the quickstart with the repo's module
-#   4. stop the mock (also on failure or Ctrl-C) and exit with the
-#      quickstart's status
+#   4. run the cfaccess command (bin/cfaccess): validate a state file with
+#      deliberate mistakes, then the right one; then, where this build has
+#      client:plan/apply/export, plan (changes), apply, plan again (no
+#      changes) and export
+#   5. stop the mock (also on failure or Ctrl-C) and exit with the
+#      quickstart's status, or the command's
 set -u
 LUA=${LUA:-lua5.4}
 PYTHON=${PYTHON:-python3}
@@ -100,9 +104,54 @@ else
 fi
 status=$?
 echo
-if [ "$status" -eq 0 ]; then
-  echo "demo: OK"
-else
+if [ "$status" -ne 0 ]; then
   echo "demo: the quickstart failed (exit status $status)" >&2
+  exit "$status"
 fi
-exit "$status"
+
+# 4. the command line, with the same environment.
+run() {   # run the command, its stderr too, and print its exit status
+  echo "\$ cfaccess $*"
+  if [ -n "$preload" ]; then
+    LD_PRELOAD=$preload "$LUA" bin/cfaccess "$@" 2>&1
+  else
+    "$LUA" bin/cfaccess "$@" 2>&1
+  fi
+  rc=$?
+  echo "(exit $rc)"
+  return 0
+}
+expect() {   # the last run's exit status must be $1
+  if [ "$rc" -ne "$1" ]; then
+    echo "demo: cfaccess exited $rc, expected $1" >&2
+    exit 1
+  fi
+}
+echo "demo: the cfaccess command"
+run validate examples/mistakes.json; expect 1
+run validate examples/access.lua; expect 0
+
+# plan/apply/export: where this build has them (client:plan, client:apply,
+# client:export, and the core's set_app_policies/get_app for the app's list)
+if "$LUA" -e 'local c = assert(require("cfaccess").client{ account_id = os.getenv("CLOUDFLARE_ACCOUNT_ID") })
+  for _, m in ipairs{ "plan", "apply", "export", "set_app_policies", "get_app" } do
+    if type(c[m]) ~= "function" then os.exit(1) end
+  end' 2>/dev/null
+then
+  state_app=f174e90a-fafe-4643-bbbc-4a0ed4fc8415   # the application examples/access.lua names
+  if ! curl -s -f --noproxy '*' --max-time 5 -o "$tmp/app2.out" -X POST \
+      "http://127.0.0.1:$port/__mock/apps" \
+      -d "{\"scope\":\"accounts\",\"scope_id\":\"$account\",\"app_id\":\"$state_app\",\"type\":\"self_hosted\"}"; then
+    echo "demo: could not register the state's application with the mock" >&2
+    exit 1
+  fi
+  run plan examples/access.lua; expect 2
+  run apply --yes examples/access.lua; expect 0
+  run plan examples/access.lua; expect 0
+  run export --app "$state_app"; expect 0
+else
+  echo "demo: this build has no client:plan/apply/export (or set_app_policies) yet: plan, apply and export skipped"
+fi
+echo
+echo "demo: OK"
+exit 0

@@ -94,50 +94,61 @@ CF_INTERNAL void cf_buf_free(cf_buf *b);          /* idempotent */
 
 /* ---- validation and canonical encoding (validate.c, schema.c) -------- */
 
+/* Index into the body kind descriptors (schema.h cf_body_kinds). */
 typedef enum cf_kind {
   CF_KIND_APP = 0,      /* account application policy (the seed's body) */
   CF_KIND_ZONE,         /* zone application policy */
   CF_KIND_REUSABLE,     /* account reusable policy */
-  CF_KIND_INFRA         /* infrastructure application policy */
+  CF_KIND_INFRA,        /* infrastructure application policy */
+  CF_KIND_GROUP         /* Access group */
 } cf_kind;
 
+/* The options of the original entry point (kept for its callers). */
 typedef struct cf_encode_opts {
   cf_kind kind;
   int allow_unknown;    /* pass unknown top-level fields through */
 } cf_encode_opts;
 
-/* Map "app"/"zone"/"reusable"/"infrastructure" to a kind; 0 if unknown. */
+/* Every option of validate/encode (API.md section 2). */
+typedef struct cf_body_opts {
+  cf_kind kind;
+  int allow_unknown;    /* pass unknown top-level fields through */
+  int strict;           /* warnings are errors */
+  int legacy;           /* accept the 2024 rule shapes */
+} cf_body_opts;
+
+/* Map a public kind name ("app", ..., "group") to a kind; 0 if unknown. */
 CF_INTERNAL int cf_kind_from_name(const char *name, cf_kind *out);
 
-/* Read { kind =, allow_unknown = } from the optional table at idx (nil or
-** none gives the defaults). Raises (luaL_argerror) on wrong types; returns
-** 0 and pushes a `usage` error for an unknown kind name. */
+/* Read { kind =, allow_unknown =, strict =, legacy = } from the optional
+** table at idx (nil or none gives the defaults: app, all false). Raises
+** (luaL_argerror) on wrong types; returns 0 and pushes a `usage` error for
+** an unknown kind name. */
+CF_INTERNAL int cf_body_opts_read(lua_State *L, int idx, cf_body_opts *o);
+/* The same, for the original options struct (strict and legacy unread). */
 CF_INTERNAL int cf_encode_opts_read(lua_State *L, int idx, cf_encode_opts *o);
 
-/* Validate the policy table at stack index idx. When it is valid and out is
-** not NULL, append its canonical JSON to out; return 1, stack unchanged.
-** When it is not valid, push an `invalid` error (err.problems filled, every
-** path prefixed by `prefix` when prefix is not NULL/empty, e.g.
-** "ops[3].policy") and return 0. Raises only on memory errors. */
+/* Validate the body at stack index idx (of kind o->kind). When it is valid
+** and out is not NULL, append its canonical JSON to out; return 1 and push
+** the warnings: a list of { path =, message = }, or nil when there are
+** none. When it is not valid (with o->strict: also when it has warnings),
+** push an `invalid` error (err.problems filled) and return 0. Every path
+** is prefixed by `prefix` when it is not NULL/empty (e.g. "ops[3].policy").
+** Pushes exactly one value; raises only on memory errors. With out NULL it
+** is the warnings query: cf_body_encode(L, idx, &o, NULL, NULL). */
+CF_INTERNAL int cf_body_encode(lua_State *L, int idx, const cf_body_opts *o,
+                               const char *prefix, cf_buf *out);
+
+/* The original entry point: cf_body_encode with strict and legacy off and
+** the warnings dropped. Returns 1 with the stack unchanged, or 0 with the
+** error pushed. */
 CF_INTERNAL int cf_policy_encode(lua_State *L, int idx,
                                  const cf_encode_opts *o, const char *prefix,
                                  cf_buf *out);
 
-/* ---- format checkers (formats.c): pure C, no Lua, fuzzable ----------- */
+/* ---- format checkers: formats.h (pure C, no Lua, fuzzable) ---------- */
 
-CF_INTERNAL int cf_is_utf8(const char *s, size_t n);
-CF_INTERNAL int cf_is_go_duration(const char *s, size_t n);   /* >= 0 */
-CF_INTERNAL int cf_is_mfa_duration(const char *s, size_t n);  /* m/h, 0m..720h */
-CF_INTERNAL int cf_is_ip_or_cidr(const char *s, size_t n);
-CF_INTERNAL int cf_is_email(const char *s, size_t n);
-CF_INTERNAL int cf_is_uuid(const char *s, size_t n);
-CF_INTERNAL int cf_is_hex32(const char *s, size_t n);
-CF_INTERNAL int cf_is_country(const char *s, size_t n);       /* ISO 3166-1 a2 */
-/* Case-insensitive optimal-string-alignment distance (Levenshtein plus
-** adjacent transpositions), for "did you mean"; (size_t)-1 when either
-** string is longer than 64 bytes. */
-CF_INTERNAL size_t cf_edit_distance(const char *a, size_t an, const char *b,
-                                    size_t bn);
+#include "formats.h"
 
 /* ---- module parts (core.c registers them in this order) ------------- */
 

@@ -1,33 +1,40 @@
 /*
 ** cfaccess.core: module entry. Registers its parts from one table: the
 ** response decoder (lua-cjson), encode/validate/_VERSION, the client,
-** same/request_body (match.c).
+** the read-only schema (core.schema, core.null), same/request_body (match.c).
 */
 #include "cfaccess.h"
 #include "match.h"
+#include "schema.h"
 
-/* encode(policy [, opts]) -> json | nil, err */
+/* encode(body [, opts]) -> json, nil, warnings | nil, err */
 static int core_encode(lua_State *L) {
-  cf_encode_opts o;
+  cf_body_opts o;
   cf_buf *b;
   luaL_checktype(L, 1, LUA_TTABLE);
-  if (!cf_encode_opts_read(L, 2, &o)) return cf_fail(L);
+  if (!cf_body_opts_read(L, 2, &o)) return cf_fail(L);
   lua_settop(L, 2);
   b = cf_buf_push(L);                                  /* index 3 */
-  if (!cf_policy_encode(L, 1, &o, NULL, b)) return cf_fail(L);
+  if (!cf_body_encode(L, 1, &o, NULL, b)) return cf_fail(L);
   lua_pushlstring(L, b->data, b->len);
   cf_buf_free(b);
-  return 1;
+  if (lua_isnil(L, 4)) return 1;
+  lua_pushnil(L);
+  lua_pushvalue(L, 4);                                 /* the warnings */
+  return 3;
 }
 
-/* validate(policy [, opts]) -> true | nil, err */
+/* validate(body [, opts]) -> true, nil, warnings | nil, err */
 static int core_validate(lua_State *L) {
-  cf_encode_opts o;
+  cf_body_opts o;
   luaL_checktype(L, 1, LUA_TTABLE);
-  if (!cf_encode_opts_read(L, 2, &o) || !cf_policy_encode(L, 1, &o, NULL, NULL))
+  if (!cf_body_opts_read(L, 2, &o) || !cf_body_encode(L, 1, &o, NULL, NULL))
     return cf_fail(L);
+  if (lua_isnil(L, -1)) { lua_pushboolean(L, 1); return 1; }
   lua_pushboolean(L, 1);
-  return 1;
+  lua_pushnil(L);
+  lua_rotate(L, -3, -1);                               /* true, nil, warnings */
+  return 3;
 }
 
 static const luaL_Reg core_funcs[] = {
@@ -48,13 +55,18 @@ static int client_part(lua_State *L) {
   return 0;
 }
 
-static int match_part(lua_State *L) {
-  cf_match_open(L);
+static int response_part(lua_State *L) {
+  cf_response_open(L);
   return 0;
 }
 
-static int response_part(lua_State *L) {
-  cf_response_open(L);
+static int schema_part(lua_State *L) {
+  cf_schema_open(L);
+  return 0;
+}
+
+static int match_part(lua_State *L) {
+  cf_match_open(L);
   return 0;
 }
 
@@ -65,6 +77,7 @@ static const luaL_Reg mod[] = {
   {"response", response_part},
   {"core", core_open},
   {"client", client_part},
+  {"schema", schema_part},
   {"match", match_part},
   {NULL, NULL}
 };

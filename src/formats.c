@@ -8,8 +8,7 @@
 #include <stdint.h>
 #include <string.h>
 
-#include "cfaccess.h"
-#include "schema.h"
+#include "formats.h"
 
 static int is_digit(unsigned char c) { return c >= '0' && c <= '9'; }
 static int is_alpha(unsigned char c) {
@@ -293,6 +292,50 @@ int cf_is_country(const char *s, size_t n) {
     else hi = mid;
   }
   return 0;
+}
+
+/* ---- RFC 8176 authentication methods -------------------------------- */
+
+/* RFC 8176 section 2 (the IANA "Authentication Method Reference Values"
+** registry as the RFC created it): the values Cloudflare's auth_method
+** rule compares with the IdP's amr claim. */
+const char *const cf_amr_values[] = {
+  "face", "fpt", "geo", "hwk", "iris", "kba", "mca", "mfa", "otp", "pin",
+  "pwd", "rba", "retina", "sc", "sms", "swk", "tel", "user", "vbm", "wia", NULL
+};
+
+int cf_is_amr(const char *s, size_t n) {
+  const char *const *v;
+  for (v = cf_amr_values; *v; v++)
+    if (strlen(*v) == n && memcmp(*v, s, n) == 0) return 1;
+  return 0;
+}
+
+/* ---- invisible characters -------------------------------------------- */
+
+/* Code points a reader cannot see in a quoted message (hand-written: a
+** short fixed list, no Unicode database is needed for it). */
+static int invisible_cp(unsigned long cp) {
+  return (cp >= 0x80 && cp <= 0xA0) || cp == 0xAD || cp == 0x034F || cp == 0x061C ||
+         cp == 0x115F || cp == 0x1160 || cp == 0x180E ||
+         (cp >= 0x2000 && cp <= 0x200F) || (cp >= 0x2028 && cp <= 0x202F) ||
+         (cp >= 0x205F && cp <= 0x206F) || cp == 0x3000 || cp == 0x3164 ||
+         (cp >= 0xFE00 && cp <= 0xFE0F) || cp == 0xFEFF || cp == 0xFFA0 ||
+         (cp >= 0xFFF0 && cp <= 0xFFFB) || (cp >= 0xE0000 && cp <= 0xE007F);
+}
+
+size_t cf_invisible_at(const char *str, size_t n, unsigned long *cp) {
+  const unsigned char *s = (const unsigned char *)str;
+  size_t len, i;
+  unsigned long v;
+  if (n == 0 || s[0] < 0xC2) return 0;
+  len = s[0] >= 0xF0 ? 4 : s[0] >= 0xE0 ? 3 : 2;
+  if (len > n || !cf_is_utf8(str, len)) return 0;
+  v = s[0] & (len == 2 ? 0x1Fu : len == 3 ? 0x0Fu : 0x07u);
+  for (i = 1; i < len; i++) v = (v << 6) | (s[i] & 0x3Fu);
+  if (!invisible_cp(v)) return 0;
+  *cp = v;
+  return len;
 }
 
 /* ---- did you mean ---------------------------------------------------- */

@@ -90,7 +90,7 @@ typedef struct mfield {
 } mfield;
 
 static void m_fill(const cf_field *f, int keep_empty, mfield *out) {
-  out->type = f->type;
+  out->type = f->type == CF_T_ONEOF ? 0 : f->type;   /* a one-of: compared as it comes */
   out->cls = f->fmt == CF_F_IP ? M_IP
            : (f->fmt == CF_F_DURATION || f->fmt == CF_F_MFA_DURATION) ? M_DURATION : M_PLAIN;
   out->nullable = (f->flags & CF_FL_NULLABLE) != 0;
@@ -105,8 +105,8 @@ static void m_fill(const cf_field *f, int keep_empty, mfield *out) {
 ** kind; 0 when it does not know the field. */
 static int m_lookup(const void *schema, const void *elem, const char *k, size_t n,
                     cf_kind kind, mfield *out) {
-  const cf_schema *s = schema ? (const cf_schema *)schema : &cf_policy_schema;
-  unsigned i;
+  const cf_schema *s = schema ? (const cf_schema *)schema : cf_body_kinds[kind].schema;
+  unsigned i, bit = cf_body_kinds[kind].bit;
   if (elem) {
     m_fill((const cf_field *)elem, 0, out);
     return 1;
@@ -114,7 +114,7 @@ static int m_lookup(const void *schema, const void *elem, const char *k, size_t 
   for (i = 0; i < s->n; i++) {
     const cf_field *f = &s->fields[i];
     if (f->len == n && memcmp(f->name, k, n) == 0) {
-      if (!(f->kinds & (1u << kind))) return -1;
+      if (f->kinds && !(f->kinds & bit)) return -1;
       m_fill(f, (s->flags & CF_S_ONE_KEY) != 0, out);
       return 1;
     }

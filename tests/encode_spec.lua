@@ -20,7 +20,7 @@ local function full_policy()
       { ip = { ip = "203.0.113.0/24" } },
       { azureAD = { id = "g1", identity_provider_id = IDP } },
       { ["github-organization"] = { name = "org", identity_provider_id = IDP, team = "ops" } },
-      { okta = { email = "admins@example.com", connection_id = IDP } },
+      { okta = { name = "admins", identity_provider_id = IDP } },
       { user_risk_score = { user_risk_score = { "low", "unscored" } } },
       { cloudflare_account_member = {} },
     },
@@ -109,6 +109,23 @@ describe("encode: canonical output", function()
     assert.is_true(ok, where)
     -- and the decoded table encodes to the same bytes (floats from cjson are integral)
     assert.equal(json, core.encode(cjson.decode(json)))
+  end)
+
+  it("writes the 2024 shapes as given with opts.legacy", function()
+    local p = { name = "n", decision = "allow", include = {
+      { okta = { email = "admins@example.com", connection_id = IDP } },
+      { saml = { attribute_name = "a", attribute_value = "v" } } } }
+    assert.equal('{"name":"n","decision":"allow","include":[{"okta":{"email":"admins@example.com",'
+      .. '"connection_id":"' .. IDP .. '"}},{"saml":{"attribute_name":"a","attribute_value":"v"}}]}',
+      core.encode(p, { legacy = true }))
+    assert.is_nil(core.encode(p))
+  end)
+
+  it("writes a group body in its schema order", function()
+    assert.equal('{"name":"g","include":[{"email":{"email":"a@example.com"}}],"exclude":[{"everyone":{}}],'
+      .. '"is_default":false}',
+      core.encode({ is_default = false, exclude = { { everyone = {} } }, name = "g",
+                    include = { { email = { email = "a@example.com" } } } }, { kind = "group" }))
   end)
 
   it("round-trips every kind's full shape", function()

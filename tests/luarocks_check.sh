@@ -1,10 +1,14 @@
 #!/bin/sh
 # `make luarocks-check`: build and install cfaccess with LuaRocks from the
-# rockspec into a throwaway tree, then require it from that tree only (plus
-# the directory lua-cjson is installed in) and encode a policy.
-# The build runs on a copy of the sources: `luarocks make` writes objects
-# and cfaccess/core.so into its working directory, which would otherwise
-# overwrite the Makefile's build.
+# rockspec into a throwaway tree, exactly as README.md's LuaRocks section
+# says (`--deps-mode=none`: the dependencies come from apt), then
+#   - check that `luarocks make` left its working directory as it found it
+#     (no cfaccess/core.so overwritten, no src/*.o, no build/ left behind);
+#   - run the installed command from the tree: `cfaccess --version` and
+#     `cfaccess validate` on a valid and an invalid file (exit codes 0, 1);
+#   - require the module from that tree only and encode a policy.
+# `luarocks make` runs on a copy of the checkout, so that a parallel build
+# in the checkout is never disturbed while the check runs.
 set -u
 LUA=${LUA:-lua5.4}
 top=$(cd "$(dirname "$0")/.." && pwd)
@@ -31,7 +35,13 @@ work=$(mktemp -d) || fail "mktemp"
 trap 'rm -rf "$work"' EXIT
 tree=$work/tree
 mkdir -p "$work/src" "$tree" || fail "mkdir"
-cp -R "$top/src" "$top/lua" "$top/$rockspec" "$work/src/" || fail "copying the sources"
+cp -R "$top/src" "$top/lua" "$top/bin" "$top/Makefile" "$top/$rockspec" "$work/src/" || fail "copying the sources"
+[ -f "$top/README.md" ] && cp "$top/README.md" "$work/src/"
+# the checkout's own build too, if there is one: luarocks make must not touch it
+[ -f "$top/cfaccess/core.so" ] && { mkdir -p "$work/src/cfaccess" && cp "$top/cfaccess/core.so" "$work/src/cfaccess/"; }
+# what the working directory holds before: every file with its checksum
+listing() { (cd "$work/src" && find . -type f | LC_ALL=C sort | xargs sha256sum); }
+listing >"$work/before"
 
 echo "luarocks-check: luarocks make $rockspec into a temporary tree"
 if ! (cd "$work/src" && luarocks --lua-version=5.4 make --deps-mode=none \
@@ -39,6 +49,33 @@ if ! (cd "$work/src" && luarocks --lua-version=5.4 make --deps-mode=none \
   cat "$work/build.log" >&2
   fail "luarocks make did not succeed"
 fi
+listing >"$work/after"
+if ! cmp -s "$work/before" "$work/after"; then
+  diff "$work/before" "$work/after" >&2
+  fail "luarocks make changed its working directory (files above)"
+fi
+[ -d "$work/src/build" ] && fail "luarocks make left build/ behind"
+echo "luarocks-check: the working directory is as it was (no core.so overwritten, no objects left)"
+
+# The command, as LuaRocks installed it (its wrapper, then bin/cfaccess
+# finding the tree's modules), from a directory outside the checkout.
+cmd=$tree/bin/cfaccess
+[ -x "$cmd" ] || fail "$cmd was not installed (build.install.bin)"
+printf '%s\n' '{"name":"ok","decision":"allow","include":[{"email":{"email":"a@example.com"}}]}' >"$work/good.json"
+printf '%s\n' '{"name":"bad","decision":"allow","include":[{"email":{"email":5}}]}' >"$work/bad.json"
+version=$(cd "$work" && env -u LUA_PATH_5_4 -u LUA_CPATH_5_4 -u LUA_PATH -u LUA_CPATH "$cmd" --version) ||
+  fail "cfaccess --version failed"
+case $version in "cfaccess "[0-9]*.[0-9]*.[0-9]*) ;; *) fail "cfaccess --version printed: $version" ;; esac
+echo "luarocks-check: $cmd --version: $version"
+out=$(cd "$work" && env -u LUA_PATH_5_4 -u LUA_CPATH_5_4 -u LUA_PATH -u LUA_CPATH "$cmd" validate good.json) ||
+  fail "cfaccess validate good.json failed: $out"
+[ "$out" = "good.json: valid" ] || fail "cfaccess validate good.json printed: $out"
+out=$(cd "$work" && env -u LUA_PATH_5_4 -u LUA_CPATH_5_4 -u LUA_PATH -u LUA_CPATH "$cmd" validate bad.json)
+rc=$?
+[ "$rc" = 1 ] || fail "cfaccess validate bad.json exited $rc (expected 1)"
+[ "$out" = "bad.json: include[1].email.email: expected a string, got number" ] ||
+  fail "cfaccess validate bad.json printed: $out"
+echo "luarocks-check: $cmd validate: exit 0 for a valid file, 1 and the problem for an invalid one"
 
 # lua-cjson comes from the system (a Debian package): find its directory
 # and allow only that one besides the tree.

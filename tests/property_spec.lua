@@ -2,7 +2,7 @@
 -- reproducible: the seed is printed; rerun one with
 --   CFACCESS_PROPERTY_SEED=<seed> sh tests/run.sh
 -- Properties:
---  1. random valid policies of every kind (all fields, all 26 rule types)
+--  1. random valid policies of every kind (all fields, every rule type of core.schema)
 --     validate, encode, decode back equal (cjson), and encode to the same
 --     bytes again, from a copy built in another key order, and in another
 --     process;

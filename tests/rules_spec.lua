@@ -102,15 +102,10 @@ local risk_case = { "user_risk_score", nil, { { "high", "medium" } },
 local all_cases = { risk_case }
 for _, c in ipairs(cases) do all_cases[#all_cases + 1] = c end
 
--- The 26 JSON keys of ACCESS-POLICY-FIELDS.md's rule table.
-local RULE_KEYS = {
-  "email", "email_list", "email_domain", "everyone", "ip", "ip_list",
-  "certificate", "common_name", "group", "azureAD", "github-organization",
-  "gsuite", "okta", "saml", "oidc", "auth_context", "login_method",
-  "auth_method", "service_token", "any_valid_service_token",
-  "external_evaluation", "geo", "device_posture", "linked_app_token",
-  "user_risk_score", "cloudflare_account_member",
-}
+-- The rule types, from the core's schema (the one list of them; rules.lua
+-- checks rulespec against it at load).
+local schema = require("cfaccess.core").schema
+local spec = require("cfaccess.rulespec")
 
 local function call(name, args)
   return r[name](table.unpack(args, 1, args.n or #args))
@@ -137,17 +132,91 @@ local function plain(s)
 end
 
 describe("cfaccess.rules", function()
-  it("has a builder for every rule type of the field reference", function()
+  it("has a builder for every rule type of the core's schema", function()
+    assert.is_table(schema, "cfaccess.core.schema is missing")
     local seen = {}
     for _, c in ipairs(all_cases) do
       assert.is_function(r[c[1]], c[1])
       local key = next(c[4])
       seen[key] = true
     end
-    for _, key in ipairs(RULE_KEYS) do
+    for _, key in ipairs(schema.rule_types) do
       assert.is_true(seen[key] == true, "no builder produces " .. key)
     end
-    assert.are.equal(26, #RULE_KEYS)
+    assert.are.equal(#schema.rule_types, #spec)
+  end)
+
+  it("tests every builder of rulespec, and rulespec matches the schema", function()
+    local tested = {}
+    for _, c in ipairs(all_cases) do tested[c[1]] = next(c[4]) end
+    assert.are.equal(#all_cases, #spec)
+    for _, e in ipairs(spec) do
+      assert.are.equal(e.key, tested[e.builder], "no case for " .. e.builder)
+      local fields, args = {}, {}
+      for _, f in ipairs(schema.rules[e.key].fields) do
+        if not f.legacy then fields[f.name] = f.type end
+        if (e.optional or {})[f.name] then
+          assert.is_false(f.required, e.builder .. " may omit " .. f.name)
+        end
+      end
+      for _, a in ipairs(e.args) do
+        args[a] = (e.list or {})[a] and "list" or "string"
+      end
+      assert.are.same(fields, args, e.builder)
+    end
+    for _, l in ipairs(spec.lists) do assert.is_function(r[l.builder], l.builder) end
+  end)
+
+  describe("the load-time check against the core's schema", function()
+    -- Load rules.lua afresh with a changed copy of rulespec; return the
+    -- error it raises (or nil if it loads).
+    local function load_with(change)
+      local copy = { lists = spec.lists }
+      for i, e in ipairs(spec) do
+        local c = {}
+        for k, v in pairs(e) do c[k] = v end
+        copy[i] = c
+      end
+      change(copy)
+      local path = assert(package.searchpath("cfaccess.rules", package.path))
+      local chunk = assert(loadfile(path))
+      local saved = package.loaded["cfaccess.rulespec"]
+      package.loaded["cfaccess.rulespec"] = copy
+      local ok, err = pcall(chunk, "cfaccess.rules")
+      package.loaded["cfaccess.rulespec"] = saved
+      return not ok and err or nil
+    end
+    local function by(copy, builder)
+      for i, e in ipairs(copy) do if e.builder == builder then return e, i end end
+    end
+
+    it("loads with the real rulespec", function()
+      assert.is_nil(load_with(function() end))
+    end)
+    it("fails when a rule type has no builder", function()
+      local err = load_with(function(c) local _, i = by(c, "oidc"); table.remove(c, i) end)
+      assert.matches('no builder for rule type "oidc"', err)
+    end)
+    it("fails when a builder's args are not the rule's fields", function()
+      local err = load_with(function(c) by(c, "okta").args = { "name", "email" } end)
+      assert.matches('okta: args {email, name}, rule "okta" has fields {identity_provider_id, name}', err, 1, true)
+      err = load_with(function(c) by(c, "geo").args = {} end)
+      assert.matches("geo: args {}", err, 1, true)
+    end)
+    it("fails when a builder may omit a required field", function()
+      local err = load_with(function(c) by(c, "gsuite").optional = { email = true } end)
+      assert.matches("gsuite: email is optional here, required in the schema", err, 1, true)
+    end)
+    it("fails when a builder's list argument is a string in the schema", function()
+      local err = load_with(function(c) by(c, "ip").list = { ip = true } end)
+      assert.matches("ip: ip takes a list here, the schema's field is a string", err, 1, true)
+    end)
+    it("fails when a builder builds no rule type, or two build one", function()
+      local err = load_with(function(c) by(c, "geo").key = "country" end)
+      assert.matches('geo builds "country", not a rule type', err, 1, true)
+      err = load_with(function(c) c[#c + 1] = { builder = "ip2", key = "ip", args = { "ip" } } end)
+      assert.matches('two builders for "ip"', err, 1, true)
+    end)
   end)
 
   for _, c in ipairs(all_cases) do
@@ -228,6 +297,46 @@ describe("cfaccess.rules", function()
       assert.matches("rules_spec%.lua:" .. line .. ": cfaccess%.rules%.email: "
         .. "argument #1 %(address%) expected a non%-empty string, got nil", msg)
     end)
+
+    it("r.github_org(\"o\", \"i\", 5) blames this line, not rules.lua", function()
+      local line, ok, msg = debug.getinfo(1, "l").currentline, pcall(function() local x = r.github_org("o", "i", 5); return x end)
+      assert.is_false(ok)
+      assert.matches("rules_spec%.lua:" .. line .. ": cfaccess%.rules%.github_org: "
+        .. "argument #3 %(team%) expected a non%-empty string, got number$", msg)
+      assert.is_nil(msg:find("rules.lua", 1, true))
+    end)
+
+    -- Every kind of argument error of every builder and list helper is
+    -- positioned at the line that called it (call_at's only line).
+    local function call_at(name, a) local ok, msg = pcall(function() local x = r[name](table.unpack(a, 1, a.n)); return x end); return debug.getinfo(1, "l").currentline, ok, msg end
+    local function bad_calls(name, good)
+      local n = #good
+      local out = { { n = n + 1, table.unpack(good, 1, n) } }   -- one too many
+      out[1][n + 1] = "extra"
+      for i = 1, n do
+        local a = { n = n, table.unpack(good, 1, n) }
+        a[i] = 42                                            -- wrong type
+        out[#out + 1] = a
+      end
+      return out
+    end
+    local positioned = {}
+    for _, c in ipairs(all_cases) do positioned[#positioned + 1] = { c[1], bad_calls(c[1], c[3]) } end
+    positioned[#positioned + 1] = { "user_risk_score", { { n = 1, { "high", 3 } }, { n = 1, {} }, { n = 0 } } }
+    for _, l in ipairs(spec.lists) do
+      positioned[#positioned + 1] = { l.builder, { { n = 1, { "a", nil, "b" } }, { n = 1, { "a", false } },
+        { n = 1, "a" }, { n = 2, {}, {} } } }
+    end
+    for _, p in ipairs(positioned) do
+      local name, calls = p[1], p[2]
+      it(name .. ": every argument error is positioned at the caller's line", function()
+        for _, a in ipairs(calls) do
+          local line, ok, msg = call_at(name, a)
+          assert.is_false(ok, name .. " accepted a bad call")
+          assert.matches("rules_spec%.lua:" .. line .. ": cfaccess%.rules%." .. name .. ": argument #", msg)
+        end
+      end)
+    end
 
     it("user_risk_score: levels must be a non-empty list of non-empty strings", function()
       local p = "cfaccess.rules.user_risk_score: argument #1 (levels) "

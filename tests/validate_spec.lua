@@ -117,14 +117,23 @@ describe("validate: top-level fields", function()
       "expected a string, got table")
   end)
 
-  it("session_duration: Go durations and cjson.null", function()
+  it("session_duration: Go durations, \"\" and cfaccess.null (same as the application's)", function()
     for _, d in ipairs{ "300ms", "2h45m", "1.5h", ".5s", "0", "1µs", "1μs", "1us", "1ns", "24h",
                         "+5s", "-0", "1h2m3s4ms5us6ns", "5.s", "9223372036s" } do
       assert_valid(P{ session_duration = d })
     end
     assert.equal('{"name":"p","decision":"allow","include":[{"everyone":{}}],"session_duration":null}',
       core.encode(P{ session_duration = cjson.null }))
-    for _, d in ipairs{ "2x", "1", "", "h", ".s", "1h1", "1 h", "1H", "9223372037s", "1e3s", "--1s", "0x" } do
+    assert.equal(cjson.null, core.null)
+    assert.equal(cjson.null, require("cfaccess").null)
+    assert.equal('{"name":"p","decision":"allow","include":[{"everyone":{}}],"session_duration":""}',
+      core.encode(P{ session_duration = "" }))
+    assert.equal('{"name":"p","decision":"allow","include":[{"everyone":{}}],"session_duration":null}',
+      core.encode(P{ session_duration = core.null }, { kind = "reusable" }))
+    assert_problem(P{ session_duration = core.null }, "session_duration", 'not accepted in a "zone" policy',
+      { kind = "zone" })
+    assert_problem(P{ name = core.null }, "name", "expected a string, got null")
+    for _, d in ipairs{ "2x", "1", "h", ".s", "1h1", "1 h", "1H", "9223372037s", "1e3s", "--1s", "0x" } do
       assert_problem(P{ session_duration = d }, "session_duration", "is not a duration")
     end
     assert_problem(P{ session_duration = "2x" }, "session_duration",
@@ -150,11 +159,27 @@ describe("validate: top-level fields", function()
     assert_valid(P{ mfa_config = {} })
     assert_valid(P{ mfa_config = { mfa_bypass = true } })
     assert_valid(P{ mfa_config = { mfa_disabled = true, mfa_bypass = true } })
-    for _, a in ipairs{ "totp", "biometrics", "security_key", "piv_key", "ssh_fido2_key", "ssh_piv_key" } do
+    for _, a in ipairs{ "totp", "biometrics", "security_key" } do
       assert_valid(P{ mfa_config = { allowed_authenticators = { a } } })
+      assert_valid(P{ mfa_config = { allowed_authenticators = { a } } }, { kind = "reusable" })
+      assert_problem(P{ mfa_config = { allowed_authenticators = { a } } }, "mfa_config.allowed_authenticators[1]",
+        ('got "%s": "%s" is for app and reusable policies'):format(a, a), { kind = "infrastructure" })
+    end
+    for _, a in ipairs{ "piv_key", "ssh_fido2_key", "ssh_piv_key" } do
+      assert_valid(P{ mfa_config = { allowed_authenticators = { a } } }, { kind = "infrastructure" })
+      assert_problem(P{ mfa_config = { allowed_authenticators = { a } } }, "mfa_config.allowed_authenticators[1]",
+        ('expected one of totp, biometrics, security_key, got "%s": "%s" is for infrastructure policies'):format(a, a))
     end
     assert_problem(P{ mfa_config = { allowed_authenticators = { "sms" } } }, "mfa_config.allowed_authenticators[1]",
-      'expected one of totp, biometrics, security_key, piv_key, ssh_fido2_key, ssh_piv_key, got "sms"')
+      'expected one of totp, biometrics, security_key, got "sms"')
+    assert_problem(P{ mfa_config = { allowed_authenticators = { "topt" } } }, "mfa_config.allowed_authenticators[1]",
+      'got "topt" (did you mean "totp"?)')
+    assert_problem(P{ mfa_config = { allowed_authenticators = { "piv_kye" } } }, "mfa_config.allowed_authenticators[1]",
+      'got "piv_kye" (did you mean "piv_key"? it is for infrastructure policies)')
+    assert_problem(P{ mfa_config = { allowed_authenticators = { "topt" } } }, "mfa_config.allowed_authenticators[1]",
+      'expected one of piv_key, ssh_fido2_key, ssh_piv_key, got "topt" '
+        .. '(did you mean "totp"? it is for app and reusable policies)',
+      { kind = "infrastructure" })
     for _, d in ipairs{ "0m", "5m", "24h", "720h", "43200m", "0h" } do
       assert_valid(P{ mfa_config = { session_duration = d } })
     end
@@ -250,15 +275,17 @@ local rule_cases = {
   { "common_name", { common_name = "host.example.com" }, { { {}, "common_name", "required field is missing" } } },
   { "group", { id = UUID }, { { { id = UUID, uuid = UUID }, "uuid", "unknown field" } } },
   { "azureAD", { id = "g", identity_provider_id = IDP },
-    { { { id = "g" }, "identity_provider_id", 'required field is missing (or the older "connection_id")' } } },
+    { { { id = "g" }, "identity_provider_id", "required field is missing" } } },
   { "github-organization", { name = "org", identity_provider_id = IDP, team = "ops" },
     { { { name = "org", identity_provider_id = IDP, team = "" }, "team", "must not be empty" } } },
   { "gsuite", { email = "admins@example.com", identity_provider_id = IDP },
     { { { email = "admins", identity_provider_id = IDP }, "email", "is not an email address" } } },
   { "okta", { name = "Admins", identity_provider_id = IDP },
-    { { { identity_provider_id = IDP }, "name", 'required field is missing (or the older "email")' } } },
+    { { { identity_provider_id = IDP }, "name", "required field is missing" } } },
   { "saml", { attribute_name = "group", attribute_value = "admins", identity_provider_id = IDP },
-    { { { attribute_name = "group" }, "attribute_value", "required field is missing" } } },
+    { { { attribute_name = "group", identity_provider_id = IDP }, "attribute_value", "required field is missing" },
+      { { attribute_name = "group", attribute_value = "admins" }, "identity_provider_id",
+        "required field is missing" } } },
   { "oidc", { claim_name = "groups", claim_value = "admins", identity_provider_id = IDP },
     { { { claim_name = "groups", claim_value = "admins" }, "identity_provider_id", "required field is missing" } } },
   { "auth_context", { id = "x", ac_id = "c1", identity_provider_id = IDP },
@@ -302,20 +329,46 @@ describe("validate: rule types", function()
     end)
   end
 
-  it("accepts the 2024-08 shapes (connection_id, okta email, saml without IdP, no team)", function()
-    assert_valid(rule_policy{ azureAD = { id = "g", connection_id = IDP } })
-    assert_valid(rule_policy{ gsuite = { email = "a@example.com", connection_id = IDP } })
-    assert_valid(rule_policy{ ["github-organization"] = { name = "org", connection_id = IDP } })
-    assert_valid(rule_policy{ okta = { email = "admins@example.com", connection_id = IDP } })
-    assert_valid(rule_policy{ okta = { name = "Admins", connection_id = IDP } })
-    assert_valid(rule_policy{ saml = { attribute_name = "a", attribute_value = "b" } })
+  local LEGACY = { legacy = true }
+
+  it("accepts the 2024-08 shapes with opts.legacy (connection_id, okta email, saml without IdP)", function()
+    local json = assert_valid(rule_policy{ azureAD = { id = "g", connection_id = IDP } }, LEGACY)
+    assert.truthy(json:find('"connection_id":"' .. IDP .. '"', 1, true))
+    assert_valid(rule_policy{ gsuite = { email = "a@example.com", connection_id = IDP } }, LEGACY)
+    assert_valid(rule_policy{ ["github-organization"] = { name = "org", connection_id = IDP } }, LEGACY)
+    assert_valid(rule_policy{ okta = { email = "admins@example.com", connection_id = IDP } }, LEGACY)
+    assert_valid(rule_policy{ okta = { name = "Admins", connection_id = IDP } }, LEGACY)
+    assert_valid(rule_policy{ saml = { attribute_name = "a", attribute_value = "b" } }, LEGACY)
+    assert_valid(rule_policy{ okta = { name = "Admins", identity_provider_id = IDP } }, LEGACY)
+    assert_valid(rule_policy{ ["github-organization"] = { name = "org", identity_provider_id = IDP } })
   end)
 
-  it("rejects both identity_provider_id and connection_id", function()
+  it("rejects the 2024-08 shapes without opts.legacy, naming the rename", function()
+    local rename = "renamed identity_provider_id in the 2025 API (opts.legacy = true accepts the 2024 shape)"
+    assert_problem(rule_policy{ azureAD = { id = "g", connection_id = IDP } },
+      "include[1].azureAD.connection_id", rename)
+    assert_problem(rule_policy{ gsuite = { email = "a@example.com", connection_id = IDP } },
+      "include[1].gsuite.connection_id", rename)
+    assert_problem(rule_policy{ ["github-organization"] = { name = "org", connection_id = IDP } },
+      "include[1].github-organization.connection_id", rename)
+    assert_problem(rule_policy{ okta = { name = "Admins", connection_id = IDP } },
+      "include[1].okta.connection_id", rename)
+    assert_problem(rule_policy{ okta = { email = "admins@example.com", identity_provider_id = IDP } },
+      "include[1].okta.email", "renamed name in the 2025 API (opts.legacy = true accepts the 2024 shape)")
+    assert_problem(rule_policy{ saml = { attribute_name = "a", attribute_value = "b" } },
+      "include[1].saml.identity_provider_id", "required field is missing")
+    local map = problems(rule_policy{ okta = { email = "admins@example.com", connection_id = IDP } })
+    assert.same({ "include[1].okta.connection_id", "include[1].okta.email" },
+      (function() local t = {} for k in pairs(map) do t[#t + 1] = k end table.sort(t) return t end)())
+  end)
+
+  it("rejects both identity_provider_id and connection_id (legacy)", function()
     assert_problem(rule_policy{ azureAD = { id = "g", connection_id = IDP, identity_provider_id = IDP } },
-      "include[1].azureAD", 'give only one of "identity_provider_id" and "connection_id"')
+      "include[1].azureAD", 'give only one of "identity_provider_id" and "connection_id"', LEGACY)
     assert_problem(rule_policy{ okta = { name = "x", email = "y", identity_provider_id = IDP } },
-      "include[1].okta", 'give only one of "name" and "email"')
+      "include[1].okta", 'give only one of "name" and "email"', LEGACY)
+    assert_problem(rule_policy{ azureAD = { id = "g" } }, "include[1].azureAD.identity_provider_id",
+      'required field is missing (or the older "connection_id")', LEGACY)
   end)
 
   it("a rule has exactly one type", function()
@@ -461,5 +514,104 @@ describe("validate: behaviour", function()
                         "a@" .. string.rep("b", 64) .. ".com" } do
       assert_problem(rule_policy{ email = { email = e } }, "include[1].email.email", "is not an email address")
     end
+  end)
+end)
+
+describe("validate: kind group", function()
+  local G = { kind = "group" }
+  it("takes name and include (required), exclude, require and is_default", function()
+    local g = { name = "admins", include = { { email_domain = { domain = "example.com" } } },
+                exclude = { { email = { email = "bob@example.com" } } },
+                require = { { geo = { country_code = "US" } } },
+                is_default = true }
+    local json = assert_valid(g, G)
+    assert.equal('{"name":"admins","include":[{"email_domain":{"domain":"example.com"}}],'
+      .. '"exclude":[{"email":{"email":"bob@example.com"}}],"require":[{"geo":{"country_code":"US"}}],'
+      .. '"is_default":true}', json)
+    assert_valid({ name = "g", include = { { everyone = {} } } }, G)
+  end)
+
+  it("reports policy fields as unknown and names the body a group", function()
+    local map, err = problems({ name = "g", include = { { everyone = {} } }, decision = "allow",
+                                session_duration = "1h" }, G)
+    assert.truthy(map.decision:find("unknown field", 1, true))
+    assert.truthy(map.session_duration:find("unknown field", 1, true))
+    assert.equal("invalid group: decision: unknown field (and 1 more problem)", err.message)
+    local _, err2 = problems({ name = "g" }, G)
+    assert.truthy(err2.message:find("^invalid group: include: required field is missing"))
+  end)
+
+  it("runs no policy check: identity rules and service tokens draw no warning", function()
+    local r = table.pack(core.validate({ name = "g", include = { { service_token = { token_id = UUID } },
+                                                                 { linked_app_token = { app_uid = UUID } } } }, G))
+    assert.equal(1, r.n)
+    assert.is_true(r[1])
+  end)
+
+  it("is listed in core.schema.kinds and in the unknown-kind message", function()
+    local ok, err = core.validate(P{}, { kind = "groups" })
+    assert.is_nil(ok)
+    assert.equal("usage", err.kind)
+    assert.truthy(err.message:find("reusable, infrastructure or group", 1, true))
+  end)
+end)
+
+describe("validate: one-of (an application's policies item, internal kind _app_policies)", function()
+  local A = { kind = "_app_policies" }
+  it("takes a policy id, a link { id, precedence } or an inline policy, each checked as itself", function()
+    local json = assert_valid({ policies = { UUID, { id = UUID, precedence = 2 },
+      { name = "inline", decision = "allow", include = { { everyone = {} } }, precedence = 3 } } }, A)
+    assert.equal('{"policies":["' .. UUID .. '",{"id":"' .. UUID .. '","precedence":2},'
+      .. '{"name":"inline","decision":"allow","include":[{"everyone":{}}],"precedence":3}]}', json)
+  end)
+
+  it("reports each alternative's own problems at the item's path", function()
+    local map, err = problems({ policies = { "not-a-uuid", { id = UUID, precedence = "1" },
+      { decision = "allow", include = {} }, 7, { precedence = 1 } } }, A)
+    assert.equal(6, #err.problems, tostring(err))
+    assert.truthy(map["policies[1]"]:find('"not-a-uuid" is not a UUID', 1, true))
+    assert.truthy(map["policies[2].precedence"]:find("expected an integer, got string", 1, true))
+    assert.truthy(map["policies[3].name"]:find("required field is missing", 1, true))
+    assert.truthy(map["policies[3].include"]:find("must contain at least one rule", 1, true))
+    assert.equal("expected a policy id, a link { id =, precedence = } or an inline policy, got number",
+      map["policies[4]"])
+    assert.truthy(map["policies[5].id"]:find("required field is missing", 1, true))
+  end)
+
+  it("is not a public kind", function()
+    for _, k in ipairs(core.schema.kinds) do assert.not_equal("_app_policies", k) end
+  end)
+end)
+
+describe("validate: messages show what is there", function()
+  it("escapes invisible and control characters in quoted values", function()
+    assert_problem(rule_policy{ email = { email = "\u{FEFF}a@b.co" } }, "include[1].email.email",
+      '"\\u{FEFF}a@b.co" is not an email address')
+    assert_problem(rule_policy{ email = { email = "a@b.co\u{200B}" } }, "include[1].email.email",
+      '"a@b.co\\u{200B}" is not an email address')
+    assert_problem(rule_policy{ email = { email = "a@b\t.co" } }, "include[1].email.email",
+      '"a@b\\u{09}.co" is not an email address')
+    assert_problem(rule_policy{ email_domain = { domain = "\u{202E}moc.example" } }, "include[1].email_domain.domain",
+      '"\\u{202E}moc.example" is not a domain name')
+    -- visible non-ASCII stays as it is
+    assert_problem(rule_policy{ email = { email = "café" } }, "include[1].email.email",
+      '"café" is not an email address')
+  end)
+
+  it("escapes them in paths too", function()
+    assert_problem(P{ ["\u{FEFF}name"] = "x", name = "p" }, "\\u{FEFF}name", "unknown field")
+  end)
+end)
+
+describe("validate: warnings come third, nil when none", function()
+  it("validate and encode return true/json, nil, warnings", function()
+    local ok, err, w = core.validate(P{ precedence = 0 })
+    assert.is_true(ok)
+    assert.is_nil(err)
+    assert.same({ { path = "precedence", message = w[1].message } }, w)
+    local json, err2, w2 = core.encode(P{ precedence = 0 })
+    assert.is_string(json)
+    assert.is_nil(err2)
+    assert.same(w, w2)
   end)
 end)

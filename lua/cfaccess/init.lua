@@ -21,17 +21,27 @@ for k, v in pairs(core) do M[k] = v end
 --- `"cfaccess X.Y.Z"`, the version of the C core.
 -- @field _VERSION
 
---- Validate a policy and encode it to canonical JSON.
+--- Validate a policy (or group) and encode it to canonical JSON.
 -- @function encode
 -- @tparam table policy the request body as a Lua table
--- @tparam[opt] table opts `{ kind = "app"|"zone"|"reusable"|"infrastructure", allow_unknown = false }`
--- @treturn string the canonical JSON, or `nil, err` (`err.kind == "invalid"`, `err.problems`)
+-- @tparam[opt] table opts `{ kind = "app"|"zone"|"reusable"|"infrastructure"|"group",
+-- allow_unknown = false, strict = false, legacy = false }`
+-- @treturn string the canonical JSON, then `nil` and the warnings (a list of
+-- `{ path =, message = }`) when there are any; or `nil, err` (`err.kind == "invalid"`, `err.problems`)
 
---- Validate a policy without encoding it.
+--- Validate a policy (or group) without encoding it.
 -- @function validate
 -- @tparam table policy the request body as a Lua table
 -- @tparam[opt] table opts as for `encode`
--- @treturn boolean `true`, or `nil, err` listing every problem with its path
+-- @treturn boolean `true` (then `nil, warnings` when there are any), or `nil, err`
+-- listing every problem with its path
+
+--- lua-cjson's null: where the API takes null (`session_duration`), sent as `null`.
+-- @field null
+
+--- The schema as a read-only table: `rule_types`, `rules[key]` (`identity`,
+-- `linked`, `fields`), `kinds`.
+-- @field schema
 
 --- Make an API client (one libcurl handle, reused; close it with
 -- `client:close()` or `<close>`).
@@ -42,6 +52,9 @@ for k, v in pairs(core) do M[k] = v end
 
 --- The rule builders (see `cfaccess.rules`).
 M.rules = require("cfaccess.rules")
+
+--- Desired-state files: load, dump, validate (see `cfaccess.state`).
+M.state = require("cfaccess.state")
 
 -- client:plan, client:apply, client:export (desired state, API.md section 8)
 require("cfaccess.plan").install()

@@ -1,8 +1,8 @@
 --- Random Access policies for property tests (tests/property_spec.lua).
 -- Deterministic for a given math.randomseed: the same seed gives the same
 -- policies in any process, which is what the cross-process byte-identity
--- check relies on. Every field and all 26 rule types of
--- shared/reference/ACCESS-POLICY-FIELDS.md are generated, per policy kind.
+-- check relies on. Every field and every rule type of the core's schema
+-- (`cfaccess.core.schema.rule_types`) are generated, per policy kind.
 local M = {}
 
 local random, floor, concat = math.random, math.floor, table.concat
@@ -99,9 +99,15 @@ M.RULES = {
     return { account_id = hex(32) }
   end,
 }
+-- The rule types come from the core's schema (the one list of them), in
+-- schema order; every one must have a generator above, and nothing else.
 M.RULE_NAMES = {}
-for k in pairs(M.RULES) do M.RULE_NAMES[#M.RULE_NAMES + 1] = k end
-table.sort(M.RULE_NAMES)
+for i, k in ipairs(require("cfaccess.core").schema.rule_types) do
+  M.RULE_NAMES[i] = assert(M.RULES[k] and k, "policygen: no generator for rule type " .. k)
+end
+for k in pairs(M.RULES) do
+  assert(require("cfaccess.core").schema.rules[k], "policygen: " .. k .. " is not a rule type")
+end
 
 local function rule(decision)
   local name
