@@ -38,6 +38,9 @@ void cf_deliver(lua_State *L, cf_engine *e, int k, int ok) {
     lua_setfield(L, -2, "ok");
     lua_insert(L, -2);
     lua_setfield(L, -2, ok ? "result" : "err");
+    if (s->rq.warnings > 0 && cf_anchored(L, e, k, s->rq.warnings) != LUA_TNIL)
+      lua_setfield(L, -2, "warnings");
+    else if (s->rq.warnings > 0) lua_pop(L, 1);
     lua_rawseti(L, e->sp.results, s->op);
   }
   for (j = 1; j <= ANCHORS; j++) {

@@ -29,6 +29,8 @@ typedef struct cf_req {
   lua_Integer page, per_page;   /* list: page > 0 gets only that page */
   cf_match_fn match;        /* create: finds the item it may have made */
   cf_kind kind;             /* create: the body's kind, for the matcher */
+  int warnings;             /* which value prep pushed (1-4) is the body's
+                            ** validation warnings (results[i].warnings); 0: none */
   const int *dup_codes;     /* create: API error codes (0-terminated) that,
                             ** after an ambiguous try, mean "it exists" */
 } cf_req;

@@ -70,6 +70,9 @@ int cf_slot_ready(lua_State *L, cf_engine *e, int k, double now, double *at, int
   *why = CF_WAIT_NONE;
   if (s->ready_at > now) {
     *at = s->ready_at;
+    /* a 429's own retry waits for the pause it set: a rate limit wait */
+    w = cf_pace_wait(&c->pacer, now, why);
+    if (!(*why == CF_WAIT_SERVER && now + w >= s->ready_at - 0.01)) *why = CF_WAIT_NONE;
     if (s->deadline_at > 0 && *at >= s->deadline_at) {
       fail_waiting(L, e, k, *at - now, 1);
       return -1;

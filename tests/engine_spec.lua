@@ -344,4 +344,44 @@ describe("engine", function()
       c:close()
     end)
   end)
+
+  describe("validation warnings (issue 14 item 1)", function()
+    local warned = { name = "w", decision = "allow", include = { { everyone = {} } },
+                     require = { { auth_method = { auth_method = "MFA" } } } }
+
+    it("a method returns them third and logs one warn line each", function()
+      local c = client()
+      local r, err, warnings = c:create_app_policy(APP, warned)
+      assert.is_nil(err)
+      assert.equal("w", r.name)
+      assert.equal("require[1].auth_method.auth_method", warnings[1].path)
+      local logged = table.concat(lines, "\n")
+      assert.truthy(logged:find("validation warning at require[1].auth_method.auth_method", 1, true), logged)
+      c:close()
+    end)
+
+    it("a batch puts them on results[i].warnings and logs them, never failing for them", function()
+      local c = client()
+      local res = assert(c:batch({
+        { op = "create_app_policy", app_id = APP, policy = warned },
+        { op = "create_app_policy", app_id = APP, policy = policy("clean") },
+      }))
+      assert.is_true(res[1].ok)
+      assert.equal("require[1].auth_method.auth_method", res[1].warnings[1].path)
+      assert.is_true(res[2].ok)
+      assert.is_nil(res[2].warnings)
+      local logged = table.concat(lines, "\n")
+      assert.truthy(logged:find("(ops[1]): validation warning", 1, true), logged)
+      c:close()
+    end)
+
+    it("strict = true on a method makes them errors, nothing sent", function()
+      local c = client()
+      local r, err = c:create_app_policy(APP, warned, { strict = true })
+      assert.is_nil(r)
+      assert.equal("invalid", err.kind)
+      assert.equal(0, m:count("POST"))
+      c:close()
+    end)
+  end)
 end)
