@@ -70,7 +70,7 @@ local function report(label, n, t, cpu)
 end
 
 local function client(base)
-  return assert(cfaccess.client{ account_id = ACCT, api_token = "bench-token",
+  return assert(cfaccess.client{ account_id = ACCT, api_token = "bench-token-not-a-secret",
                                  base_url = base, rate_limit = false, max_retries = 0 })
 end
 
@@ -132,7 +132,7 @@ elseif mode == "curlcli" then
   -- what a shell-minded user does: build the JSON, spawn curl per request
   local url, bodyfile, n = arg[2], arg[3], tonumber(arg[4])
   local cmd = "curl -s -o /dev/null -w '%{http_code}' -X POST -H 'Content-Type: application/json' "
-    .. "-H 'Authorization: Bearer bench-token' --data-binary @" .. bodyfile .. " '" .. url .. "'"
+    .. "-H 'Authorization: Bearer bench-token-not-a-secret' --data-binary @" .. bodyfile .. " '" .. url .. "'"
   local t0, c0 = socket.gettime(), cpu_all()
   for i = 1, n do
     local p = assert(io.popen(cmd, "r"))
@@ -153,7 +153,7 @@ elseif mode == "socket" then
     local ok, code = http.request{
       url = url, method = "POST", source = ltn12.source.string(body), sink = ltn12.sink.table(chunks),
       headers = { ["content-type"] = "application/json", ["content-length"] = tostring(#body),
-                  authorization = "Bearer bench-token" },
+                  authorization = "Bearer bench-token-not-a-secret" },
     }
     if not ok or code ~= 201 then error("socket.http request " .. i .. ": " .. tostring(code)) end
     local r = cjson.decode(table.concat(chunks))

@@ -144,7 +144,7 @@ int main(int argc, char **argv) {
   hd = curl_slist_append(hd, "Content-Type: application/json");
   hd = curl_slist_append(hd, "Accept: application/json");
   hd = curl_slist_append(hd, "Expect:");
-  hd = curl_slist_append(hd, "Authorization: Bearer bench-token");
+  hd = curl_slist_append(hd, "Authorization: Bearer bench-token-not-a-secret");
   if (conc > 1) {
     t0 = now();
     c0 = cpu();

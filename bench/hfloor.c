@@ -98,7 +98,7 @@ static run *new_run(lua_State *L, int nh, const char *url, const char *body,
   r->hd = curl_slist_append(r->hd, "Content-Type: application/json");
   r->hd = curl_slist_append(r->hd, "Accept: application/json");
   r->hd = curl_slist_append(r->hd, "Expect:");
-  r->hd = curl_slist_append(r->hd, "Authorization: Bearer bench-token");
+  r->hd = curl_slist_append(r->hd, "Authorization: Bearer bench-token-not-a-secret");
   for (k = 0; k < nh; k++) {
     CURL *h = curl_easy_init();
     if (h == NULL) luaL_error(L, "hfloor: curl_easy_init failed");

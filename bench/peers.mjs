@@ -9,7 +9,7 @@ const [base, nArg, concArg] = process.argv.slice(2);
 const n = Number(nArg), conc = Number(concArg);
 const ACCT = "023e105f4ecef8ad9ca31a8372d0c353";
 const APP = "f174e90a-fafe-4643-bbbc-4a0ed4fc8415";
-const client = new Cloudflare({ apiToken: "bench-token", baseURL: base, maxRetries: 0 });
+const client = new Cloudflare({ apiToken: "bench-token-not-a-secret", baseURL: base, maxRetries: 0 });
 const params = {
   account_id: ACCT, name: "bench", decision: "allow", precedence: 1, session_duration: "24h",
   include: [{ email: { email: "alice@example.com" } }, { ip: { ip: "192.0.2.0/24" } }],

@@ -71,7 +71,7 @@ errs="$dir/errors.txt"
 : >"$errs"
 for cfg in $RL_CONFIGS; do
   for mode in $RL_MODES; do
-    tok="rl-$cfg-$mode-$$"
+    tok="rl-token-$cfg-$mode-$$"
     conc=1; [ "$mode" = batch ] && conc=8
     if [ "$cfg" = shared ]; then conc=$((conc * 2)); fi
     fl=$(floor "$RL_N" "$conc")

@@ -97,7 +97,7 @@ local function encode_rows(core)
 end
 
 local function list_rows(core, base, gettime, logpath)
-  local c = assert(core.client{ account_id = ACCT, api_token = "bench-token", base_url = base,
+  local c = assert(core.client{ account_id = ACCT, api_token = "bench-token-not-a-secret", base_url = base,
                                 rate_limit = false, max_retries = 0 })
   print("| listing                              | requests | median ms | ms per policy | Lua heap held KB |")
   print("|--------------------------------------|----------|-----------|---------------|------------------|")

@@ -81,8 +81,13 @@ static int check_number(lua_State *L, const cf_argdesc *a, void *out) {
   int integer = a->type == CF_ARG_INTEGER;
   if (d != d || d > 1e15 || d < -1e15 || (a->min_open ? d <= a->min : d < a->min) ||
       (integer && !isint)) {
-    lua_pushfstring(L, "expected %s %s %d, got %s", type_word(a->type),
-                    a->min_open ? ">" : ">=", (int)a->min, lua_tostring(L, -1));
+    const char *op = a->min_open ? ">" : ">=";
+    if (a->min == (double)(int)a->min)   /* 0, 1: no ".0" */
+      lua_pushfstring(L, "expected %s %s %d, got %s", type_word(a->type), op,
+                      (int)a->min, lua_tostring(L, -1));
+    else                                 /* 0.001 */
+      lua_pushfstring(L, "expected %s %s %f, got %s", type_word(a->type), op,
+                      (lua_Number)a->min, lua_tostring(L, -1));
     lua_remove(L, -2);
     return 0;
   }

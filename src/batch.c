@@ -371,6 +371,7 @@ int cf_client_batch(lua_State *L) {
     if (!cf_args_read(L, 3, &batch_set, &bo)) return cf_fail(L);
   }
   lua_settop(L, 3);
+  if (!cf_client_usable(L, c)) return cf_fail(L);
   if (bo.on_progress) {
     lua_getfield(L, 3, "on_progress");
     progress = lua_gettop(L);

@@ -15,12 +15,23 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "argcheck.h"
 #include "client.h"
 
 #define DEFAULT_BASE_URL "https://api.cloudflare.com/client/v4"
 #define MAX_RING 1000000        /* largest pacing window (requests) */
+/* The smallest timeout (seconds): libcurl counts milliseconds and reads 0
+** as "no timeout", so anything below one millisecond would turn it off. */
+#define CF_MIN_TIMEOUT 0.001
+/* The shortest credential accepted. Redaction replaces every copy of the
+** credential in what a server echoes; a short one (a test's "t") also
+** occurs in ordinary words and paths, and "[redacted]" in their middle
+** makes the message unreadable ("GET /accoun[redacted]s"). Cloudflare's
+** API tokens have 40 characters and global API keys 37, so 16 refuses no
+** real credential and keeps every message readable. */
+#define CF_MIN_SECRET 16
 
 void cf_client_log(lua_State *L, int ci, const char *level, const char *fmt, ...) {
   va_list ap;
@@ -51,20 +62,35 @@ const char *cf_client_escape(lua_State *L, cf_client *c, const char *s) {
 
 /* ---- close ----------------------------------------------------------- */
 
-static void zero_secrets(cf_client *c) {
+/* The header strings hold the token/key: no request sent from now on can
+** carry it. The redaction copy (c->secret) stays: an exchange that already
+** carried the credential may still bring it back in an echo. */
+static void zero_headers(cf_client *c) {
   struct curl_slist *p;
-  /* The header strings hold the token/key. */
   for (p = c->hdrs; p != NULL; p = p->next)
     if (p->data) memset(p->data, 0, strlen(p->data));
+}
+
+/* The redaction copy goes last: only when no exchange is left. */
+static void forget_secret(cf_client *c) {
+  if (c->secret) {
+    memset(c->secret, 0, c->secret_len);
+    free(c->secret);
+  }
   c->secret = NULL;
   c->secret_len = 0;
 }
 
 static void client_release(cf_client *c) {
-  zero_secrets(c);
+  zero_headers(c);
+  forget_secret(c);
   curl_slist_free_all(c->hdrs);
   c->hdrs = NULL;
-  cf_transport_cleanup(&c->tr);
+  /* In a process other than the one that made the client (after fork()),
+  ** the connections are the creator's: closing them here would send a TLS
+  ** close_notify on the creator's sockets. The handles are left to the
+  ** process exit. */
+  if (c->pid == getpid()) cf_transport_cleanup(&c->tr);
   free(c->base);
   c->base = NULL;
   cf_pacer_free(&c->pacer);
@@ -74,17 +100,42 @@ static void client_release(cf_client *c) {
 }
 
 /* close(), __close: idempotent. Called from on_log or a batch's on_progress
-** while requests of this client are in flight, it zeroes the secrets and
-** marks the client closed (requests not yet started then fail with a
-** `usage` error; a header list already handed to libcurl only reads as
-** empty) but leaves the handles to __gc. */
+** while requests of this client are in flight, it zeroes the credential in
+** the request headers and marks the client closed (requests not yet
+** started then fail with a `usage` error; a header list already handed to
+** libcurl only reads as empty); the rest, the redaction copy of the
+** credential included, goes when the last exchange is over
+** (cf_client_idle): a request in flight carried the credential, and its
+** answer may echo it. */
 static int client_close(lua_State *L) {
   cf_client *c = (cf_client *)luaL_checkudata(L, 1, CF_CLIENT_MT);
   if (c->released) return 0;
   if (c->busy > 0) {
-    zero_secrets(c);
+    zero_headers(c);
     c->closed = 1;
   } else client_release(c);
+  return 0;
+}
+
+void cf_client_idle(cf_client *c) {
+  if (c->busy == 0 && c->closed && !c->released) client_release(c);
+}
+
+static int hookpoint_nop(lua_State *L) {
+  (void)L;
+  return 0;
+}
+
+void cf_client_hookpoint(lua_State *L) {
+  lua_pushcfunction(L, hookpoint_nop);   /* a call: a call hook fires here */
+  lua_call(L, 0, 0);
+}
+
+int cf_client_usable(lua_State *L, cf_client *c) {
+  if (c->pid == getpid()) return 1;
+  cf_error_push(L, CF_E_USAGE, "this client was made by process %d and cannot be "
+                "used in process %d (after fork(), make a new client)",
+                (int)c->pid, (int)getpid());
   return 0;
 }
 
@@ -128,13 +179,14 @@ static const cf_argdesc client_args[] = {
   {.name = "api_key", .type = CF_ARG_STRING, .offset = OPT(api_key)},
   {.name = "api_email", .type = CF_ARG_STRING, .offset = OPT(api_email)},
   {.name = "base_url", .type = CF_ARG_STRING, .offset = OPT(base_url)},
-  {.name = "timeout", .type = CF_ARG_NUMBER, .min = 0, .min_open = 1, .offset = OPT(timeout)},
-  {.name = "connect_timeout", .type = CF_ARG_NUMBER, .min = 0, .min_open = 1,
+  /* at least 1 ms: libcurl takes milliseconds, and 0 means no timeout */
+  {.name = "timeout", .type = CF_ARG_NUMBER, .min = CF_MIN_TIMEOUT, .offset = OPT(timeout)},
+  {.name = "connect_timeout", .type = CF_ARG_NUMBER, .min = CF_MIN_TIMEOUT,
    .offset = OPT(connect_timeout)},
   {.name = "max_retries", .type = CF_ARG_INTEGER, .min = 0, .max = 100,
    .offset = OPT(max_retries)},
   {.name = "max_retry_wait", .type = CF_ARG_NUMBER, .min = 0, .offset = OPT(max_retry_wait)},
-  {.name = "deadline", .type = CF_ARG_NUMBER, .min = 0, .min_open = 1, .offset = OPT(deadline)},
+  {.name = "deadline", .type = CF_ARG_NUMBER, .min = CF_MIN_TIMEOUT, .offset = OPT(deadline)},
   {.name = "rate_limit", .type = CF_ARG_ANY, .offset = OPT(rate_limit)},
   {.name = "max_response_bytes", .type = CF_ARG_INTEGER, .min = 0, .min_open = 1,
    .offset = OPT(max_response_bytes)},
@@ -244,6 +296,16 @@ static int read_credentials(lua_State *L, const client_opts *o, auth_src *tok,
                     "api_key and api_email, or set CLOUDFLARE_API_TOKEN)");
     return 0;
   }
+  {
+    const auth_src *sec = tok->value ? tok : key;
+    if (strlen(sec->value) < CF_MIN_SECRET) {   /* the value is never shown */
+      const char *w = where(L, sec);
+      cf_error_push(L, CF_E_USAGE, "client options: the %s (from %s) is too short: "
+                    "expected at least %d characters (Cloudflare's have 37 or more)",
+                    tok->value ? "API token" : "API key", w, CF_MIN_SECRET);
+      return 0;
+    }
+  }
   return 1;
 }
 
@@ -281,8 +343,14 @@ static int build_headers(cf_client *c, const auth_src *tok, const auth_src *key,
     return 0;
   last = c->hdrs;
   while (last->next != NULL) last = last->next;
+  /* the redaction copy: it outlives the headers while exchanges run */
   c->secret_len = strlen(tok->value ? tok->value : key->value);
-  c->secret = last->data + strlen(last->data) - c->secret_len;
+  c->secret = (char *)malloc(c->secret_len + 1);
+  if (c->secret == NULL) {
+    c->secret_len = 0;
+    return 0;
+  }
+  memcpy(c->secret, last->data + strlen(last->data) - c->secret_len, c->secret_len + 1);
   return 1;
 }
 
@@ -318,7 +386,20 @@ static int check_options(lua_State *L, client_opts *o, auth_src *tok, auth_src *
     cf_error_push(L, CF_E_USAGE, "client option base_url %s", problem);
     return 0;
   }
+  if (*http && o->proxy) {
+    /* the credential would reach the proxy in clear (no CONNECT tunnel) */
+    cf_error_push(L, CF_E_USAGE, "client options: proxy needs an https base_url "
+                  "(credentials never travel in clear)");
+    return 0;
+  }
   return read_rate_limit(L, o);
+}
+
+/* Seconds (at least CF_MIN_TIMEOUT, checked) to libcurl's milliseconds:
+** never 0, which libcurl reads as "no timeout". */
+static long timeout_ms(double s) {
+  long ms = (long)(s * 1000 + 0.5);
+  return ms < 1 ? 1 : ms;
 }
 
 /* Fill the new client c (a userdata on top, its metatable set) from o.
@@ -362,8 +443,8 @@ static int build(lua_State *L, cf_client *c, const client_opts *o, const auth_sr
   cfg.user_agent = ua;
   cfg.cafile = o->cafile;
   cfg.proxy = o->proxy;
-  cfg.timeout_ms = (long)(o->timeout * 1000);
-  cfg.connect_timeout_ms = (long)(o->connect_timeout * 1000);
+  cfg.timeout_ms = timeout_ms(o->timeout);
+  cfg.connect_timeout_ms = timeout_ms(o->connect_timeout);
   cfg.allow_http = http;
   if (!cf_transport_init(&c->tr, &cfg, errbuf, sizeof errbuf)) {
     client_release(c);
@@ -397,6 +478,7 @@ static int client_new(lua_State *L) {
   /* Build: from here on everything hangs off the userdata. */
   c = (cf_client *)lua_newuserdatauv(L, sizeof *c, 1);
   memset(c, 0, sizeof *c);
+  c->pid = getpid();
   c->closed = 1;  /* until fully built, __gc frees what exists */
   luaL_setmetatable(L, CF_CLIENT_MT);
   lua_getfield(L, 1, "on_log");

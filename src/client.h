@@ -6,6 +6,8 @@
 #ifndef CFACCESS_CLIENT_H
 #define CFACCESS_CLIENT_H
 
+#include <sys/types.h>
+
 #include "http.h"
 #include "pace.h"
 
@@ -14,8 +16,10 @@
 typedef struct cf_client {
   cf_transport tr;
   struct curl_slist *hdrs;  /* "Content-Type" first: hdrs->next = no body */
-  const char *secret;       /* the token or key, inside hdrs' last string */
+  char *secret;             /* a copy of the token or key, for redaction
+                            ** (malloc): kept until no exchange is left */
   size_t secret_len;
+  pid_t pid;                /* the process that made the client */
   char *base;               /* base URL, no trailing '/' (malloc) */
   size_t base_len;
   char scope[48];           /* "accounts/<id>" or "zones/<id>" */
@@ -33,6 +37,18 @@ typedef struct cf_client {
 
 /* The client at stack index 1 (raises when it is not one, or closed). */
 CF_INTERNAL cf_client *cf_client_check(lua_State *L);
+/* 1 when c may make requests in this process; 0 with a `usage` err pushed
+** when it was made by another one (a fork() since): the connections are
+** the creator's, never shared. */
+CF_INTERNAL int cf_client_usable(lua_State *L, cf_client *c);
+/* After a run of the engine: a client closed while exchanges were in
+** flight is released once none is left (the credential's redaction copy
+** with it). */
+CF_INTERNAL void cf_client_idle(cf_client *c);
+/* A point where a pending Lua hook runs: lua.c's SIGINT handler (and any
+** debug hook) acts only when Lua code or a call runs, and C wait loops
+** call this between waits so that "interrupted!" propagates at once. */
+CF_INTERNAL void cf_client_hookpoint(lua_State *L);
 /* on_log(level, msg) if the client at stack index ci has one. Messages
 ** never contain secrets: they are built only from methods, paths,
 ** statuses, counts and curl's error text. */

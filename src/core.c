@@ -43,42 +43,25 @@ static const luaL_Reg core_funcs[] = {
   {NULL, NULL}
 };
 
-static int core_open(lua_State *L) {
+static void core_open(lua_State *L) {
   luaL_setfuncs(L, core_funcs, 0);
   lua_pushliteral(L, "cfaccess " CFACCESS_VERSION);
   lua_setfield(L, -2, "_VERSION");
-  return 0;
 }
 
-static int client_part(lua_State *L) {
-  cf_client_open(L);
-  return 0;
-}
-
-static int response_part(lua_State *L) {
-  cf_response_open(L);
-  return 0;
-}
-
-static int schema_part(lua_State *L) {
-  cf_schema_open(L);
-  return 0;
-}
-
-static int match_part(lua_State *L) {
-  cf_match_open(L);
-  return 0;
-}
-
-/* The parts, each registering itself in the module table (LuaSocket's
-** luasocket.c `mod[]`). The decoder goes first: without a usable lua-cjson
-** it raises, and nothing else is set up. */
-static const luaL_Reg mod[] = {
-  {"response", response_part},
+/* The parts, each registering itself in the module table on top (the
+** shape of LuaSocket's luasocket.c `mod[]`, with void openers since none
+** returns anything). The decoder goes first: without a usable lua-cjson it
+** raises, and nothing else is set up. */
+static const struct {
+  const char *name;
+  void (*open)(lua_State *L);
+} mod[] = {
+  {"response", cf_response_open},
   {"core", core_open},
-  {"client", client_part},
-  {"schema", schema_part},
-  {"match", match_part},
+  {"client", cf_client_open},
+  {"schema", cf_schema_open},
+  {"match", cf_match_open},
   {NULL, NULL}
 };
 
@@ -87,6 +70,6 @@ CF_EXPORT LUAMOD_API int luaopen_cfaccess_core(lua_State *L) {
   luaL_checkversion(L);
   cf_error_init(L);
   lua_newtable(L);
-  for (i = 0; mod[i].name != NULL; i++) mod[i].func(L);
+  for (i = 0; mod[i].name != NULL; i++) mod[i].open(L);
   return 1;
 }

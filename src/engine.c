@@ -133,13 +133,15 @@ static int interpret(lua_State *L, cf_engine *e, int k, cf_try *t) {
   return cf_response_read(L, &s->x, s->path, e->c->secret, e->c->secret_len, t);
 }
 
-/* Log "... failed (err); retry n of m in w s" for the err on top. */
+/* Log "<err>; retry n of m in w s" for the err on top, and pop it (its
+** message states the request; the wait to 1/100 s). */
 static void log_retry(lua_State *L, cf_engine *e, int k, double wait) {
   cf_slot *s = &e->slots[k];
-  const char *w = cf_push_secs(L, wait);
-  cf_client_log(L, CI, "info", "%s %s failed (%s); retry %d of %d in %s s", s->x.method,
-        s->path, luaL_tolstring(L, -2, NULL), s->attempt, e->c->max_retries, w);
-  lua_pop(L, 3);
+  char w[32];
+  snprintf(w, sizeof w, "%.2f", wait);
+  cf_client_log(L, CI, "info", "%s; retry %d of %d in %s s", luaL_tolstring(L, -1, NULL),
+        s->attempt, e->c->max_retries, w);
+  lua_pop(L, 2);
 }
 
 /* The check after an ambiguous create cannot finish (the listing's err on
@@ -232,10 +234,10 @@ static void check_done(lua_State *L, cf_engine *e, int k) {
 }
 
 /* Is code one of the 0-terminated codes? */
-static int is_dup_code(const int *codes, int code) {
+static int is_dup_code(const int *codes, lua_Integer code) {
   if (codes == NULL || code == 0) return 0;
   for (; *codes; codes++)
-    if (*codes == code) return 1;
+    if ((lua_Integer)*codes == code) return 1;
   return 0;
 }
 
@@ -387,8 +389,11 @@ static int engine_main(lua_State *L) {
   e->sp.results = e->sp.results ? 6 : 0;
   e->sp.progress = e->sp.progress ? 7 : 0;
   while (e->done < e->sp.n) {
-    double now = cf_now(), wake = now + 1.0, first = 0, at;
+    double now, wake, first = 0, at;
     int k, running = 0, finished = 0, why, first_why = 0, done0 = e->done, r;
+    cf_client_hookpoint(L);   /* SIGINT (lua.c's hook) propagates from waits */
+    now = cf_now();
+    wake = now + 1.0;
     for (k = 0; k < e->nslots && e->next <= e->sp.n; k++)
       if (e->slots[k].state == SL_FREE) assign(L, e, k);
     for (k = 0; k < e->nslots; k++) {
@@ -524,6 +529,7 @@ int cf_client_exec(lua_State *L, cf_client *c, const cf_exec_spec *sp) {
   c->busy--;
   if (rc != LUA_OK && res) mark_pending(L, e, res);
   engine_cleanup(e);   /* no transfer stays on the multi, error or not */
+  cf_client_idle(c);   /* closed during the run: released now */
   if (rc != LUA_OK) lua_error(L);
   ok = e->ok;
   if (res) {

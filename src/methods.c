@@ -75,6 +75,7 @@ static int method_call(lua_State *L) {
   if (parent) luaL_checktype(L, parent, LUA_TSTRING);
   if (item) luaL_checktype(L, item, LUA_TSTRING);
   if ((v == CF_LIST || body) && !lua_isnoneornil(L, opts)) luaL_checktype(L, opts, LUA_TTABLE);
+  if (!cf_client_usable(L, c)) return cf_fail(L);
   if ((parent && !check_id(L, parent, r->parent, r->parent_fmt)) ||
       (item && !check_id(L, item, r->item, r->item_fmt)))
     return cf_fail(L);

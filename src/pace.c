@@ -9,7 +9,6 @@
 ** server can hold more than `requests`, whatever the latency, however many
 ** run at once.
 */
-#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -23,12 +22,14 @@ double cf_now(void) {
 }
 
 void cf_sleep(double s) {
-  struct timespec req, rem;
+  struct timespec req;
   if (!(s > 0)) return;
   req.tv_sec = (time_t)s;
   req.tv_nsec = (long)((s - (double)req.tv_sec) * 1e9);
   if (req.tv_nsec > 999999999L) req.tv_nsec = 999999999L;
-  while (nanosleep(&req, &rem) != 0 && errno == EINTR) req = rem;
+  /* a signal ends the sleep early (EINTR): the caller's loop runs a
+  ** pending Lua hook (SIGINT) and sleeps again for what is left */
+  (void)nanosleep(&req, NULL);
 }
 
 int cf_pacer_init(cf_pacer *p, int on, int requests, double per,

@@ -74,13 +74,36 @@ static void fix_json(lua_State *L, int idx) {
   }
 }
 
+/* Is the error value on top one that lua-cjson 2.1.0's decoder raises for
+** the text it was given (json_throw_parse_error: "Expected <what> but
+** found <token> at character <n>" or "Found too many nested data
+** structures (<n>) at character <n>")? Anything else raised while it ran
+** (lua.c's "interrupted!" on SIGINT, an error from a debug hook, out of
+** memory) is not about the text and must propagate. */
+static int is_parse_error(lua_State *L) {
+  const char *m, *at;
+  if (lua_type(L, -1) != LUA_TSTRING) return 0;
+  m = lua_tostring(L, -1);
+  if (strncmp(m, "Expected ", 9) != 0 && strncmp(m, "Found too many nested", 21) != 0)
+    return 0;
+  at = strstr(m, " at character ");
+  if (at == NULL) return 0;
+  at += 14;
+  if (*at < '0' || *at > '9') return 0;
+  while (*at >= '0' && *at <= '9') at++;
+  return *at == '\0';
+}
+
 int cf_json_decode(lua_State *L) {
+  int rc;
   if (lua_rawgetp(L, LUA_REGISTRYINDEX, &decoder_key) != LUA_TFUNCTION) {
     lua_pop(L, 2);
     return 0;
   }
   lua_insert(L, -2);
-  if (lua_pcall(L, 1, 1, 0) != LUA_OK) {
+  rc = lua_pcall(L, 1, 1, 0);
+  if (rc != LUA_OK) {
+    if (rc != LUA_ERRRUN || !is_parse_error(L)) lua_error(L);   /* not ours */
     lua_pop(L, 1);
     return 0;
   }
@@ -179,13 +202,13 @@ void cf_response_fields(lua_State *L, const cf_exchange *x) {
 
 /* Fill err (on top) from the envelope at env (or none): errors, messages,
 ** and return errors[1].code. */
-static int copy_envelope_errors(lua_State *L, int env) {
-  int code = 0;
+static lua_Integer copy_envelope_errors(lua_State *L, int env) {
+  lua_Integer code = 0;
   if (env == 0 || lua_type(L, env) != LUA_TTABLE) return 0;
   if (lua_getfield(L, env, "errors") == LUA_TTABLE) {
     if (lua_rawgeti(L, -1, 1) == LUA_TTABLE) {
       if (lua_getfield(L, -1, "code") == LUA_TNUMBER)
-        code = (int)lua_tointeger(L, -1);
+        code = lua_tointeger(L, -1);   /* as sent: never cut to an int */
       lua_pop(L, 1);
     }
     lua_pop(L, 1);
@@ -199,14 +222,14 @@ static int copy_envelope_errors(lua_State *L, int env) {
 
 /* The first error's message and code of the envelope at env (the top of
 ** the stack), or NULL/0. The string stays alive with the envelope. */
-static const char *first_error(lua_State *L, int env, int *code) {
+static const char *first_error(lua_State *L, int env, lua_Integer *code) {
   const char *m = NULL;
   *code = 0;
   if (env == 0 || lua_type(L, env) != LUA_TTABLE) return NULL;
   if (lua_getfield(L, env, "errors") == LUA_TTABLE &&
       lua_rawgeti(L, -1, 1) == LUA_TTABLE) {
     if (lua_getfield(L, -1, "code") == LUA_TNUMBER)
-      *code = (int)lua_tointeger(L, -1);
+      *code = lua_tointeger(L, -1);
     if (lua_getfield(L, -2, "message") == LUA_TSTRING) m = lua_tostring(L, -1);
   }
   lua_settop(L, env);
@@ -284,7 +307,8 @@ static void transfer_failed(lua_State *L, const cf_exchange *x, const char *path
 static void not_success(lua_State *L, const cf_exchange *x, const char *path,
                         int env, cf_try *t) {
   const char *method = x->method;
-  int st, code;
+  int st;
+  lua_Integer code;
   const char *m;
   if (env == 0 || lua_type(L, env) != LUA_TTABLE) {
     cf_error_push(L, CF_E_DECODE, "%s %s: HTTP %d: response is not valid JSON",
@@ -299,7 +323,7 @@ static void not_success(lua_State *L, const cf_exchange *x, const char *path,
     return;
   }
   m = first_error(L, env, &code);
-  cf_error_push(L, CF_E_API, "%s %s: HTTP %d with success=false: %s (code %d)",
+  cf_error_push(L, CF_E_API, "%s %s: HTTP %d with success=false: %s (code %I)",
                 method, path, (int)x->status, m ? m : "(no message)", code);
   t->code = copy_envelope_errors(L, env);
 }
@@ -308,10 +332,10 @@ static void not_success(lua_State *L, const cf_exchange *x, const char *path,
 static void http_error(lua_State *L, const cf_exchange *x, const char *path,
                        int env, cf_try *t) {
   const char *method = x->method;
-  int code;
+  lua_Integer code;
   const char *m = first_error(L, env, &code);
   if (m && code)
-    cf_error_push(L, CF_E_API, "%s %s: HTTP %d: %s (code %d)", method, path,
+    cf_error_push(L, CF_E_API, "%s %s: HTTP %d: %s (code %I)", method, path,
                   (int)x->status, m, code);
   else if (m)
     cf_error_push(L, CF_E_API, "%s %s: HTTP %d: %s", method, path, (int)x->status, m);

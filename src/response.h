@@ -14,7 +14,7 @@ typedef struct cf_try {
   int ambiguous;            /* the request may have been processed */
   int has_retry_after;
   double retry_after;
-  int code;                 /* errors[1].code of an api error, else 0 */
+  lua_Integer code;         /* errors[1].code of an api error (as sent), else 0 */
 } cf_try;
 
 /* Decode the JSON string on top with the private decoder: replaces it with

@@ -179,7 +179,14 @@ int cf_transport_init(cf_transport *t, const cf_transport_cfg *cfg, char *err,
   SET(CURLOPT_SSL_VERIFYPEER, 1L);
   SET(CURLOPT_SSL_VERIFYHOST, 2L);
   if (cfg->cafile) SET(CURLOPT_CAINFO, cfg->cafile);
-  if (cfg->proxy) SET(CURLOPT_PROXY, cfg->proxy);
+  if (cfg->proxy) {
+    /* An explicit proxy option is what the caller asked for: it carries
+    ** every request, whatever NO_PROXY/no_proxy in the environment says
+    ** ("" = no host bypasses it). The client refuses a proxy with a
+    ** plain-http base URL before it gets here. */
+    SET(CURLOPT_PROXY, cfg->proxy);
+    SET(CURLOPT_NOPROXY, "");
+  }
   /* Plain http is for loopback only: never hand it (and the credentials
   ** in its headers) to a proxy from the environment. */
   else if (cfg->allow_http) SET(CURLOPT_NOPROXY, "*");

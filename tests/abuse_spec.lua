@@ -9,20 +9,24 @@ local core = require("cfaccess.core")
 local mockctl = require("mockctl")
 local socket = require("socket")
 
-local TOKEN = "abuse-T0KEN-do-not-leak-9f2c"
-local ACCT = "023e105f4ecef8ad9ca31a8372d0c353"
-local APP = "f174e90a-fafe-4643-bbbc-4a0ed4fc8415"
-local POLICY = { name = "abuse", decision = "allow", include = { { everyone = {} } } }
+local tu = require("testutil")
 
--- Raw HTTP servers for what the mock cannot do. Mode from argv[1]; prints
--- "port N" once listening; serves until killed (each connection a thread).
+local TOKEN = tu.token("abuse")
+local ACCT, APP = tu.ACCOUNT, tu.APP
+local POLICY = tu.everyone_policy("abuse")
+
+-- One raw HTTP server for what the mock cannot do, started once for the
+-- file (a python start costs more than most of these tests). The first
+-- path segment picks the behaviour ("/silent/client/v4/..."); requests are
+-- counted per mode (GET /__count/<mode>). Prints "port N" once listening;
+-- serves until killed (each connection a thread).
 local RAW = [==[
 import socket, sys, threading, time, json
-mode = sys.argv[1]
 srv = socket.socket(); srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
 srv.bind(("127.0.0.1", 0)); srv.listen(64)
 print("port %d" % srv.getsockname()[1], flush=True)
-count = [0]
+counts = {}
+lock = threading.Lock()
 def read_req(c, buf):
     while b"\r\n\r\n" not in buf:
         r = c.recv(65536)
@@ -51,16 +55,20 @@ def serve(c):
         while True:
             head, buf = read_req(c, buf)
             if head is None: return
-            count[0] += 1
             path = head.split(b" ")[1].decode()
-            if path.startswith("/__count"):
-                send(c, str(count[0]).encode()); continue
+            if path.startswith("/__count/"):
+                with lock: n = counts.get(path[len("/__count/"):], 0)
+                send(c, str(n).encode()); continue
+            mode = path.split("/")[1]
+            with lock:
+                counts[mode] = counts.get(mode, 0) + 1
+                n = counts[mode]
             if mode == "silent":
                 time.sleep(3600)
             elif mode == "slowloris":
                 c.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 400\r\n\r\n")
                 for i in range(400):
-                    c.sendall(b" "); time.sleep(1)
+                    c.sendall(b" "); time.sleep(0.1)
             elif mode in ("huge", "huge_chunked"):
                 block = b" " * (1 << 20)
                 if mode == "huge":
@@ -88,12 +96,14 @@ def serve(c):
                 # is an obs-fold continuation (libcurl 7.88 keeps a dangling
                 # pointer to the previous transfer's last header)
                 body = envelope({"id": "x"})
-                if count[0] % 2 == 1:
+                if n % 2 == 1:
                     send(c, body, extra=b"X-First: 1\r\n")
                 else:
                     c.sendall(b"HTTP/1.1 200 OK\r\n\tfolded: 1\r\nContent-Length: %d\r\n\r\n" % len(body) + body)
             elif mode == "echo":
                 send(c, envelope({"seen": head.decode("latin-1")}))
+            elif mode == "null":
+                send(c, envelope(None))
     except (OSError, ValueError):
         pass
     finally:
@@ -108,34 +118,34 @@ local q = mockctl.shell_quote
 
 local read_file = mockctl.read_file
 
-local script_path
+local script_path, shared             -- the server's script; { pid =, port = }
 local function raw_server(mode)
-  if not script_path then
+  if not shared then
     script_path = os.tmpname()
     local f = assert(io.open(script_path, "w"))
     f:write(RAW)
     f:close()
+    local out = os.tmpname()
+    local p = assert(io.popen("env -u LD_PRELOAD python3 " .. q(script_path) ..
+      " </dev/null >" .. q(out) .. " 2>&1 & echo $!"))
+    local pid = tonumber(p:read("l"))
+    p:close()
+    local port
+    for _ = 1, 500 do                                  -- at most 10 s
+      port = (read_file(out) or ""):match("port (%d+)")
+      if port then break end
+      socket.sleep(0.02)
+    end
+    os.remove(out)
+    assert(port, "the raw server did not start")
+    shared = { pid = pid, port = tonumber(port) }
   end
-  local out = os.tmpname()
-  local p = assert(io.popen("env -u LD_PRELOAD python3 " .. q(script_path) .. " " .. mode ..
-    " </dev/null >" .. q(out) .. " 2>&1 & echo $!"))
-  local pid = tonumber(p:read("l"))
-  p:close()
-  local port
-  for _ = 1, 500 do                                    -- at most 10 s
-    port = (read_file(out) or ""):match("port (%d+)")
-    if port then break end
-    socket.sleep(0.02)
-  end
-  os.remove(out)
-  assert(port, "raw server " .. mode .. " did not start")
-  local srv = { pid = pid, port = tonumber(port), url = "http://127.0.0.1:" .. port .. "/client/v4" }
-  function srv.stop() os.execute("kill " .. pid .. " 2>/dev/null") end
-  function srv.count()                                 -- requests seen so far
+  local srv = { port = shared.port, url = "http://127.0.0.1:" .. shared.port .. "/" .. mode .. "/client/v4" }
+  function srv.count()                                 -- requests in this mode so far
     local c = socket.tcp()
     c:settimeout(5)
     assert(c:connect("127.0.0.1", srv.port))
-    c:send("GET /__count HTTP/1.1\r\nHost: x\r\n\r\n")
+    c:send("GET /__count/" .. mode .. " HTTP/1.1\r\nHost: x\r\n\r\n")
     local len = 0
     while true do
       local line = c:receive("*l")
@@ -147,6 +157,14 @@ local function raw_server(mode)
     return tonumber(body and body:match("%d+"))
   end
   return srv
+end
+
+-- Stop the raw server and remove its script (the next raw_server starts
+-- it again).
+local function stop_raw_server()
+  if shared then os.execute("kill " .. shared.pid .. " 2>/dev/null") end
+  if script_path then os.remove(script_path) end
+  shared, script_path = nil, nil
 end
 
 -- Everything a failed call left behind must be free of the token.
@@ -214,34 +232,26 @@ local function fails(kind, r, err)
 end
 
 describe("abuse: hostile servers", function()
-  local servers = {}
-  local function start(mode)
-    local s = raw_server(mode)
-    servers[#servers + 1] = s
-    return s
-  end
+  local start = raw_server
 
   after_each(function()
     for _, l in ipairs(logs) do no_secret(l) end
     logs = {}
   end)
 
-  teardown(function()
-    for _, s in ipairs(servers) do s.stop() end
-    if script_path then os.remove(script_path) end
-  end)
+  teardown(stop_raw_server)
 
   it("a server that accepts and never answers: timeout", function()
     local s = start("silent")
-    local c = client(s.url, { timeout = 1 })
+    local c = client(s.url, { timeout = 0.5 })
     local err = fails("timeout", c:get_app_policy(APP, APP))
     assert.equal(1, err.attempts)
     c:close()
   end)
 
-  it("a slowloris body (1 byte per second): timeout", function()
+  it("a slowloris body (a byte every 0.1 s, 40 s in all): timeout", function()
     local s = start("slowloris")
-    local c = client(s.url, { timeout = 2 })
+    local c = client(s.url, { timeout = 0.6 })
     fails("timeout", c:get_app_policy(APP, APP))
     c:close()
   end)
@@ -275,7 +285,7 @@ describe("abuse: hostile servers", function()
     local s = start("pages")
     local c = client(s.url, { timeout = 5 })
     local list, err = c:list_app_policies(APP)
-    local seen = s.count() - 1                         -- minus the /__count request
+    local seen = s.count()
     assert(list or err, "neither a list nor an error")
     if list then
       assert.is_true(#list >= 1 and #list <= 1000, "listed " .. #list)
@@ -299,7 +309,7 @@ describe("abuse: hostile servers", function()
     local s = start("fold")
     local ok, how, rc, out = child(string.format([[
       local core = require("cfaccess.core")
-      local c = assert(core.client{ account_id = %q, api_token = "t", base_url = %q,
+      local c = assert(core.client{ account_id = %q, api_token = "abuse-fold-T0KEN", base_url = %q,
         timeout = 2, max_retries = 0, rate_limit = false })
       assert(c:get_app_policy(%q, %q))
       local r, err = c:get_app_policy(%q, %q)
@@ -401,7 +411,8 @@ end)
 describe("abuse: TLS", function()
   local dir, m
   local function openssl(cn, san, name)
-    local cmd = string.format("openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=%s " ..
+    local cmd = string.format("openssl req -x509 " ..
+      "-newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 -subj /CN=%s " ..
       "-addext subjectAltName=%s -keyout %s/%s.key -out %s/%s.pem >/dev/null 2>&1",
       cn, san, dir, name, dir, name)
     assert(os.execute(cmd), "openssl failed")
@@ -502,6 +513,8 @@ end)
 -- Inputs the fuzzers found (tests/fuzz/regress/). Each runs in a child
 -- process under `timeout` so that a regression cannot hang the suite.
 describe("fuzz regressions", function()
+  teardown(stop_raw_server)
+
   it("fuzz_encode timeout-dag-self-cycles: a table reachable twice from itself " ..
      "under an unknown field (allow_unknown) is rejected quickly, not walked 2^64 times", function()
     local ok, how, rc = child([[
@@ -560,40 +573,16 @@ describe("fuzz regressions", function()
   end)
 
   it("fuzz_response result-null-no-err: success with result null returns a table or nil, err", function()
-    local srv = assert(socket.bind("127.0.0.1", 0))
-    local _, port = srv:getsockname()
-    srv:close()
-    -- a one-shot answer from a child python process
-    local py = os.tmpname()
-    local h = assert(io.open(py, "w"))
-    h:write(string.format([[
-import socket
-s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-s.bind(("127.0.0.1", %d)); s.listen(4); s.settimeout(10)
-print("ready", flush=True)
-body = b'{"success":true,"errors":[],"messages":[],"result":null}'
-for _ in range(2):
-    try:
-        c, _ = s.accept()
-    except OSError:
-        break
-    c.settimeout(5); buf = b""
-    while b"\r\n\r\n" not in buf:
-        r = c.recv(4096)
-        if not r: break
-        buf += r
-    c.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %%d\r\n\r\n" %% len(body) + body)
-    c.close()
-]], port))
-    h:close()
-    local p = assert(io.popen("env -u LD_PRELOAD python3 " .. q(py) .. " 2>&1"))
-    assert.equal("ready", p:read("l"))
-    local c = client("http://127.0.0.1:" .. port .. "/client/v4")
+    -- the raw server in mode "null" answers every request with
+    -- {"success":true,...,"result":null} (killed at the end of the file:
+    -- nothing waits on a server's own timeouts)
+    local s = raw_server("null")
+    local c = client(s.url)
     local r, err = c:get_app_policy(APP, APP)
     c:close()
-    p:close()
-    os.remove(py)
+    local seen = s.count()
     assert(r ~= nil or err ~= nil, "get_app_policy returned nil without an error")
     if r == nil then no_secret(err) end
+    assert.equal(1, seen)                              -- one answer, no retry
   end)
 end)

@@ -359,7 +359,8 @@ end)
 -- client:plan/apply/export come from the match helper (lua/cfaccess/plan.lua,
 -- apply.lua); until they are merged these specs are pending.
 local function client_has(...)
-  local c = require("cfaccess").client{ account_id = ACCT, api_token = "x", base_url = "http://127.0.0.1:9/client/v4" }
+  local c = require("cfaccess").client{ account_id = ACCT, api_token = "cli-probe-T0KEN-x",
+                                        base_url = "http://127.0.0.1:9/client/v4" }
   local ok = c ~= nil
   for _, name in ipairs{ ... } do ok = ok and type(c[name]) == "function" end
   if c then c:close() end

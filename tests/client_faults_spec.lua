@@ -5,18 +5,26 @@
 local core = require("cfaccess.core")
 local mockctl = require("mockctl")
 local socket = require("socket")
+local tu = require("testutil")
 
-local TOKEN = "t0k3n-faults-spec-S3CRET"
-local ACCT = "023e105f4ecef8ad9ca31a8372d0c353"
-local APP = "f174e90a-fafe-4643-bbbc-4a0ed4fc8415"
+local TOKEN = tu.token("faults")
+local ACCT, APP = tu.ACCOUNT, tu.APP
 
+-- testutil's named policy plus an IP rule: the no-duplicate match must
+-- see the server's /32 form of it as the same policy.
 local function policy(name, extra)
-  local p = { name = name, decision = "allow",
-              include = { { email = { email = "alice@example.com" } },
-                          { ip = { ip = "198.51.100.7" } } } }
-  for k, v in pairs(extra or {}) do p[k] = v end
+  local p = tu.named_policy(name, extra)
+  if not (extra and extra.include) then
+    p.include = { p.include[1], { ip = { ip = "198.51.100.7" } } }
+  end
   return p
 end
+
+-- Headers for a failing answer that say "retry at once": for the tests
+-- about what is retried and how often, not about how long the client backs
+-- off between tries (a reset and a refused connection, which carry no
+-- headers, still go through the jittered backoff).
+local AT_ONCE = { ["retry-after-ms"] = "1" }
 
 describe("cfaccess client faults", function()
   local m, lines, errors
@@ -47,7 +55,7 @@ describe("cfaccess client faults", function()
   describe("statuses", function()
     it("retries 5xx up to max_retries and reports the last answer", function()
       local c = client()
-      m:fault{ action = "status", status = 503, method = "GET", times = 5 }
+      m:fault{ action = "status", status = 503, method = "GET", times = 5, headers = AT_ONCE }
       local r, err = c:list_app_policies(APP)
       assert.is_nil(r)
       assert.equal("api", err.kind)
@@ -90,8 +98,8 @@ describe("cfaccess client faults", function()
 
     it("succeeds after a transient 500 and 408", function()
       local c = client()
-      m:fault{ { action = "status", status = 500, method = "GET" },
-               { action = "status", status = 408, method = "GET" } }
+      m:fault{ { action = "status", status = 500, method = "GET", headers = AT_ONCE },
+               { action = "status", status = 408, method = "GET", headers = AT_ONCE } }
       local r, err = c:list_app_policies(APP)
       assert.is_nil(err)
       assert.same({}, r)
@@ -244,8 +252,8 @@ describe("cfaccess client faults", function()
     end)
 
     it("times out", function()
-      local c = client{ timeout = 1, max_retries = 0 }
-      m:fault{ action = "delay", seconds = 2.5, method = "GET" }
+      local c = client{ timeout = 0.5, max_retries = 0 }
+      m:fault{ action = "delay", seconds = 1.5, method = "GET" }
       local r, err = c:list_app_policies(APP)
       assert.is_nil(r)
       assert.equal("timeout", err.kind)
@@ -267,7 +275,7 @@ describe("cfaccess client faults", function()
   describe("no duplicate create", function()
     it("returns the committed policy after a 500", function()
       local c = client()
-      m:fault{ action = "commit_then_fail", method = "POST" }
+      m:fault{ action = "commit_then_fail", method = "POST", headers = AT_ONCE }
       local r, err = c:create_app_policy(APP, policy("once"))
       assert.is_nil(err)
       assert.equal("once", r.name)
@@ -306,7 +314,7 @@ describe("cfaccess client faults", function()
 
     it("matches with server-filled defaults and a /32 address", function()
       local c = client()
-      m:fault{ action = "commit_then_fail", method = "POST" }
+      m:fault{ action = "commit_then_fail", method = "POST", headers = AT_ONCE }
       local r = assert(c:create_app_policy(APP, policy("defaults", {
         approval_required = false, session_duration = "24h" })))
       assert.equal("198.51.100.7/32", r.include[2].ip.ip)
@@ -316,7 +324,7 @@ describe("cfaccess client faults", function()
 
     it("re-sends a create that did not happen, once", function()
       local c = client()
-      m:fault{ action = "status", status = 502, method = "POST" }
+      m:fault{ action = "status", status = 502, method = "POST", headers = AT_ONCE }
       local r, err = c:create_app_policy(APP, policy("retried"))
       assert.is_nil(err)
       assert.equal("retried", r.name)
@@ -328,7 +336,7 @@ describe("cfaccess client faults", function()
     it("does not take a different policy with the same name for its own", function()
       local c = client()
       assert(c:create_app_policy(APP, policy("same", { decision = "deny" })))
-      m:fault{ action = "status", status = 500, method = "POST" }
+      m:fault{ action = "status", status = 500, method = "POST", headers = AT_ONCE }
       local r, err = c:create_app_policy(APP, policy("same"))
       assert.is_nil(err)
       assert.equal("allow", r.decision)
@@ -338,7 +346,7 @@ describe("cfaccess client faults", function()
 
     it("reports the failure when no retries remain and nothing was created", function()
       local c = client{ max_retries = 0 }
-      m:fault{ action = "status", status = 500, method = "POST" }
+      m:fault{ action = "status", status = 500, method = "POST", headers = AT_ONCE }
       local r, err = c:create_app_policy(APP, policy("never"))
       assert.is_nil(r)
       assert.equal("api", err.kind)
@@ -350,7 +358,7 @@ describe("cfaccess client faults", function()
 
     it("does not re-send when it cannot check what the failed create did", function()
       local c = client()
-      m:fault{ { action = "commit_then_fail", method = "POST" },
+      m:fault{ { action = "commit_then_fail", method = "POST", headers = AT_ONCE },
                { action = "status", status = 400, method = "GET" } }
       local r, err = c:create_app_policy(APP, policy("unchecked"))
       assert.is_nil(r)
@@ -362,13 +370,24 @@ describe("cfaccess client faults", function()
     end)
 
     it("ends with one policy after a create times out", function()
-      local c = client{ timeout = 1, max_retries = 3 }
-      m:fault{ action = "delay", seconds = 1.5, method = "POST" }
+      local c = client{ timeout = 0.5, max_retries = 3 }
+      m:fault{ action = "delay", seconds = 0.8, method = "POST" }
       local r, err = c:create_app_policy(APP, policy("slow", { precedence = 5 }))
       assert.is_nil(err)
       assert.equal("slow", r.name)
       assert.equal(5, r.precedence)
-      socket.sleep(1)                 -- let the delayed request finish
+      -- let the delayed request finish: it has once the mock has answered
+      -- every POST (a bounded poll, not a fixed sleep)
+      local pending
+      for _ = 1, 200 do
+        pending = 0
+        for _, q in ipairs(m:log()) do
+          if q.method == "POST" and type(q.status) ~= "number" then pending = pending + 1 end
+        end
+        if pending == 0 then break end
+        socket.sleep(0.05)
+      end
+      assert.equal(0, pending, "a POST still unanswered after 10 s")
       assert.equal(1, policies())
       c:close()
     end)
@@ -408,6 +427,7 @@ describe("cfaccess client faults", function()
 
     it("obeys a Ratelimit header added to a normal answer", function()
       local c = assert(core.client{ account_id = ACCT, api_token = TOKEN, base_url = m.base_url,
+                                    max_retry_wait = 0.2,    -- caps the header's 1 s wait
                                     on_log = function(l, msg) lines[#lines + 1] = l .. " " .. msg end })
       m:fault{ action = "headers", method = "GET", headers = { Ratelimit = '"default";r=0;t=1' } }
       assert.same({}, assert(c:list_app_policies(APP)))
@@ -447,7 +467,7 @@ describe("cfaccess client faults", function()
     it("stops a request whose client on_log closes", function()
       local c
       c = client{ on_log = function() c:close() end }
-      m:fault{ action = "status", status = 500, method = "GET", times = 3 }
+      m:fault{ action = "status", status = 500, method = "GET", times = 3, headers = AT_ONCE }
       local r, err = c:list_app_policies(APP)
       assert.is_nil(r)
       assert.equal("usage", err.kind)
@@ -463,7 +483,7 @@ describe("cfaccess client faults", function()
       c = client{ on_log = function()
         if not nested then nested = assert(c:create_policy(policy("from-log"))) end
       end }
-      m:fault{ action = "status", status = 500, method = "POST", path = "apps" }
+      m:fault{ action = "status", status = 500, method = "POST", path = "apps", headers = AT_ONCE }
       local r, err = c:create_app_policy(APP, policy("outer"))
       assert.is_nil(err)
       assert.equal("outer", r.name)
@@ -480,7 +500,7 @@ describe("cfaccess client faults", function()
       local function try(ok, err)
         if not ok then errors[#errors + 1] = tostring(err) .. " " .. tostring(err.message) end
       end
-      m:fault{ action = "status", status = 500, method = "GET" }
+      m:fault{ action = "status", status = 500, method = "GET", headers = AT_ONCE }
       try(c:list_app_policies(APP))
       m:fault{ action = "commit_then_fail", ["then"] = "reset", method = "POST" }
       try(c:create_app_policy(APP, policy("s")))
@@ -510,7 +530,7 @@ describe("cfaccess client faults", function()
     -- A server or proxy that echoes the request back into its error text.
     local function echoing(secret, status)
       local cjson = require("cjson")
-      return { action = "status", status = status, method = "GET", body = cjson.encode{
+      return { action = "status", status = status, method = "GET", headers = AT_ONCE, body = cjson.encode{
         success = false, result = cjson.null,
         errors = { { code = 10000, message = "bad credential " .. secret .. " (" .. secret .. ")",
                      documentation_url = "https://example.com/?k=" .. secret,

@@ -3,14 +3,14 @@
 local core = require("cfaccess.core")
 local mockctl = require("mockctl")
 
-local TOKEN = "t0k3n-client-spec-S3CRET"
-local ACCT = "023e105f4ecef8ad9ca31a8372d0c353"
-local ZONE = "0123456789abcdef0123456789abcdef"
-local APP = "f174e90a-fafe-4643-bbbc-4a0ed4fc8415"
-local ZAPP = "a1b2c3d4a1b2c3d4a1b2c3d4a1b2c3d4"       -- 32-hex app id
-local INFRA = "11111111-2222-4333-8444-555555555555"
+local tu = require("testutil")
 
-local policy = require("testutil").named_policy
+local TOKEN = tu.token("client")
+local ACCT, ZONE, APP = tu.ACCOUNT, tu.ZONE, tu.APP
+local ZAPP = "a1b2c3d4a1b2c3d4a1b2c3d4a1b2c3d4"       -- 32-hex app id
+local INFRA = tu.OTHER                                -- registered as an infrastructure app
+
+local policy = tu.named_policy
 
 local function contains(s, needle) return s:find(needle, 1, true) ~= nil end
 
@@ -121,13 +121,12 @@ describe("cfaccess client", function()
       assert(c:list_app_policies(APP))
       assert.equal("my-tool/1.0", m:log()[1].headers["user-agent"])
       c:close()
-      -- a proxy that does not exist: the request must fail through it
-      c = assert(client{ proxy = "http://127.0.0.1:9/", max_retries = 0 })
-      local r, err = c:list_app_policies(APP)
+      -- a proxy with the mock's plain-http base URL: refused, nothing sent
+      -- (the proxy path itself: tests/edges_spec.lua, over https)
+      local r, err = client{ proxy = "http://127.0.0.1:9/", max_retries = 0 }
       assert.is_nil(r)
-      assert.equal("network", err.kind)
+      assert.equal("usage", err.kind)
       assert.equal(1, #m:log())
-      c:close()
     end)
 
     it("wants credentials, and exactly one scheme", function()
@@ -175,9 +174,9 @@ describe("cfaccess client", function()
     end)
 
     it("takes api key and email from the environment", function()
-      local m2 = mockctl.start{ api_key = "env-K3Y", email = "ops@example.com",
+      local m2 = mockctl.start{ api_key = "env-K3Y-client-spec1", email = "ops@example.com",
                                 apps = { "accounts:" .. ACCT .. ":" .. APP } }
-      local ok, out = pcall(run, { CLOUDFLARE_API_KEY = "env-K3Y", CLOUDFLARE_EMAIL = "ops@example.com",
+      local ok, out = pcall(run, { CLOUDFLARE_API_KEY = "env-K3Y-client-spec1", CLOUDFLARE_EMAIL = "ops@example.com",
                                    CLOUDFLARE_BASE_URL = m2.base_url }, [[
         local c, err = require("cfaccess.core").client{ account_id = "]] .. ACCT .. [[" }
         assert(c, tostring(err))

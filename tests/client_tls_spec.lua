@@ -5,9 +5,10 @@
 local core = require("cfaccess.core")
 local mockctl = require("mockctl")
 
-local TOKEN = "t0k3n-tls-spec-S3CRET"
-local ACCT = "023e105f4ecef8ad9ca31a8372d0c353"
-local APP = "f174e90a-fafe-4643-bbbc-4a0ed4fc8415"
+local tu = require("testutil")
+
+local TOKEN = tu.token("tls")
+local ACCT, APP = tu.ACCOUNT, tu.APP
 
 local q = mockctl.shell_quote
 
@@ -20,7 +21,8 @@ describe("cfaccess client over TLS", function()
     p:close()
     assert(dir and dir ~= "", "mktemp failed")
     cert, key = dir .. "/cert.pem", dir .. "/key.pem"
-    local ok = os.execute("openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj /CN=127.0.0.1"
+    local ok = os.execute("openssl req -x509 " ..
+      "-newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 1 -subj /CN=127.0.0.1"
       .. " -addext subjectAltName=IP:127.0.0.1 -keyout " .. q(key) .. " -out " .. q(cert)
       .. " >/dev/null 2>&1")
     assert(ok, "openssl could not make a certificate")

@@ -4,8 +4,7 @@
 local core = require("cfaccess.core")
 local cjson = require("cjson").new()
 
-local UUID = "f174e90a-fafe-4643-bbbc-4a0ed4fc8415"
-local IDP = "ea85612a-29c8-46c2-bacb-669d65136971"
+local UUID, IDP = require("testutil").UUID, require("testutil").IDP
 
 local deep_equal = require("testutil").deep_equal
 

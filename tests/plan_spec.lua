@@ -640,7 +640,8 @@ describe("client:plan / apply / export", function()
   -- ---- application lists (API.md section 6 methods) ------------------------
   describe("application lists", function()
     -- known when the file loads: an offline client says which methods exist
-    local probe = assert(cfaccess.client{ account_id = ACCT, api_token = "x", base_url = "http://127.0.0.1:9/" })
+    local probe = assert(cfaccess.client{ account_id = ACCT, api_token = "probe-T0KEN-unsent",
+                                          base_url = "http://127.0.0.1:9/" })
     local HAS_APPS = has_app_methods(probe)
     probe:close()
     local function app_it(name, fn)

@@ -5,9 +5,8 @@ local cfaccess = require("cfaccess")
 local cjson = require("cjson").new()
 local r = cfaccess.rules
 
-local UUID = "f174e90a-fafe-4643-bbbc-4a0ed4fc8415"
-local IDP = "ea85612a-29c8-46c2-bacb-669d65136971"
-local ACCOUNT = "023e105f4ecef8ad9ca31a8372d0c353"
+local tu = require("testutil")
+local UUID, IDP, ACCOUNT = tu.UUID, tu.IDP, tu.ACCOUNT
 
 -- One entry per builder: its name, the argument names as they appear in
 -- errors (a trailing "?" marks an optional one), valid arguments, the exact
@@ -299,7 +298,8 @@ describe("cfaccess.rules", function()
     end)
 
     it("r.github_org(\"o\", \"i\", 5) blames this line, not rules.lua", function()
-      local line, ok, msg = debug.getinfo(1, "l").currentline, pcall(function() local x = r.github_org("o", "i", 5); return x end)
+      local line = debug.getinfo(1, "l").currentline + 1
+      local ok, msg = pcall(function() local x = r.github_org("o", "i", 5); return x end)
       assert.is_false(ok)
       assert.matches("rules_spec%.lua:" .. line .. ": cfaccess%.rules%.github_org: "
         .. "argument #3 %(team%) expected a non%-empty string, got number$", msg)
@@ -307,9 +307,13 @@ describe("cfaccess.rules", function()
     end)
 
     -- Every kind of argument error of every builder and list helper is
-    -- positioned at the line that called it (call_at's only line).
-    local function call_at(name, a) local ok, msg = pcall(function() local x = r[name](table.unpack(a, 1, a.n)); return x end); return debug.getinfo(1, "l").currentline, ok, msg end
-    local function bad_calls(name, good)
+    -- positioned at the line that called it (the pcall line of call_at).
+    local function call_at(name, a)
+      local line = debug.getinfo(1, "l").currentline + 1
+      local ok, msg = pcall(function() local x = r[name](table.unpack(a, 1, a.n)); return x end)
+      return line, ok, msg
+    end
+    local function bad_calls(good)
       local n = #good
       local out = { { n = n + 1, table.unpack(good, 1, n) } }   -- one too many
       out[1][n + 1] = "extra"
@@ -321,7 +325,7 @@ describe("cfaccess.rules", function()
       return out
     end
     local positioned = {}
-    for _, c in ipairs(all_cases) do positioned[#positioned + 1] = { c[1], bad_calls(c[1], c[3]) } end
+    for _, c in ipairs(all_cases) do positioned[#positioned + 1] = { c[1], bad_calls(c[3]) } end
     positioned[#positioned + 1] = { "user_risk_score", { { n = 1, { "high", 3 } }, { n = 1, {} }, { n = 0 } } }
     for _, l in ipairs(spec.lists) do
       positioned[#positioned + 1] = { l.builder, { { n = 1, { "a", nil, "b" } }, { n = 1, { "a", false } },

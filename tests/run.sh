@@ -2,6 +2,16 @@
 # Run every tests/*_spec.lua with busted against the module built in $O,
 # print the TAP stream, then one summary line "N passed, N failed".
 # CFACCESS_VALGRIND=1 runs the interpreter under valgrind memcheck.
+#
+# With no arguments $JOBS workers (default 2; 1 under valgrind or a
+# sanitizer build, which are CPU-bound) run the spec files side by side,
+# one busted process per file. Most of the suite's wall time is waiting on
+# sockets, child processes and the timeouts under test, so two workers
+# nearly halve it. The specs are independent (each starts its own mock on a
+# free port); JOBS=1 runs them all in one process, as plain `busted` does.
+# Each file's TAP (its own numbering and plan line) is printed when the
+# file is done; the summary counts them all.
+# With arguments (spec files, busted options) there is one process.
 set -u
 O=${O:-.}
 LUA=${LUA:-lua5.4}
@@ -9,25 +19,82 @@ BUSTED=${BUSTED:-busted}
 top=$(cd "$(dirname "$0")/.." && pwd)
 cd "$top" || exit 1
 bustedbin=$(command -v "$BUSTED") || { echo "run.sh: busted not found (make deps)" >&2; exit 1; }
-export LUA_PATH_5_4="$top/lua/?.lua;$top/lua/?/init.lua;$top/tests/?.lua;;"
-export LUA_CPATH_5_4="$top/$O/?.so;;"
-[ "$O" = "." ] && export LUA_CPATH_5_4="$top/?.so;;"
-export CFACCESS_TEST_ROOT="$top"
-out=$(mktemp)
-trap 'rm -f "$out" "$out.rc"' EXIT
-[ $# -gt 0 ] || set -- tests
-set -- "$bustedbin" --output=TAP --lpath= --cpath= "$@"
-if [ "${CFACCESS_VALGRIND:-}" = 1 ]; then
-  set -- valgrind --quiet --error-exitcode=99 --leak-check=full \
-    --errors-for-leak-kinds=definite --show-leak-kinds=definite \
-    --suppressions="$top/tests/valgrind.supp" "$LUA" "$@"
+. "$top/tests/env.sh"
+if [ "${CFACCESS_VALGRIND:-}" = 1 ] || [ "$O" != "." ]; then
+  JOBS=${JOBS:-1}
 else
-  set -- "$LUA" "$@"
+  JOBS=${JOBS:-2}
 fi
-{ "$@" 2>&1; echo $? >"$out.rc"; } | tee "$out"
-rc=$(cat "$out.rc")
-passed=$(grep -c '^ok ' "$out")
-failed=$(grep -c '^not ok ' "$out")
+case $JOBS in ''|*[!0-9]*|0) echo "run.sh: JOBS must be a positive integer" >&2; exit 1 ;; esac
+out=$(mktemp)
+trap 'rm -f "$out" "$out".*; rmdir "$out.lock" 2>/dev/null' EXIT
+
+# One busted process over the given files/options: TAP on stdout, exit
+# status into file $1.
+run_busted() {
+  rcfile=$1
+  shift
+  # --ignore-lua: this is already the interpreter .busted's `lua` names.
+  set -- "$bustedbin" --ignore-lua --output=TAP --lpath= --cpath= "$@"
+  if [ "${CFACCESS_VALGRIND:-}" = 1 ]; then
+    set -- valgrind --quiet --error-exitcode=99 --leak-check=full \
+      --errors-for-leak-kinds=definite --show-leak-kinds=definite \
+      --suppressions="$top/tests/valgrind.supp" "$LUA" "$@"
+  else
+    set -- "$LUA" "$@"
+  fi
+  "$@" 2>&1
+  echo $? >"$rcfile"
+}
+
+if [ $# -gt 0 ] || [ "$JOBS" -eq 1 ]; then
+  [ $# -gt 0 ] || set -- tests
+  run_busted "$out.1.rc" "$@" | tee "$out.1"
+  jobs_run=1
+else
+  # A queue of spec files, largest first (size stands in for cost, so the
+  # long ones do not end up last on one process); each of JOBS workers
+  # takes the next file, runs it in its own busted process and prints its
+  # TAP when it is done (under a lock, so two files never interleave).
+  ls -S tests/*_spec.lua >"$out.queue"
+  take() {   # next file of the queue into $file ("" when empty)
+    until mkdir "$out.lock" 2>/dev/null; do sleep 0.01; done
+    file=$(head -n 1 "$out.queue")
+    sed -i 1d "$out.queue"
+    rmdir "$out.lock"
+  }
+  worker() {
+    while take && [ -n "$file" ]; do
+      n=$(basename "$file" .lua)
+      run_busted "$out.f.$n.rc" "$file" >"$out.f.$n"
+      until mkdir "$out.lock" 2>/dev/null; do sleep 0.01; done
+      cat "$out.f.$n"
+      rmdir "$out.lock"
+    done
+  }
+  j=1
+  while [ "$j" -le "$JOBS" ]; do
+    worker &
+    j=$((j + 1))
+  done
+  wait
+  jobs_run=0
+  for f in "$out".f.*.rc; do
+    jobs_run=$((jobs_run + 1))
+    mv "${f%.rc}" "$out.$jobs_run"
+    mv "$f" "$out.$jobs_run.rc"
+  done
+fi
+
+passed=0 failed=0 rc=0
+j=1
+while [ "$j" -le "$jobs_run" ]; do
+  passed=$((passed + $(grep -c '^ok ' "$out.$j")))
+  failed=$((failed + $(grep -c '^not ok ' "$out.$j")))
+  r=$(cat "$out.$j.rc")
+  [ "$r" = 0 ] || rc=$r
+  j=$((j + 1))
+done
 echo "$passed passed, $failed failed"
 [ "$rc" = 0 ] || { echo "run.sh: the test run exited with status $rc" >&2; exit 1; }
 [ "$failed" -eq 0 ] && [ "$passed" -gt 0 ] || exit 1

@@ -64,6 +64,17 @@ function M.named_policy(name, extra)
   return p
 end
 
+--- Policy number `i` of a stream of valid policies that use every list
+-- and several rule types (what the resource spec encodes by the thousand).
+function M.busy_policy(i)
+  return { name = "resource " .. i, decision = "allow", precedence = i % 1000 + 1,
+           session_duration = "24h",
+           include = { { email = { email = "u" .. i % 97 .. "@example.com" } },
+                       { ip = { ip = "10." .. i % 256 .. ".0.0/16" } } },
+           exclude = { { geo = { country_code = "US" } } },
+           require = { { auth_method = { auth_method = "mfa" } } } }
+end
+
 --- A valid policy named `name` whose only include is everyone (what the
 -- batch and pacing specs send in bulk).
 function M.everyone_policy(name)

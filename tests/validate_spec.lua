@@ -5,9 +5,7 @@
 local core = require("cfaccess.core")
 local cjson = require("cjson").new()
 
-local UUID = "f174e90a-fafe-4643-bbbc-4a0ed4fc8415"
-local IDP = "ea85612a-29c8-46c2-bacb-669d65136971"
-local ACCOUNT = "023e105f4ecef8ad9ca31a8372d0c353"
+local UUID, IDP, ACCOUNT = require("testutil").UUID, require("testutil").IDP, require("testutil").ACCOUNT
 
 local P = require("testutil").policy
 

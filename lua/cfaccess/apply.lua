@@ -21,18 +21,12 @@
 -- another must go is deleted at that point rather than parked first (no
 -- extra write, and nothing can be left parked if its delete fails).
 -- @module cfaccess.apply
+local common = require("cfaccess.plan.common")
+
 local M = {}
 
-local DEFAULT_CONCURRENCY = 4
-
-local function P() return require("cfaccess.plan") end
-
-local function copy(t)
-  if type(t) ~= "table" then return t end
-  local c = {}
-  for k, v in pairs(t) do c[k] = copy(v) end
-  return c
-end
+local copy, new_err = common.copy, common.new_err
+local DEFAULT_CONCURRENCY = common.DEFAULT_CONCURRENCY
 
 local function describe_change(c)
   if c.action == "set" then return ("set the list of app %s"):format(c.app_id) end
@@ -115,122 +109,109 @@ local function legacy_chain(items, deletes, maxp)
   return steps
 end
 
---- Apply a plan made by `client:plan`.
--- @param client the client the plan was made with
--- @tparam table plan the plan
--- @tparam[opt] table opts `{ concurrency = 4, on_progress = function(done, total, info) end }`
--- @return the report `{ applied =, failed =, skipped =, results = { { change =, ok =, id =, err = }, ... } }`,
--- and an error as second value when any change failed (or `nil, err` for a bad plan)
-function M.apply(client, plan, opts)
-  local plan_mod = P()
-  opts = plan_mod._check_opts(opts, { concurrency = "number", on_progress = "function" }, "apply")
-  if type(plan) ~= "table" or type(plan.changes) ~= "table" then
-    error("bad argument #1 to apply: a plan (from client:plan) expected", 2)
-  end
-  local concurrency = opts.concurrency or DEFAULT_CONCURRENCY
-  local changes = plan.changes
-  local status, results, created = {}, {}, {}
-  for i, c in ipairs(changes) do results[i] = { change = c } end
-
-  -- the steps, by phase
-  local phase1, phase2, phase4 = {}, {}, {}
-  local legacy_items, legacy_deletes, app_order = {}, {}, {}
-  local set_of = {}
-  for i, c in ipairs(changes) do
-    if c.type == "reusable" and c.action ~= "delete" then phase1[#phase1 + 1] = { i = i, final = true }
-    elseif c.type == "app" then phase2[#phase2 + 1] = { i = i, final = true }; set_of[c.app_id] = i
+-- The steps of a plan, by phase: phase1 (reusable creates and updates),
+-- phase2 (the apps' lists), chains[app_id] (legacy_chain's steps, apps in
+-- app_order), phase4 (deletes; early[i]: a delete a chain already runs);
+-- set_of[app_id]: the index of the app's list change; total: the steps.
+local function phases(plan)
+  local ph = { phase1 = {}, phase2 = {}, phase4 = {}, chains = {}, app_order = {}, set_of = {}, early = {} }
+  local legacy_items, legacy_deletes = {}, {}
+  for i, c in ipairs(plan.changes) do
+    if c.type == "reusable" and c.action ~= "delete" then ph.phase1[#ph.phase1 + 1] = { i = i, final = true }
+    elseif c.type == "app" then ph.phase2[#ph.phase2 + 1] = { i = i, final = true }; ph.set_of[c.app_id] = i
     elseif c.type == "policy" and c.action ~= "delete" then
-      if not legacy_items[c.app_id] then app_order[#app_order + 1] = c.app_id; legacy_items[c.app_id] = {} end
+      if not legacy_items[c.app_id] then ph.app_order[#ph.app_order + 1] = c.app_id; legacy_items[c.app_id] = {} end
       table.insert(legacy_items[c.app_id], { i = i, c = c })
     elseif c.action == "delete" then
-      phase4[#phase4 + 1] = { i = i, kind = "delete", final = true }
+      ph.phase4[#ph.phase4 + 1] = { i = i, kind = "delete", final = true }
       if c.type == "policy" and not c.after_set then
         legacy_deletes[c.app_id] = legacy_deletes[c.app_id] or {}
         table.insert(legacy_deletes[c.app_id], { i = i, c = c })
       end
     end
   end
-  local chains, total = {}, #phase1 + #phase2
-  local early = {}
-  for _, app_id in ipairs(app_order) do
+  ph.total = #ph.phase1 + #ph.phase2
+  for _, app_id in ipairs(ph.app_order) do
     local info = plan.apps and plan.apps[app_id] or {}
-    chains[app_id] = legacy_chain(legacy_items[app_id], legacy_deletes[app_id] or {}, info.max_precedence)
-    for _, s in ipairs(chains[app_id]) do
-      if s.kind == "delete" then early[s.i] = true end
+    ph.chains[app_id] = legacy_chain(legacy_items[app_id], legacy_deletes[app_id] or {}, info.max_precedence)
+    for _, s in ipairs(ph.chains[app_id]) do
+      if s.kind == "delete" then ph.early[s.i] = true end
     end
-    total = total + #chains[app_id]
+    ph.total = ph.total + #ph.chains[app_id]
   end
-  for _, s in ipairs(phase4) do
-    if not early[s.i] then total = total + 1 end
+  for _, s in ipairs(ph.phase4) do
+    if not ph.early[s.i] then ph.total = ph.total + 1 end
   end
+  return ph
+end
 
-  local done = 0
-  local function progress(d, info)
-    if opts.on_progress then opts.on_progress(done + d, total, info) end
-  end
+-- One apply's progress: run = { client =, changes =, concurrency =,
+-- on_progress =, total =, done = steps done, status[i] = "ok" | "failed" |
+-- "skipped", results[i], created[name] = the id of a policy created }.
+local function progress(run, d, info)
+  if run.on_progress then run.on_progress(run.done + d, run.total, info) end
+end
 
-  local function finish(i, ok, r, err)
-    local res = results[i]
-    if ok then
-      status[i] = "ok"
-      res.ok = true
-      res.id = (type(r) == "table" and r.id) or changes[i].id
-    else
-      status[i] = "failed"
-      res.ok = false
-      res.err = err
+local function finish(run, i, ok, r, err)
+  local res = run.results[i]
+  if ok then
+    run.status[i] = "ok"
+    res.ok = true
+    res.id = (type(r) == "table" and r.id) or run.changes[i].id
+  else
+    run.status[i] = "failed"
+    res.ok = false
+    res.err = err
+  end
+end
+
+local function skip(run, i, why)
+  if run.status[i] then return end
+  run.status[i] = "skipped"
+  run.results[i].ok = false
+  run.results[i].skipped = true
+  run.results[i].err = new_err("conflict", "skipped: " .. why)
+end
+
+-- Run steps { i =, kind =, precedence =, final = } as one batch; a step
+-- whose op cannot be built (a reference to a policy not created) is
+-- skipped. Returns the per-step outcome: true ok, false failed, nil skipped.
+local function run_steps(run, steps)
+  local changes = run.changes
+  local ops, idx, outcome = {}, {}, {}
+  for k, s in ipairs(steps) do
+    local op = step_op(changes[s.i], s, run.created)
+    if op then ops[#ops + 1] = op; idx[#ops] = k
+    else skip(run, s.i, "a policy it refers to was not created"); run.done = run.done + 1 end
+  end
+  if #ops == 0 then return outcome end
+  local rs, berr = run.client:batch(ops, { concurrency = run.concurrency,
+                                           on_progress = function(d, _, info) progress(run, d, info) end })
+  for n = 1, #ops do
+    local s = steps[idx[n]]
+    local r = rs and rs[n] or { ok = false, err = berr }
+    local c = changes[s.i]
+    local ok = r.ok
+    if not ok and c.action == "delete" and type(r.err) == "table" and r.err.status == 404 then ok = true end
+    outcome[idx[n]] = ok
+    if not ok then finish(run, s.i, false, nil, r.err)
+    elseif s.final then
+      finish(run, s.i, true, r.result)
+      if c.type == "reusable" and c.action == "create" then run.created[c.name] = r.result and r.result.id end
     end
   end
+  run.done = run.done + #ops
+  progress(run, 0)
+  return outcome
+end
 
-  local function skip(i, why)
-    if status[i] then return end
-    status[i] = "skipped"
-    results[i].ok = false
-    results[i].skipped = true
-    results[i].err = plan_mod._new_err("conflict", "skipped: " .. why)
-  end
-
-  -- Run steps { i =, kind =, precedence =, final = } as one batch; a step
-  -- whose op cannot be built (a reference to a policy not created) is
-  -- skipped. Returns the per-step outcome: true ok, false failed, nil skipped.
-  local function run(steps)
-    local ops, idx, outcome = {}, {}, {}
-    for k, s in ipairs(steps) do
-      local op = step_op(changes[s.i], s, created)
-      if op then ops[#ops + 1] = op; idx[#ops] = k
-      else skip(s.i, "a policy it refers to was not created"); done = done + 1 end
-    end
-    if #ops == 0 then return outcome end
-    local rs, berr = client:batch(ops, { concurrency = concurrency,
-                                         on_progress = function(d, _, info) progress(d, info) end })
-    for n = 1, #ops do
-      local s = steps[idx[n]]
-      local r = rs and rs[n] or { ok = false, err = berr }
-      local c = changes[s.i]
-      local ok = r.ok
-      if not ok and c.action == "delete" and type(r.err) == "table" and r.err.status == 404 then ok = true end
-      outcome[idx[n]] = ok
-      if not ok then finish(s.i, false, nil, r.err)
-      elseif s.final then
-        finish(s.i, true, r.result)
-        if c.type == "reusable" and c.action == "create" then created[c.name] = r.result and r.result.id end
-      end
-    end
-    done = done + #ops
-    progress(0)
-    return outcome
-  end
-
-  progress(0)
-  -- 1. reusable creates and updates
-  run(phase1)
-  -- 2. the apps' lists (skipped when a policy they refer to was not created)
-  run(phase2)
-  -- 3. legacy chains, one step of each app per round
-  local pos, broken = {}, {}
+-- Phase 3: the legacy chains, one step of each app per round; a failed
+-- step skips the rest of its app's chain. Returns broken[app_id] = why.
+local function run_chains(run, ph)
+  local chains, pos, broken = ph.chains, {}, {}
   while true do
     local round, owners = {}, {}
-    for _, app_id in ipairs(app_order) do
+    for _, app_id in ipairs(ph.app_order) do
       local k = (pos[app_id] or 0) + 1
       local s = chains[app_id][k]
       if s and not broken[app_id] then
@@ -240,25 +221,31 @@ function M.apply(client, plan, opts)
       end
     end
     if #round == 0 then break end
-    local outcome = run(round)
+    local outcome = run_steps(run, round)
     for n, s in ipairs(round) do
       if outcome[n] ~= true then
         local app_id = owners[n]
-        broken[app_id] = describe_change(changes[s.i]) .. " failed"
+        broken[app_id] = describe_change(run.changes[s.i]) .. " failed"
         -- the rest of this app's chain does not run
         for k = pos[app_id] + 1, #chains[app_id] do
-          skip(chains[app_id][k].i, broken[app_id])
-          done = done + 1
+          skip(run, chains[app_id][k].i, broken[app_id])
+          run.done = run.done + 1
         end
         pos[app_id] = #chains[app_id]
       end
     end
   end
-  -- 4. deletes, after what they depend on
+  return broken
+end
+
+-- Phase 4: the deletes not run early, each after what it depends on (the
+-- lists that detach it, its app's chain); skipped when that did not succeed.
+local function run_deletes(run, ph, broken)
+  local changes, status, set_of = run.changes, run.status, ph.set_of
   local ready = {}
-  for _, s in ipairs(phase4) do
+  for _, s in ipairs(ph.phase4) do
     local c = changes[s.i]
-    if not early[s.i] then
+    if not ph.early[s.i] then
       local why
       if c.type == "reusable" then
         for _, app_id in ipairs(c.after_apps or {}) do
@@ -271,21 +258,20 @@ function M.apply(client, plan, opts)
       elseif broken[c.app_id] then
         why = broken[c.app_id]
       end
-      if why then skip(s.i, why); done = done + 1
+      if why then skip(run, s.i, why); run.done = run.done + 1
       else ready[#ready + 1] = s end
     end
   end
-  run(ready)
-  -- changes left without an outcome (their chain was cut) are skipped
-  for i in ipairs(changes) do
-    if not status[i] then skip(i, "an earlier step of its app failed") end
-  end
-  progress(0)
+  run_steps(run, ready)
+end
 
+-- The report of a finished run, and an error when a change failed or was skipped.
+local function report_of(run)
+  local changes, results = run.changes, run.results
   local report = { applied = 0, failed = 0, skipped = 0, results = results }
   local first
   for i in ipairs(changes) do
-    local st = status[i]
+    local st = run.status[i]
     if st == "ok" then report.applied = report.applied + 1
     elseif st == "failed" then
       report.failed = report.failed + 1
@@ -296,7 +282,41 @@ function M.apply(client, plan, opts)
   local e = first and results[first].err
   local msg = ("%d of %d changes failed, %d skipped"):format(report.failed, #changes, report.skipped)
   if first then msg = msg .. ("; first: %s: %s"):format(describe_change(changes[first]), tostring(e)) end
-  return report, plan_mod._new_err(type(e) == "table" and e.kind or "conflict", msg, { report = report })
+  return report, new_err(type(e) == "table" and e.kind or "conflict", msg, { report = report })
+end
+
+--- Apply a plan made by `client:plan`.
+-- @param client the client the plan was made with
+-- @tparam table plan the plan
+-- @tparam[opt] table opts `{ concurrency = 4, on_progress = function(done, total, info) end }`
+-- @return the report `{ applied =, failed =, skipped =, results = { { change =, ok =, id =, err = }, ... } }`,
+-- and an error as second value when any change failed (or `nil, err` for a bad plan)
+function M.apply(client, plan, opts)
+  opts = common.check_opts(opts, { concurrency = "number", on_progress = "function" }, "apply")
+  if type(plan) ~= "table" or type(plan.changes) ~= "table" then
+    error("bad argument #1 to apply: a plan (from client:plan) expected", 2)
+  end
+  local ph = phases(plan)
+  local run = { client = client, changes = plan.changes, concurrency = opts.concurrency or DEFAULT_CONCURRENCY,
+                on_progress = opts.on_progress, total = ph.total, done = 0,
+                status = {}, results = {}, created = {} }
+  for i, c in ipairs(plan.changes) do run.results[i] = { change = c } end
+
+  progress(run, 0)
+  -- 1. reusable creates and updates
+  run_steps(run, ph.phase1)
+  -- 2. the apps' lists (skipped when a policy they refer to was not created)
+  run_steps(run, ph.phase2)
+  -- 3. legacy chains, one step of each app per round
+  local broken = run_chains(run, ph)
+  -- 4. deletes, after what they depend on
+  run_deletes(run, ph, broken)
+  -- changes left without an outcome (their chain was cut) are skipped
+  for i in ipairs(plan.changes) do
+    if not run.status[i] then skip(run, i, "an earlier step of its app failed") end
+  end
+  progress(run, 0)
+  return report_of(run)
 end
 
 return M

@@ -208,6 +208,23 @@ local function method(ctx, client, name)
   return f
 end
 
+-- Run fn(client, f1, f2, ...) with a client from the environment and its
+-- methods `names` (f1 = client[names[1]], ...). The client is closed when
+-- fn is done (a to-be-closed variable: also when fn raises). Returns fn's
+-- exit code, or that of the first failure (no client, a missing method).
+local function with_client(ctx, names, fn)
+  local client, code = make_client(ctx)
+  if not client then return code end
+  local _ <close> = client
+  local fns = {}
+  for i, name in ipairs(names) do
+    local f, mcode = method(ctx, client, name)
+    if not f then return mcode end
+    fns[i] = f
+  end
+  return fn(client, table.unpack(fns, 1, #names))
+end
+
 -- Load and validate a state file for plan/apply: problems print as for
 -- validate and give exit 1.
 local function load_state(ctx, file, zone)
@@ -220,6 +237,36 @@ local function load_state(ctx, file, zone)
   local n = report_problems(ctx, file, value, { legacy_kind = zone and "zone" or "app" }, false)
   if n > 0 then return nil end
   return value
+end
+
+-- The plan of the state file args.state (with args.prune), or nil and the
+-- exit code (the file's problems or plan's error printed).
+local function make_plan(ctx, client, plan_fn, args)
+  local desired = load_state(ctx, args.state, ctx.zone)
+  if not desired then return nil, EXIT.failure end
+  local plan, err = plan_fn(client, desired, { prune = args.prune })
+  if not plan then return nil, fail(ctx, EXIT.failure, tostring(err)) end
+  return plan
+end
+
+-- The setup of a command on a state file (plan, apply): --prune, then the
+-- flags `flags` ({ { names, help }, ... }), then the STATE argument.
+local function state_command_setup(flags)
+  return function(cmd)
+    cmd:flag("--prune", "Also delete live policies the state does not list.")
+    for _, f in ipairs(flags) do cmd:flag(f[1], f[2]) end
+    cmd:argument("state", "The desired state: a .lua or .json file.")
+  end
+end
+
+-- Run check(file) for every FILE argument (it prints what it finds and
+-- returns true for a good file); exit 1 when any was not.
+local function each_file(args, check)
+  local bad = 0
+  for _, file in ipairs(args.file) do
+    if not check(file) then bad = bad + 1 end
+  end
+  return bad > 0 and EXIT.failure or EXIT.ok
 end
 
 -- --json output of plain data (a plan): render.json (sorted keys, empty
@@ -254,18 +301,14 @@ M.register{
     cmd:argument("file", "A .json or .lua file: a policy, a list of policies or a state."):args("+")
   end,
   run = function(args, ctx)
-    local bad = 0
-    for _, file in ipairs(args.file) do
+    return each_file(args, function(file)
       local value = load_file(ctx, file)
-      if not value then
-        bad = bad + 1
-      else
-        local opts = { kind = args.kind, legacy_kind = args.kind == "zone" and "zone" or nil }
-        local n = report_problems(ctx, file, value, opts, args.strict)
-        if n > 0 then bad = bad + 1 else say(ctx, file, ": valid\n") end
-      end
-    end
-    return bad > 0 and EXIT.failure or EXIT.ok
+      if not value then return false end
+      local opts = { kind = args.kind, legacy_kind = args.kind == "zone" and "zone" or nil }
+      if report_problems(ctx, file, value, opts, args.strict) > 0 then return false end
+      say(ctx, file, ": valid\n")
+      return true
+    end)
   end,
 }
 
@@ -291,70 +334,52 @@ M.register{
     cmd:argument("file", "A .json file: a policy, a list of policies or a state."):args("+")
   end,
   run = function(args, ctx)
-    local bad = 0
-    for _, file in ipairs(args.file) do
+    return each_file(args, function(file)
       if not file:match("%.json$") then
         problem_line(ctx, file, nil, "fmt formats .json files")
-        bad = bad + 1
-      else
-        local value = load_file(ctx, file)
-        local text
-        if value and report_problems(ctx, file, value, {}, false) == 0 then
-          local derr
-          text, derr = state.dump(value, "json")
-          if not text then problem_line(ctx, file, nil, tostring(derr)) end
-        end
-        if not text then
-          bad = bad + 1
-        else
-          local f = assert(io.open(file, "rb"))
-          local old = f:read("a")
-          f:close()
-          if old ~= text then
-            if args.check then
-              problem_line(ctx, file, nil, "not formatted (cfaccess fmt would rewrite it)")
-              bad = bad + 1
-            else
-              local ok, werr = write_atomic(file, text)
-              if ok then
-                say(ctx, file, ": formatted\n")
-              else
-                problem_line(ctx, file, nil, "cannot write: " .. tostring(werr))
-                bad = bad + 1
-              end
-            end
-          end
-        end
+        return false
       end
-    end
-    return bad > 0 and EXIT.failure or EXIT.ok
+      local value = load_file(ctx, file)
+      if not value or report_problems(ctx, file, value, {}, false) > 0 then return false end
+      local text, derr = state.dump(value, "json")
+      if not text then
+        problem_line(ctx, file, nil, tostring(derr))
+        return false
+      end
+      local f = assert(io.open(file, "rb"))
+      local old = f:read("a")
+      f:close()
+      if old == text then return true end
+      if args.check then
+        problem_line(ctx, file, nil, "not formatted (cfaccess fmt would rewrite it)")
+        return false
+      end
+      local ok, werr = write_atomic(file, text)
+      if not ok then
+        problem_line(ctx, file, nil, "cannot write: " .. tostring(werr))
+        return false
+      end
+      say(ctx, file, ": formatted\n")
+      return true
+    end)
   end,
 }
 
 M.register{
   name = "plan",
   summary = "Show what apply would change (exit 0: no changes, 2: changes).",
-  setup = function(cmd)
-    cmd:flag("--prune", "Also delete live policies the state does not list.")
-    cmd:flag("--json", "Print the plan's data as JSON.")
-    cmd:argument("state", "The desired state: a .lua or .json file.")
-  end,
+  setup = state_command_setup{ { "--json", "Print the plan's data as JSON." } },
   run = function(args, ctx)
-    local client, code = make_client(ctx)
-    if not client then return code end
-    local plan_fn, mcode = method(ctx, client, "plan")
-    if not plan_fn then client:close(); return mcode end
-    local desired = load_state(ctx, args.state, ctx.zone)
-    if not desired then client:close(); return EXIT.failure end
-    local plan, err = plan_fn(client, desired, { prune = args.prune })
-    client:close()
-    if not plan then return fail(ctx, EXIT.failure, tostring(err)) end
-    if args.json then
-      say(ctx, json_text({ changes = plan.changes or {}, summary = plan.summary, warnings = plan.warnings or {} }))
-    else
-      say(ctx, render.plan(plan, ctx.colour))
-    end
-    return #(plan.changes or {}) > 0 and EXIT.changes or EXIT.ok
+    return with_client(ctx, { "plan" }, function(client, plan_fn)
+      local plan, code = make_plan(ctx, client, plan_fn, args)
+      if not plan then return code end
+      if args.json then
+        say(ctx, json_text({ changes = plan.changes or {}, summary = plan.summary, warnings = plan.warnings or {} }))
+      else
+        say(ctx, render.plan(plan, ctx.colour))
+      end
+      return #(plan.changes or {}) > 0 and EXIT.changes or EXIT.ok
+    end)
   end,
 }
 
@@ -369,44 +394,32 @@ end
 M.register{
   name = "apply",
   summary = "Make the live state match the file (prints the plan; asks, or needs --yes).",
-  setup = function(cmd)
-    cmd:flag("--prune", "Also delete live policies the state does not list.")
-    cmd:flag("-y --yes", "Apply without asking (needed when not on a terminal).")
-    cmd:flag("-q --quiet", "No progress display.")
-    cmd:argument("state", "The desired state: a .lua or .json file.")
-  end,
+  setup = state_command_setup{
+    { "-y --yes", "Apply without asking (needed when not on a terminal)." },
+    { "-q --quiet", "No progress display." },
+  },
   run = function(args, ctx)
-    local client, code = make_client(ctx)
-    if not client then return code end
-    local plan_fn, mcode = method(ctx, client, "plan")
-    local apply_fn = plan_fn and method(ctx, client, "apply")
-    if not plan_fn or not apply_fn then client:close(); return mcode or EXIT.failure end
-    local desired = load_state(ctx, args.state, ctx.zone)
-    if not desired then client:close(); return EXIT.failure end
-    local plan, err = plan_fn(client, desired, { prune = args.prune })
-    if not plan then client:close(); return fail(ctx, EXIT.failure, tostring(err)) end
-    say(ctx, render.plan(plan, ctx.colour))
-    local n = #(plan.changes or {})
-    if n == 0 then client:close(); return EXIT.ok end
-    if not args.yes then
-      if not (ctx.in_tty and ctx.err_tty) then
-        client:close()
-        return fail(ctx, EXIT.failure, "not applied: no terminal to ask on; run with --yes to apply")
+    return with_client(ctx, { "plan", "apply" }, function(client, plan_fn, apply_fn)
+      local plan, code = make_plan(ctx, client, plan_fn, args)
+      if not plan then return code end
+      say(ctx, render.plan(plan, ctx.colour))
+      local n = #(plan.changes or {})
+      if n == 0 then return EXIT.ok end
+      if not args.yes then
+        if not (ctx.in_tty and ctx.err_tty) then
+          return fail(ctx, EXIT.failure, "not applied: no terminal to ask on; run with --yes to apply")
+        end
+        if not confirm(ctx, n) then return fail(ctx, EXIT.failure, "not applied") end
       end
-      if not confirm(ctx, n) then
-        client:close()
-        return fail(ctx, EXIT.failure, "not applied")
-      end
-    end
-    -- the progress bar: apply's on_progress covers the whole apply, waits included
-    local on_progress, finish = progress(ctx, args)
-    local report, aerr = apply_fn(client, plan, { on_progress = on_progress })
-    finish()
-    client:close()
-    if not report then return fail(ctx, EXIT.failure, tostring(aerr)) end
-    say(ctx, render.report(report, ctx.colour))
-    if (report.failed or 0) > 0 or aerr then return EXIT.failure end
-    return EXIT.ok
+      -- the progress bar: apply's on_progress covers the whole apply, waits included
+      local on_progress, finish = progress(ctx, args)
+      local report, aerr = apply_fn(client, plan, { on_progress = on_progress })
+      finish()
+      if not report then return fail(ctx, EXIT.failure, tostring(aerr)) end
+      say(ctx, render.report(report, ctx.colour))
+      if (report.failed or 0) > 0 or aerr then return EXIT.failure end
+      return EXIT.ok
+    end)
   end,
 }
 
@@ -432,19 +445,16 @@ M.register{
     cmd:option("--format", "Output format."):choices({ "lua", "json" }):default("lua")
   end,
   run = function(args, ctx)
-    local client, code = make_client(ctx)
-    if not client then return code end
-    local export_fn, mcode = method(ctx, client, "export")
-    if not export_fn then client:close(); return mcode end
-    local opts = {}
-    if #args.app > 0 then opts.apps = args.app end
-    local live, info = export_fn(client, opts)
-    if not live then client:close(); return fail(ctx, EXIT.failure, tostring(info)) end
-    local text, derr = state.dump(live, args.format, { apps = app_names(client, live, info) })
-    client:close()
-    if not text then return fail(ctx, EXIT.failure, tostring(derr)) end
-    say(ctx, text)
-    return EXIT.ok
+    return with_client(ctx, { "export" }, function(client, export_fn)
+      local opts = {}
+      if #args.app > 0 then opts.apps = args.app end
+      local live, info = export_fn(client, opts)
+      if not live then return fail(ctx, EXIT.failure, tostring(info)) end
+      local text, derr = state.dump(live, args.format, { apps = app_names(client, live, info) })
+      if not text then return fail(ctx, EXIT.failure, tostring(derr)) end
+      say(ctx, text)
+      return EXIT.ok
+    end)
   end,
 }
 
@@ -464,40 +474,38 @@ M.register{
     cmd:flag("--json", "Print the policies as a JSON array.")
   end,
   run = function(args, ctx)
-    local client, code = make_client(ctx)
-    if not client then return code end
-    if not args.app and ctx.zone then
-      client:close()
-      return fail(ctx, EXIT.usage, "reusable policies belong to an account: set CLOUDFLARE_ACCOUNT_ID, or give --app")
-    end
-    local list, err
-    if args.app then list, err = client:list_app_policies(args.app)
-    else list, err = client:list_policies() end
-    client:close()
-    if not list then
-      local kind = type(err) == "table" and err.kind
-      return fail(ctx, kind == "invalid" and EXIT.usage or EXIT.failure, tostring(err))
-    end
-    local kind = args.app and (ctx.zone and "zone" or "app") or "reusable"
-    if args.json then
-      local parts = {}
-      for i, p in ipairs(list) do parts[i] = policy_json(p, kind) end
-      say(ctx, state.pretty_json("[" .. concat(parts, ",") .. "]"))
+    return with_client(ctx, {}, function(client)
+      if not args.app and ctx.zone then
+        return fail(ctx, EXIT.usage, "reusable policies belong to an account: set CLOUDFLARE_ACCOUNT_ID, or give --app")
+      end
+      local list, err
+      if args.app then list, err = client:list_app_policies(args.app)
+      else list, err = client:list_policies() end
+      if not list then
+        local kind = type(err) == "table" and err.kind
+        return fail(ctx, kind == "invalid" and EXIT.usage or EXIT.failure, tostring(err))
+      end
+      local kind = args.app and (ctx.zone and "zone" or "app") or "reusable"
+      if args.json then
+        local parts = {}
+        for n, p in ipairs(list) do parts[n] = policy_json(p, kind) end
+        say(ctx, state.pretty_json("[" .. concat(parts, ",") .. "]"))
+        return EXIT.ok
+      end
+      if #list == 0 then
+        say(ctx, args.app and "No policies.\n" or "No reusable policies.\n")
+        return EXIT.ok
+      end
+      for _, p in ipairs(list) do
+        local cols = {}
+        if args.app then cols[#cols + 1] = format("%3s", tostring(p.precedence or "-")) end
+        cols[#cols + 1] = tostring(p.id)
+        cols[#cols + 1] = format("%-14s", tostring(p.decision))
+        cols[#cols + 1] = tostring(p.name)
+        say(ctx, concat(cols, "  "), "\n")
+      end
       return EXIT.ok
-    end
-    if #list == 0 then
-      say(ctx, args.app and "No policies.\n" or "No reusable policies.\n")
-      return EXIT.ok
-    end
-    for _, p in ipairs(list) do
-      local cols = {}
-      if args.app then cols[#cols + 1] = format("%3s", tostring(p.precedence or "-")) end
-      cols[#cols + 1] = tostring(p.id)
-      cols[#cols + 1] = format("%-14s", tostring(p.decision))
-      cols[#cols + 1] = tostring(p.name)
-      say(ctx, concat(cols, "  "), "\n")
-    end
-    return EXIT.ok
+    end)
   end,
 }
 
