@@ -290,13 +290,13 @@ static void advance_ok(lua_State *L, cf_engine *e, int k) {
 
 /* Slot k's try failed (the err on top): give up, retry after a wait, or
 ** (a create that may have happened) list the collection to find out. A
-** 429 (or a Retry-After) pauses every request of the client, whether this
+** 429 pauses every request of the client, whether this
 ** operation then waits or gives up; a wait beyond max_retry_wait or past
 ** the deadline is not slept through. */
 static void advance_fail(lua_State *L, cf_engine *e, int k, const cf_try *t) {
   cf_client *c = e->c;
   cf_slot *s = &e->slots[k];
-  int last, limited = s->x.status == 429 || t->has_retry_after;
+  int last, limited = s->x.status == 429;   /* API.md section 5: a 429 pauses all */
   double wait = 0, now = cf_now();
   lua_pushinteger(L, s->attempt);
   lua_setfield(L, -2, "attempts");
