@@ -9,9 +9,13 @@
 --   CFACCESS_APP_ID                    an existing Access application of that account
 --   CLOUDFLARE_BASE_URL                optional; default https://api.cloudflare.com/client/v4
 --
--- It creates one application policy and one reusable policy, both named
--- "cfaccess quickstart <time>", and deletes them again (also when a later
--- step fails). The credentials are never printed.
+-- It first takes the recommended path: three reusable policies, attached
+-- to the application in order, listed, reordered, detached and deleted;
+-- then the seed's application-scoped ("legacy") endpoint: one policy
+-- created, listed, updated, read and deleted. Everything it makes is named
+-- "cfaccess quickstart <time> ..." and is removed again (also when a later
+-- step fails); the application's other policies are left as they are. The
+-- credentials are never printed.
 local cfaccess = require("cfaccess")
 local r = cfaccess.rules
 
@@ -110,12 +114,18 @@ say("")
 local client, cerr = cfaccess.client{ account_id = account_id }
 if not client then fail("making the client", cerr); os.exit(1) end
 
-local created_app_policy, created_reusable -- ids to clean up on failure
+local created_app_policy -- ids to clean up on failure
+local created_reusable = {}
 
--- Leave: on failure, delete what this run created, close, exit.
+-- Leave: on failure, take what this run created off the application and
+-- delete it (detach before delete: the API refuses to delete a reusable
+-- policy still in use), close, exit.
 local function finish(code)
   if code ~= 0 then
-    if created_reusable then client:delete_policy(created_reusable) end
+    for _, id in ipairs(created_reusable) do
+      client:detach_policy(app_id, id, { allow_empty = true })
+      client:delete_policy(id)
+    end
     if created_app_policy then client:delete_app_policy(app_id, created_app_policy) end
   end
   client:close()
@@ -127,17 +137,87 @@ local function check(step, res, e)
   return res
 end
 
+-- The application's policies in precedence order, as "name [reusable]" lines.
+local function show_app(step)
+  local app = check(step, client:get_app(app_id))
+  local items = {}
+  for _, p in ipairs(app.policies or {}) do items[#items + 1] = p end
+  table.sort(items, function(a, b) return (a.precedence or 0) < (b.precedence or 0) end)
+  for _, p in ipairs(items) do
+    say("   %s. %q [%s]", tostring(p.precedence), tostring(p.name), p.reusable and "reusable" or "legacy")
+  end
+  return items
+end
+
+-- ---- 3-9. the modern path: reusable policies in the application's list ----------
+
+say("The recommended model: reusable policies, linked from the application's policies list.")
+local ids, names = {}, {}
+for i, spec in ipairs{
+  { "block", "deny", { r.geo("KP") } },
+  { "staff", "allow", { r.email_domain("example.com") } },
+  { "contractors", "allow", { r.email("contractor@example.net") } },
+} do
+  names[i] = name .. " " .. spec[1]
+  local p = check("creating a reusable policy", client:create_policy{
+    name = names[i], decision = spec[2], include = spec[3],
+  })
+  ids[i] = p.id
+  created_reusable[#created_reusable + 1] = p.id
+end
+say("3. Created reusable policies %q, %q and %q", names[1], names[2], names[3])
+
+for _, id in ipairs(ids) do
+  check("attaching a reusable policy", client:attach_policy(app_id, id))
+end
+say("4. Attached them to the application in that order (attach_policy: after the last one)")
+
+say("5. The application's policies (get_app), in precedence order:")
+local items = show_app("getting the application")
+
+-- reorder: "contractors" before "staff", in one write of the whole list,
+-- only if the list is still the one just read (expect)
+local seen, order = {}, {}
+for i, p in ipairs(items) do seen[i] = p.id end
+for _, p in ipairs(items) do
+  if p.id ~= ids[3] then order[#order + 1] = p.id end
+  if p.id == ids[1] then order[#order + 1] = ids[3] end
+end
+check("reordering the application's policies",
+  client:set_app_policies(app_id, order, { expect = seen }))
+say("6. Reordered in one write (set_app_policies with expect): contractors now before staff")
+show_app("getting the application")
+
+local _, derr = client:delete_policy(ids[2])
+if derr == nil then fail("deleting an attached policy", "it was not refused"); finish(1) end
+say("7. delete_policy of an attached policy is refused (%s): %s", derr.kind, derr.message)
+
+for _, id in ipairs(ids) do
+  check("detaching a reusable policy", client:detach_policy(app_id, id, { allow_empty = true }))
+end
+say("8. Detached all three (detach_policy); the application keeps its other policies")
+
+for _, id in ipairs(ids) do
+  check("deleting a reusable policy", client:delete_policy(id))
+end
+created_reusable = {}
+say("9. Deleted the three reusable policies")
+say("")
+
+-- ---- 10-14. the seed's endpoint: application-scoped ("legacy") policies ---------
+
+say("The seed's endpoint: application-scoped policies (legacy; new applications cannot take them).")
 local made = check("creating the application policy",
   client:create_app_policy(app_id, policy))
 created_app_policy = made.id
-say("3. Created application policy %s", made.id)
+say("10. Created application policy %s", made.id)
 say("   name %q, precedence %s, session_duration %s, created_at %s",
   made.name, tostring(made.precedence), tostring(made.session_duration),
   tostring(made.created_at))
 
 local list = check("listing the application's policies",
   client:list_app_policies(app_id))
-say("4. The application has %d polic%s:", #list, #list == 1 and "y" or "ies")
+say("11. The application has %d polic%s:", #list, #list == 1 and "y" or "ies")
 for _, p in ipairs(list) do
   say("   - %s %q (%s, precedence %s)", p.id, p.name, p.decision, tostring(p.precedence))
 end
@@ -153,37 +233,17 @@ local changed = {
 }
 local updated = check("updating the application policy",
   client:update_app_policy(app_id, made.id, changed))
-say("5. Updated it (PUT): name %q, session_duration %s", updated.name,
+say("12. Updated it (PUT): name %q, session_duration %s", updated.name,
   tostring(updated.session_duration))
 
 local got = check("getting the application policy",
   client:get_app_policy(app_id, made.id))
-say("6. Got it back: %q, %d include rule(s), session_duration %s, updated_at %s",
+say("13. Got it back: %q, %d include rule(s), session_duration %s, updated_at %s",
   got.name, #got.include, tostring(got.session_duration), tostring(got.updated_at))
 
-local reusable = check("creating the reusable policy", client:create_policy{
-  name = name .. " (reusable)",
-  decision = "allow",
-  include = r.emails{ "alice@example.com", "bob@example.com" },
-})
-created_reusable = reusable.id
-say("7. Created reusable policy %s %q (reusable=%s)", reusable.id, reusable.name,
-  tostring(reusable.reusable))
-
-local reusables = check("listing reusable policies", client:list_policies())
-local found = false
-for _, p in ipairs(reusables) do found = found or p.id == reusable.id end
-say("8. The account has %d reusable polic%s; ours is %s", #reusables,
-  #reusables == 1 and "y" or "ies", found and "among them" or "MISSING")
-if not found then fail("listing reusable policies", "the new policy is not listed"); finish(1) end
-
-local gone = check("deleting the reusable policy", client:delete_policy(reusable.id))
-created_reusable = nil
-say("9. Deleted reusable policy %s", gone.id)
-
-gone = check("deleting the application policy", client:delete_app_policy(app_id, made.id))
+local gone = check("deleting the application policy", client:delete_app_policy(app_id, made.id))
 created_app_policy = nil
-say("10. Deleted application policy %s", gone.id)
+say("14. Deleted application policy %s", gone.id)
 
 say("")
 say("Done: every step succeeded.")

@@ -7,6 +7,7 @@
 */
 #include <string.h>
 
+#include "apps.h"
 #include "resources.h"
 
 /* Encode the body at idx. Returns the buffer and pushes two values (its
@@ -135,4 +136,5 @@ void cf_methods_register(lua_State *L) {
     }
   lua_pushcfunction(L, cf_client_batch);
   lua_setfield(L, -2, "batch");
+  cf_apps_register(L);   /* client:_send (apps.c) */
 }

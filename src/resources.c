@@ -28,6 +28,7 @@ static const int policy_dup_codes[] = {11018, 12130, 0};
 static const char *const app_account_kinds[] = {"app", "infrastructure", NULL};
 static const char *const app_zone_kinds[] = {"zone", NULL};
 static const char *const reusable_kinds[] = {"reusable", NULL};
+static const char *const group_kinds[] = {"group", NULL};
 
 /* ---- the registry ---------------------------------------------------- */
 
@@ -51,6 +52,25 @@ static const cf_resource resources[] = {
     .scopes = CF_SCOPE_ACCOUNT,
     .body = "policy", .kinds = { reusable_kinds, NULL },
     .match = policy_match, .dup_codes = policy_dup_codes },
+  /* applications (API.md section 6): read here; their policies list is
+  ** changed by set_app_policies & co. (src/apps.c, lua/cfaccess/apps.lua) */
+  { .name = "applications",
+    .method = { [CF_LIST] = "list_apps", [CF_GET] = "get_app" },
+    .path = "access/apps",
+    .item = "app_id", .item_fmt = CF_ID_UUID_OR_HEX32,
+    .scopes = CF_SCOPE_ACCOUNT | CF_SCOPE_ZONE },
+  /* Access groups: the rule union of policies, body kind "group". A group
+  ** create that may have happened is looked for like a policy's (every
+  ** field the request set); the API has no "it exists" code for groups. */
+  { .name = "Access groups",
+    .method = { [CF_LIST] = "list_groups", [CF_GET] = "get_group",
+                [CF_CREATE] = "create_group", [CF_UPDATE] = "update_group",
+                [CF_DELETE] = "delete_group" },
+    .path = "access/groups",
+    .item = "group_id", .item_fmt = CF_ID_UUID,
+    .scopes = CF_SCOPE_ACCOUNT | CF_SCOPE_ZONE,
+    .body = "group", .kinds = { group_kinds, group_kinds },
+    .match = policy_match },
   { .name = NULL }
 };
 
