@@ -60,8 +60,9 @@ static const cf_resource resources[] = {
     .item = "app_id", .item_fmt = CF_ID_UUID_OR_HEX32,
     .scopes = CF_SCOPE_ACCOUNT | CF_SCOPE_ZONE },
   /* Access groups: the rule union of policies, body kind "group". A group
-  ** create that may have happened is looked for like a policy's (every
-  ** field the request set); the API has no "it exists" code for groups. */
+  ** create that may have happened is looked for like a policy's
+  ** (cfaccess.same as kind "group", created since it was sent); the API has
+  ** no "it exists" code for groups. */
   { .name = "Access groups",
     .method = { [CF_LIST] = "list_groups", [CF_GET] = "get_group",
                 [CF_CREATE] = "create_group", [CF_UPDATE] = "update_group",
