@@ -96,6 +96,16 @@ describe("engine", function()
       c:close()
     end)
 
+    it("covers Access groups by the same rule (same as kind group)", function()
+      local c = client()
+      m:fault{ action = "commit_then_fail", method = "POST" }
+      local g, err = c:create_group{ name = "g1", include = { { everyone = {} } } }
+      assert.is_nil(err)
+      assert.equal("g1", g.name)
+      assert.equal(1, m:count("POST"))
+      c:close()
+    end)
+
     it("does not create again when the listing to check is unreadable (item 4)", function()
       local c = client()
       m:fault{ { action = "commit_then_fail", method = "POST" },
