@@ -239,3 +239,10 @@ if [ "$mode" = all ] && [ "$SCALE" != 0 ]; then
   "$LUA" bench/client.lua scalegen "$dir"
   $pin1 "$LUA" bench/client.lua scale "$base" "$dir/list.log"
 fi
+
+# Offline evaluation (API.md section 10): an app with 50 policies, per
+# request (target: well under 50 us on this machine).
+if [ "$mode" = all ]; then
+  echo
+  $pin1 "$LUA" bench/evaluate.lua 1
+fi

@@ -59,4 +59,7 @@ M.state = require("cfaccess.state")
 -- client:plan, client:apply, client:export (desired state, API.md section 8)
 require("cfaccess.plan").install()
 
+--- Offline evaluation: `cfaccess.evaluate`, `cfaccess.evaluator`, `client:evaluate`.
+require("cfaccess.evaluate").install(M)
+
 return M

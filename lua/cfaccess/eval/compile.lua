@@ -1,0 +1,297 @@
+--- cfaccess.eval.compile: checks what `cfaccess.evaluate` is given
+-- (policies, groups, lists, options) and turns each policy into closures
+-- over its rules, once, so that evaluating a request is only running them.
+--
+-- Every policy is checked with `cfaccess.validate` (the same schema as
+-- every other call), then for what the API refuses but the per-policy
+-- schema cannot see: a duplicate precedence, an unknown group or list id,
+-- a group cycle, identity rules in a Bypass policy, service-token rules
+-- outside Service Auth (shared/reference/EVALUATION.md 1.8). Every problem
+-- is collected, each with its path: `[2].include[1].group.id`,
+-- `groups["g1"].require[1]...`, `lists["l1"][3]`, `opts.account_id`.
+-- @module cfaccess.eval.compile
+local core = require("cfaccess.core")
+local cidr = require("cfaccess.eval.cidr")
+local mt = require("cfaccess.eval.matchers")
+
+local format, type, pairs, ipairs, next, tostring = string.format, type, pairs, ipairs, next, tostring
+local tointeger, sort, concat = math.tointeger, table.sort, table.concat
+local matchers, identity, service_auth_only = mt.matchers, mt.identity, mt.service_auth_only
+local F = mt.F
+
+local M = {}
+
+-- Fields a server response carries that no request body takes; they are
+-- dropped before validation (id is kept for the trace). The same list as
+-- API.md section 7's read-only fields.
+local READ_ONLY = { id = true, uid = true, created_at = true, updated_at = true,
+                    reusable = true, app_count = true, account_id = true }
+
+local PHASE = { non_identity = 1, bypass = 1, allow = 2, deny = 2 }
+
+local OPTS = { groups = "table", lists = "table", account_id = "string",
+               strict_service_tokens = "boolean", kind = "string", legacy = "boolean",
+               allow_unknown = "boolean" }
+
+-- The body without read-only fields (a shallow copy only when needed).
+local function body_of(p)
+  local copy
+  for k in pairs(READ_ONLY) do
+    if p[k] ~= nil then
+      if not copy then
+        copy = {}
+        for k2, v in pairs(p) do copy[k2] = v end
+      end
+      copy[k] = nil
+    end
+  end
+  return copy or p
+end
+
+-- Lua-index key text for a table key: groups["abc"].
+local function key(s) return format("[%q]", tostring(s)) end
+
+-- A compile run: the problems found so far and the caches.
+local Run = {}
+Run.__index = Run
+
+function Run:problem(path, fmt, ...)
+  self.problems[#self.problems + 1] = { path = path, message = format(fmt, ...) }
+end
+
+-- Validate `body` as `kind`, adding its problems under `prefix`.
+function Run:validate(body, vopts, prefix)
+  local ok, err = core.validate(body, vopts)
+  if ok then return true end
+  if type(err) ~= "table" or type(err.problems) ~= "table" then
+    -- not a problem with the body (e.g. opts.kind unknown): pass it on
+    self.fatal = self.fatal or err
+    return false
+  end
+  for _, pr in ipairs(err.problems) do
+    local path = pr.path or ""
+    if prefix ~= "" and path ~= "" and path:sub(1, 1) ~= "[" then path = "." .. path end
+    self.problems[#self.problems + 1] = { path = prefix .. path, message = pr.message }
+  end
+  return false
+end
+
+-- A group body (API.md section 6: kind "group").
+function Run:validate_group(g, prefix)
+  return self:validate(g, { kind = "group", legacy = self.opts.legacy,
+                            allow_unknown = self.opts.allow_unknown }, prefix)
+end
+
+-- cc.range: a CIDR from a validated ip rule.
+function Run:range(s)
+  local r, why = cidr.parse_range(s)
+  if r then return r end
+  self:problem(self.path .. ".ip", "%q is %s", s, why)
+  return { bits = 0, hi = 0, lo = 0, mhi = 0, mlo = 0 }   -- matches nothing
+end
+
+-- cc.list: list `id` as a set of lowercased emails or an array of ranges.
+function Run:list(id, kind)
+  local ck = kind .. "\0" .. id
+  local c = self.list_cache[ck]
+  if c then return c end
+  local lists = self.opts.lists
+  local entries = lists and lists[id]
+  c = {}
+  self.list_cache[ck] = c
+  if type(entries) ~= "table" then
+    if entries == nil then
+      self:problem(self.path .. ".id", "unknown list %q (not in opts.lists)", id)
+    else
+      self:problem("lists" .. key(id), "expected a list of entries, got %s", type(entries))
+    end
+    return c
+  end
+  for i, e in ipairs(entries) do
+    if type(e) ~= "string" then
+      self:problem("lists" .. key(id) .. "[" .. i .. "]", "expected a string, got %s", type(e))
+    elseif kind == "email" then
+      c[e:lower()] = true
+    else
+      local r, why = cidr.parse_range(e)
+      if r then c[#c + 1] = r
+      else self:problem("lists" .. key(id) .. "[" .. i .. "]", "%q is %s", e, why) end
+    end
+  end
+  return c
+end
+
+-- Compile one rule list (include, require or exclude) into
+-- { { path =, key =, test = }, ... }, checking decision compatibility.
+function Run:rules(list, abs, rel, decision)
+  local out = {}
+  for j, rule in ipairs(list or {}) do
+    local rkey, inner = next(rule)
+    local path = rel .. "[" .. j .. "]"       -- in the trace: relative to its body
+    local where = abs .. path                 -- in problems: from the top
+    if decision == "bypass" and identity(rkey) then
+      self:problem(where, "a bypass policy takes no identity-based rule (rule type %s)", rkey)
+    elseif service_auth_only[rkey] and decision and decision ~= "non_identity" then
+      self:problem(where, "rule type %s needs decision \"non_identity\" (Service Auth), got %q",
+        rkey, decision)
+    end
+    local saved = self.path
+    self.path = where .. "." .. rkey
+    local test = matchers[rkey](inner, self)
+    self.path = saved
+    -- identity rules other than group (whose own rules decide) are not
+    -- run without a user: the engine answers for them
+    out[j] = { path = path, key = rkey, test = test,
+               identity = identity(rkey) and rkey ~= "group" or nil }
+  end
+  return out
+end
+
+-- The three lists of a validated body; `abs` prefixes problem paths
+-- ("[2]." or 'groups["g"].').
+function Run:body(b, abs, decision)
+  return { include = self:rules(b.include, abs, "include", decision),
+           require = self:rules(b.require, abs, "require", decision),
+           exclude = self:rules(b.exclude, abs, "exclude", decision) }
+end
+
+-- cc.group: the test of Access group `id` (compiled once; cycles refused).
+function Run:group(id)
+  local done = self.group_tests[id]
+  if done then return done end
+  for i, g in ipairs(self.stack) do
+    if g == id then
+      local cycle = {}
+      for k = i, #self.stack do cycle[#cycle + 1] = format("%q", self.stack[k]) end
+      cycle[#cycle + 1] = format("%q", id)
+      self:problem(self.path .. ".id", "group cycle: %s", concat(cycle, " -> "))
+      return function() return F end
+    end
+  end
+  local groups = self.opts.groups
+  local g = groups and groups[id]
+  if g == nil then
+    self:problem(self.path .. ".id", "unknown group %q (not in opts.groups)", id)
+    return function() return F end
+  end
+  local prefix = "groups" .. key(id)
+  if type(g) ~= "table" then
+    self:problem(prefix, "expected a group table, got %s", type(g))
+    return function() return F end
+  end
+  local gb = body_of(g)
+  local test = function() return F end
+  self.stack[#self.stack + 1] = id
+  if self:validate_group(gb, prefix) then
+    local cb = self:body(gb, prefix .. ".", nil)
+    local name, eval_body = g.name, self.eval_body
+    test = function(q)
+      local v, needs, where = eval_body(cb, q)
+      if needs then needs = format("%s (in group %q, %s)", needs, name, where) end
+      return v, needs
+    end
+  end
+  self.stack[#self.stack] = nil
+  self.group_tests[id] = test
+  return test
+end
+
+-- The steps an allow policy adds (API.md section 10; EVALUATION.md 4).
+local function steps_of(p)
+  local s = {}
+  local mfa = p.mfa_config
+  if type(mfa) == "table" and not mfa.mfa_disabled and not mfa.mfa_bypass then s[#s + 1] = "mfa" end
+  if p.approval_required then s[#s + 1] = "approval" end
+  if p.purpose_justification_required then s[#s + 1] = "purpose_justification" end
+  if p.isolation_required then s[#s + 1] = "isolation" end
+  return s
+end
+
+-- Check the options; problems under opts.*.
+local function check_opts(run, opts)
+  for k, v in pairs(opts) do
+    local want = OPTS[k]
+    if not want then
+      run:problem("opts." .. tostring(k), "unknown option (known: account_id, allow_unknown, "
+        .. "groups, kind, legacy, lists, strict_service_tokens)")
+    elseif type(v) ~= want then
+      run:problem("opts." .. k, "expected a %s, got %s", want, type(v))
+    end
+  end
+  local a = opts.account_id
+  if type(a) == "string" and not a:match("^" .. ("%x"):rep(32) .. "$") then
+    run:problem("opts.account_id", "%q is not 32 hex characters", a)
+  end
+end
+
+--- Compile `policies` with `opts`: returns the compiled set
+-- `{ order = {cp...}, phase1 = {...}, phase2 = {...}, strict = bool }`,
+-- or nil and the list of problems (or nil, nil, err for a non-problem
+-- error from the core).
+-- @param eval_body the body evaluator (evaluate.lua), used by group tests
+function M.compile(policies, opts, eval_body)
+  local run = setmetatable({ problems = {}, opts = opts, list_cache = {}, group_tests = {},
+                             stack = {}, path = "", eval_body = eval_body }, Run)
+  check_opts(run, opts)
+  -- a wrong-typed groups or lists option is a problem already; read it as absent
+  run.opts = { groups = type(opts.groups) == "table" and opts.groups or nil,
+               lists = type(opts.lists) == "table" and opts.lists or nil,
+               legacy = opts.legacy == true or nil, allow_unknown = opts.allow_unknown == true or nil }
+  run.account_id = type(opts.account_id) == "string" and opts.account_id or nil
+  local vopts = { kind = type(opts.kind) == "string" and opts.kind or "app",
+                  legacy = opts.legacy == true or nil, allow_unknown = opts.allow_unknown == true or nil }
+  local compiled, with_prec, without_prec = {}, nil, nil
+  local n = #policies
+  for i = 1, n do
+    local p = policies[i]
+    local prefix = "[" .. i .. "]"
+    if type(p) ~= "table" then
+      run:problem(prefix, "expected a policy table, got %s", type(p))
+    else
+      local b = body_of(p)
+      if run:validate(b, vopts, prefix) then
+        local prec = p.precedence ~= nil and tointeger(p.precedence) or nil
+        if prec then with_prec = with_prec or i else without_prec = without_prec or i end
+        compiled[#compiled + 1] = {
+          index = i, name = p.name, id = p.id, decision = p.decision, precedence = prec,
+          phase = PHASE[p.decision], body = run:body(b, prefix .. ".", p.decision),
+          steps = p.decision == "allow" and steps_of(p) or {},
+        }
+      end
+    end
+  end
+  if run.fatal then return nil, nil, run.fatal end
+  if with_prec and without_prec then
+    run:problem("[" .. without_prec .. "].precedence", "missing, while [%d] has one "
+      .. "(give every policy a precedence, or none for list order)", with_prec)
+  end
+  -- one precedence space per app (the API refuses a duplicate: 11018)
+  local by_prec = {}
+  for _, cp in ipairs(compiled) do
+    if cp.precedence then
+      local other = by_prec[cp.precedence]
+      if other then
+        run:problem("[" .. cp.index .. "].precedence", "%d is also the precedence of [%d] (%q)",
+          cp.precedence, other.index, tostring(other.name))
+      else
+        by_prec[cp.precedence] = cp
+      end
+    end
+  end
+  if #run.problems > 0 then return nil, run.problems end
+  -- evaluation order: by precedence, or by list position where none is given
+  sort(compiled, function(a, b)
+    if a.phase ~= b.phase then return a.phase < b.phase end
+    if a.precedence and b.precedence then return a.precedence < b.precedence end
+    return a.index < b.index
+  end)
+  local set = { order = compiled, phase1 = {}, phase2 = {}, strict = opts.strict_service_tokens == true }
+  for pos, cp in ipairs(compiled) do
+    cp.pos = pos   -- its place in evaluation order (and in the trace)
+    local list = cp.phase == 1 and set.phase1 or set.phase2
+    list[#list + 1] = cp
+  end
+  return set
+end
+
+return M

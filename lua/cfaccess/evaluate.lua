@@ -1,0 +1,509 @@
+--- cfaccess.evaluate: would this request get in? Offline evaluation of an
+-- application's Access policies (API.md section 10), with the model of
+-- shared/reference/EVALUATION.md:
+--
+-- * policies are checked first (cfaccess.validate, then duplicate
+--   precedence, unknown group or list ids, group cycles: `invalid`);
+-- * phase 1: Service Auth (`non_identity`) and Bypass policies in
+--   precedence order, the first match admits; phase 2: Allow and Block
+--   (`deny`) in precedence order, the first match decides; no match:
+--   blocked (deny by default); phase 2 needs a logged-in user;
+-- * a policy matches when any include, every require and no exclude rule
+--   matches; a rule whose input the request leaves out is "unknown", and
+--   the result is indeterminate only when an unknown could change which
+--   policy decides.
+--
+-- Rule values are F < U < L < T (matchers.lua): false, unknown (an input
+-- is missing), "a login would tell" (phase 2 without a user: some user
+-- could make it true), true. OR is max, AND is min, NOT swaps F and T and
+-- keeps U and L. So a policy that only a login can settle is L, and one
+-- that depends on a missing input is U.
+-- @module cfaccess.evaluate
+local core = require("cfaccess.core")
+local cidr = require("cfaccess.eval.cidr")
+local mt = require("cfaccess.eval.matchers")
+local compile = require("cfaccess.eval.compile")
+
+local format, type, pairs, ipairs, tostring, error, select = string.format, type, pairs, ipairs,
+  tostring, error, select
+local concat = table.concat
+local F, U, L, T = mt.F, mt.U, mt.L, mt.T
+local NOT = { [F] = T, [U] = U, [L] = L, [T] = F }
+local SHOW = { [F] = false, [U] = "unknown", [L] = "unknown", [T] = true }
+local STATUS = { [F] = "no_match", [U] = "unknown", [L] = "unknown", [T] = "match" }
+
+local M = {}
+
+-- Errors share the core's metatable, so they print and compare as every
+-- other cfaccess error (the core makes them; Lua has no constructor).
+local ERR_MT = getmetatable(select(2, core.validate({})))
+
+-- One line: %q writes a newline as a backslash and a newline; names and
+-- ids from policies and requests may hold one.
+local function oneline(s)
+  return (s:gsub("\\\n", "\\n"):gsub("[\r\n]", function(c) return c == "\n" and "\\n" or "\\r" end))
+end
+M.oneline = oneline
+
+local function invalid(problems)
+  local first = problems[1]
+  local msg = format("invalid evaluation input: %s%s%s", first.path,
+    first.path ~= "" and ": " or "", first.message)
+  if #problems > 1 then
+    msg = msg .. format(" (and %d more problem%s)", #problems - 1, #problems == 2 and "" or "s")
+  end
+  return setmetatable({ kind = "invalid", message = oneline(msg), problems = problems }, ERR_MT)
+end
+M.invalid = invalid
+
+-- ---------------------------------------------------------------------------
+-- One body (a policy's or a group's): value, and for U/L what is missing
+-- and where. Evaluation stops as soon as a section's value is settled (a
+-- true include or exclude, a false require); the trace runs every rule
+-- again when it is read (build_trace), so the decision costs no
+-- allocation per rule.
+
+local function test(r, q)
+  if r.identity and q.user == nil then return q.nouser, "user" end   -- see run
+  return r.test(q)
+end
+
+-- OR of a section (include, exclude): T at the first true rule; else the
+-- largest value, with the first rule of that value and what it needs.
+local function any_of(list, q)
+  local acc, un, up, ln, lp = F
+  for i = 1, #list do
+    local r = list[i]
+    local v, needs
+    if r.identity and q.user == nil then v, needs = q.nouser, "user" else v, needs = r.test(q) end
+    if v == T then return T end
+    if v ~= F then
+      if v > acc then acc = v end
+      if v == U then
+        if not up then un, up = needs, r.path end
+      elseif not lp then
+        ln, lp = needs, r.path
+      end
+    end
+  end
+  if acc == F then return F end
+  if acc == U then return U, un, up end
+  return L, ln, lp
+end
+
+-- AND of a section (require): F at the first false rule; else the
+-- smallest value, with the first rule of that value.
+local function all_of(list, q)
+  local acc, un, up, ln, lp = T
+  for i = 1, #list do
+    local r = list[i]
+    local v, needs
+    if r.identity and q.user == nil then v, needs = q.nouser, "user" else v, needs = r.test(q) end
+    if v == F then return F end
+    if v ~= T then
+      if v < acc then acc = v end
+      if v == U then
+        if not up then un, up = needs, r.path end
+      elseif not lp then
+        ln, lp = needs, r.path
+      end
+    end
+  end
+  if acc == T then return T end
+  if acc == U then return U, un, up end
+  return L, ln, lp
+end
+
+local function eval_body(b, q)
+  local inc, ineeds, ipath = any_of(b.include, q)
+  if inc == F then return F end
+  local req, rneeds, rpath = T, nil, nil   -- an empty require holds
+  if b.require[1] then
+    req, rneeds, rpath = all_of(b.require, q)
+    if req == F then return F end
+  end
+  local exc, eneeds, epath = T, nil, nil   -- NOT of the exclude OR; empty: excludes nobody
+  if b.exclude[1] then
+    local x
+    x, eneeds, epath = any_of(b.exclude, q)
+    if x == T then return F end
+    exc = NOT[x]
+  end
+  local v = inc
+  if req < v then v = req end
+  if exc < v then v = exc end
+  if v == U or v == L then
+    if inc == v then return v, ineeds, ipath end
+    if req == v then return v, rneeds, rpath end
+    return v, eneeds, epath
+  end
+  return v
+end
+M.eval_body = eval_body
+
+-- ---------------------------------------------------------------------------
+-- The request: checked, and read into the view the matchers use.
+
+local REQUEST = { ip = true, country = true, service_token = true, certificate = true,
+                  linked_app = true, posture = true, external = true, user = true }
+local USER = { email = true, login_method = true, amr = true, risk = true, idp = true,
+               accounts = true }
+local RISK = { low = true, medium = true, high = true, unscored = true }
+
+local function known(set)
+  local k = {}
+  for n in pairs(set) do k[#k + 1] = n end
+  table.sort(k)
+  return concat(k, ", ")
+end
+local REQUEST_KNOWN, USER_KNOWN = known(REQUEST), known(USER)
+
+local function strings(problems, path, v)
+  if type(v) ~= "table" then
+    problems[#problems + 1] = { path = path, message = "expected a list of strings, got " .. type(v) }
+    return
+  end
+  for i, s in ipairs(v) do
+    if type(s) ~= "string" then
+      problems[#problems + 1] = { path = path .. "[" .. i .. "]",
+                                  message = "expected a string, got " .. type(s) }
+    end
+  end
+end
+
+local function bools(problems, path, v)
+  if type(v) ~= "table" then
+    problems[#problems + 1] = { path = path, message = "expected a table of booleans, got " .. type(v) }
+    return
+  end
+  for k, b in pairs(v) do
+    if type(b) ~= "boolean" then
+      problems[#problems + 1] = { path = format("%s[%q]", path, tostring(k)),
+                                  message = "expected true or false, got " .. type(b) }
+    end
+  end
+end
+
+-- What one IdP told about the user (see the table in README.md).
+local IDP = { groups = true, auth_contexts = true, github = true, saml = true, oidc = true }
+local IDP_KNOWN = known(IDP)
+
+local function check_idp(problems, path, d)
+  for k, v in pairs(d) do
+    local p = path .. "." .. tostring(k)
+    if not IDP[k] then
+      problems[#problems + 1] = { path = p, message = "unknown field (known: " .. IDP_KNOWN .. ")" }
+    elseif k == "groups" or k == "auth_contexts" then
+      strings(problems, p, v)
+    elseif k == "github" then
+      if type(v) ~= "table" then
+        problems[#problems + 1] = { path = p, message = "expected a list of { org =, teams = }, got " .. type(v) }
+      else
+        for i, m in ipairs(v) do
+          local pi = p .. "[" .. i .. "]"
+          if type(m) ~= "table" or type(m.org) ~= "string" then
+            problems[#problems + 1] = { path = pi, message = "expected { org = string, teams = { ... } }" }
+          elseif m.teams ~= nil then
+            strings(problems, pi .. ".teams", m.teams)
+          end
+        end
+      end
+    elseif type(v) ~= "table" then   -- saml attributes, oidc claims
+      problems[#problems + 1] = { path = p, message = "expected a table of names to values, got " .. type(v) }
+    else
+      for name, val in pairs(v) do
+        if type(val) ~= "string" then strings(problems, format("%s[%q]", p, tostring(name)), val) end
+      end
+    end
+  end
+end
+
+local function check_user(problems, u)
+  for k in pairs(u) do
+    if not USER[k] then
+      problems[#problems + 1] = { path = "request.user." .. tostring(k),
+                                  message = "unknown field (known: " .. USER_KNOWN .. ")" }
+    end
+  end
+  for _, f in ipairs{ "email", "login_method" } do
+    if u[f] ~= nil and type(u[f]) ~= "string" then
+      problems[#problems + 1] = { path = "request.user." .. f, message = "expected a string, got " .. type(u[f]) }
+    end
+  end
+  if u.amr ~= nil then strings(problems, "request.user.amr", u.amr) end
+  if u.accounts ~= nil then strings(problems, "request.user.accounts", u.accounts) end
+  if u.risk ~= nil and not RISK[u.risk] then
+    problems[#problems + 1] = { path = "request.user.risk",
+                                message = format("%q is not one of low, medium, high, unscored", tostring(u.risk)) }
+  end
+  if u.idp ~= nil then
+    if type(u.idp) ~= "table" then
+      problems[#problems + 1] = { path = "request.user.idp", message = "expected a table, got " .. type(u.idp) }
+    else
+      for id, d in pairs(u.idp) do
+        if type(d) ~= "table" then
+          problems[#problems + 1] = { path = format("request.user.idp[%q]", tostring(id)),
+                                      message = "expected a table, got " .. type(d) }
+        else
+          check_idp(problems, format("request.user.idp[%q]", tostring(id)), d)
+        end
+      end
+    end
+  end
+end
+
+local function view(r)
+  local problems = {}
+  for k in pairs(r) do
+    if not REQUEST[k] then
+      problems[#problems + 1] = { path = "request." .. tostring(k),
+                                  message = "unknown field (known: " .. REQUEST_KNOWN .. ")" }
+    end
+  end
+  local q = { service_token = r.service_token, certificate = r.certificate,
+              linked_app = r.linked_app, posture = r.posture, external = r.external }
+  if r.ip ~= nil then
+    local hi, lo, bits = cidr.parse_addr(r.ip)
+    if hi then q.ip_hi, q.ip_lo, q.ip_bits = hi, lo, bits
+    else problems[#problems + 1] = { path = "request.ip", message = format("%q is not an IP address",
+      tostring(r.ip)) } end
+  end
+  if r.country ~= nil then
+    if type(r.country) == "string" and r.country:match("^%a%a$") then q.country = r.country:upper()
+    else problems[#problems + 1] = { path = "request.country",
+                                     message = format("%q is not a two-letter country code", tostring(r.country)) } end
+  end
+  for _, f in ipairs{ "service_token", "linked_app" } do
+    local v = r[f]
+    if v ~= nil and v ~= false and type(v) ~= "string" then
+      problems[#problems + 1] = { path = "request." .. f, message = "expected a string or false, got " .. tostring(v) }
+    end
+  end
+  local c = r.certificate
+  if c ~= nil and type(c) ~= "boolean" and (type(c) ~= "table" or
+      (c.common_name ~= nil and type(c.common_name) ~= "string")) then
+    problems[#problems + 1] = { path = "request.certificate",
+                                message = "expected false, true or { common_name = string }" }
+  end
+  if r.posture ~= nil then bools(problems, "request.posture", r.posture) end
+  if r.external ~= nil then bools(problems, "request.external", r.external) end
+  local u = r.user
+  if u ~= nil and u ~= false then
+    if type(u) ~= "table" then
+      problems[#problems + 1] = { path = "request.user", message = "expected a table or false, got " .. type(u) }
+    else
+      check_user(problems, u)
+      q.user = u
+      if type(u.email) == "string" then
+        q.email = u.email:lower()
+        q.domain = q.email:match("@([^@]*)$") or ""
+      end
+    end
+  end
+  if #problems > 0 then return nil, problems end
+  return q
+end
+
+-- ---------------------------------------------------------------------------
+-- Results
+
+-- The trace, built the first time `result.trace` is read (most callers
+-- never read it, and building it costs more than deciding): every rule of
+-- every policy the decision looked at is run again, in full, on the same
+-- request view, with the same "no login" answer per phase.
+local RUNS = setmetatable({}, { __mode = "k" })
+
+local function build_trace(set, q, seen)
+  local trace = {}
+  local n1 = #set.phase1
+  for i, cp in ipairs(set.order) do
+    local e = { index = cp.index, name = cp.name, id = cp.id, decision = cp.decision,
+                precedence = cp.precedence, phase = cp.phase, status = "not_evaluated", rules = {} }
+    if (i <= n1 and i <= seen[1]) or (i > n1 and i - n1 <= seen[2]) then
+      q.nouser = cp.phase == 1 and F or L
+      local vals = {}
+      for _, sec in ipairs{ "include", "require", "exclude" } do
+        local acc = sec == "require" and T or F
+        for _, r in ipairs(cp.body[sec]) do
+          local v, needs = test(r, q)
+          if sec == "require" then
+            if v < acc then acc = v end
+          elseif v > acc then
+            acc = v
+          end
+          e.rules[#e.rules + 1] = { path = r.path, type = r.key, result = SHOW[v],
+                                    needs = (v == U or v == L) and needs or nil }
+        end
+        vals[sec] = acc
+      end
+      local v = vals.include
+      if vals.require < v then v = vals.require end
+      if NOT[vals.exclude] < v then v = NOT[vals.exclude] end
+      e.status = STATUS[v]
+    end
+    trace[i] = e
+  end
+  return trace
+end
+
+local RESULT_MT = {
+  __name = "cfaccess.evaluation",
+  __tostring = function(r) return r.reason end,
+  __index = function(r, k)
+    if k ~= "trace" then return nil end
+    local run = RUNS[r]
+    if not run then return nil end
+    local t = build_trace(run[1], run[2], run[3])
+    rawset(r, "trace", t)
+    RUNS[r] = nil
+    return t
+  end,
+}
+
+local function where(cp)
+  if cp.precedence then return format("%s, precedence %d", cp.decision, cp.precedence) end
+  return format("%s, list position %d", cp.decision, cp.index)
+end
+
+local function decided(cp)
+  return { index = cp.index, name = cp.name, id = cp.id, decision = cp.decision,
+           precedence = cp.precedence, phase = cp.phase }
+end
+
+-- Walk phase `ph` (1 or 2): returns the first policy that is T (or, with
+-- `stop_l`, T or L), and the first undecided one before it:
+-- { cp =, needs =, path = }. seen[ph] counts the policies looked at.
+local function walk(list, q, seen, ph, stop_l)
+  local pending
+  for k = 1, #list do
+    local cp = list[k]
+    local v, needs, path = eval_body(cp.body, q)
+    seen[ph] = k
+    if v == T or (stop_l and v == L) then return cp, pending end
+    if v ~= F and not pending then pending = { cp = cp, needs = needs, path = path } end
+  end
+  return nil, pending
+end
+
+local function indeterminate(p)
+  return { allowed = nil, status = "indeterminate",
+           reason = format("indeterminate: %s of %q needs %s", p.path, tostring(p.cp.name), p.needs) }
+end
+
+-- The phase-2 outcome (after no phase-1 match).
+local function phase2(set, q, seen)
+  q.nouser = L
+  if q.user == nil then
+    local cp, pending = walk(set.phase2, q, seen, 2, true)
+    if cp then
+      return { allowed = false, status = "login_required",
+               reason = format("login_required: %q (%s) needs a logged-in user, and the request has none",
+                 tostring(cp.name), where(cp)) }
+    end
+    if pending then return indeterminate(pending) end
+  else
+    local cp, pending = walk(set.phase2, q, seen, 2, false)
+    if pending then return indeterminate(pending) end
+    if cp then
+      local allow = cp.decision == "allow"
+      local steps = allow and { table.unpack(cp.steps) } or {}
+      local reason = format("%s by %q (%s)", allow and "approved" or "blocked", tostring(cp.name), where(cp))
+      if #steps > 0 then reason = reason .. "; steps: " .. concat(steps, ", ") end
+      return { allowed = allow, status = allow and "approved" or "blocked", decided_by = decided(cp),
+               steps = steps, reason = reason }
+    end
+  end
+  return { allowed = false, status = "blocked", reason = "blocked: no policy matched" }
+end
+
+local function run(set, request)
+  local q, problems = view(request)
+  if not q then return nil, invalid(problems) end
+  local seen = { 0, 0 }
+  local res
+  q.nouser = F   -- phase 1 takes no login: identity rules without a user are false
+  local cp, pending = walk(set.phase1, q, seen, 1, false)
+  if pending then
+    res = indeterminate(pending)
+  elseif cp then
+    res = { allowed = true, status = "approved", decided_by = decided(cp), steps = {},
+            reason = format("approved by %q (%s)", tostring(cp.name), where(cp)) }
+  elseif set.strict and q.service_token then
+    res = { allowed = false, status = "blocked",
+            reason = "blocked: strict service token authentication, and no Service Auth or "
+              .. "Bypass policy matched the request's token" }
+  else
+    res = phase2(set, q, seen)
+    if set.strict and q.service_token == nil and res.status ~= "blocked" then
+      -- a token would have been refused outright: the outcome hangs on it
+      res = { allowed = nil, status = "indeterminate",
+              reason = "indeterminate: strict service token authentication needs service_token" }
+    end
+  end
+  res.steps = res.steps or {}
+  res.reason = oneline(res.reason)
+  setmetatable(res, RESULT_MT)
+  RUNS[res] = { set, q, seen }
+  return res
+end
+
+-- ---------------------------------------------------------------------------
+-- Public functions
+
+local function argcheck(cond, n, fname, what, v)
+  if not cond then
+    error(format("bad argument #%d to '%s' (%s expected, got %s)", n, fname, what, type(v)), 3)
+  end
+end
+
+local Evaluator = {}
+Evaluator.__index = Evaluator
+Evaluator.__name = "cfaccess.evaluator"
+
+--- Evaluate one request against the compiled policies.
+-- @tparam table request what Access would know (API.md section 10)
+-- @treturn table the result (see `cfaccess.evaluate`), or `nil, err`
+function Evaluator:evaluate(request)
+  argcheck(type(request) == "table", 1, "evaluate", "table", request)
+  return run(self.set, request)
+end
+
+--- Check and compile `policies` once, for evaluating many requests.
+-- @tparam table policies an application's policies, each a policy body
+-- @tparam[opt] table opts as for `cfaccess.evaluate`
+-- @return an evaluator with `:evaluate(request)`, or `nil, err` (`invalid`)
+function M.evaluator(policies, opts)
+  argcheck(type(policies) == "table", 1, "evaluator", "table", policies)
+  argcheck(opts == nil or type(opts) == "table", 2, "evaluator", "table or nil", opts)
+  local set, problems, err = compile.compile(policies, opts or {}, eval_body)
+  if err then return nil, err end
+  if not set then return nil, invalid(problems) end
+  return setmetatable({ set = set }, Evaluator)
+end
+
+--- Would `request` get into the application whose policies are `policies`?
+-- @tparam table policies legacy and reusable policy bodies, by `precedence` or list order
+-- @tparam table request the request's attributes; anything left out is unknown
+-- @tparam[opt] table opts `groups`, `lists`, `account_id`, `strict_service_tokens`,
+-- and for validation `kind` (default "app"), `legacy`, `allow_unknown`
+-- @treturn table `{ allowed =, status =, decided_by =, steps =, reason =, trace = }`
+-- (`tostring` gives `reason`), or `nil, err`
+function M.evaluate(policies, request, opts)
+  argcheck(type(policies) == "table", 1, "evaluate", "table", policies)
+  argcheck(type(request) == "table", 2, "evaluate", "table", request)
+  argcheck(opts == nil or type(opts) == "table", 3, "evaluate", "table or nil", opts)
+  local set, problems, err = compile.compile(policies, opts or {}, eval_body)
+  if err then return nil, err end
+  if not set then return nil, invalid(problems) end
+  return run(set, request)
+end
+
+--- Export `evaluate` and `evaluator` on the `cfaccess` module and add
+-- `client:evaluate(app_id, request [, opts])` (lua/cfaccess/eval/client.lua).
+function M.install(cfaccess)
+  cfaccess.evaluate, cfaccess.evaluator = M.evaluate, M.evaluator
+  require("cfaccess.eval.client").install()
+  return cfaccess
+end
+
+return M
