@@ -231,10 +231,12 @@ static void check_op(lua_State *L, cf_client *c, checker *ck, lua_Integer i) {
 /* ---- running them ---------------------------------------------------- */
 
 /* The body of ops[i] (op: its table, r/v: its row and verb) encoded into
-** body; 1, or 0 with an err pushed. */
+** body; 1 with the validator's warnings (or nil) pushed, or 0 with an err
+** pushed. */
 static int prep_body(lua_State *L, cf_client *c, int op, int i, const cf_resource *r,
-                     cf_verb v, cf_buf *body) {
+                     cf_verb v, cf_buf *body, cf_kind *kind) {
   cf_encode_opts o;
+  cf_body_opts bo;
   checker ck;
   int b;
   ck.problems = ck.count = 0;
@@ -248,19 +250,24 @@ static int prep_body(lua_State *L, cf_client *c, int op, int i, const cf_resourc
   }
   b = lua_gettop(L);
   cf_buf_reset(body);
-  if (!cf_policy_encode(L, b, &o, NULL, body)) {
+  memset(&bo, 0, sizeof bo);
+  bo.kind = o.kind;
+  bo.allow_unknown = o.allow_unknown;
+  if (!cf_body_encode(L, b, &bo, NULL, body)) {
     /* changed since it was checked: once more, for paths "ops[i]..." */
     lua_pop(L, 1);
     if (cf_policy_encode(L, b, &o, lua_pushfstring(L, "ops[%d].%s", i, r->body), NULL))
       cf_error_push(L, CF_E_INVALID, "ops[%d].%s: not valid any more", i, r->body);
     return 0;
   }
-  lua_pop(L, 1);
+  lua_remove(L, b);   /* the warnings stay */
+  *kind = o.kind;
   return 1;
 }
 
 /* prep: build ops[i]'s request (arg: the ops table). Pushes the URL and
-** path values it points to; the body is encoded into body. */
+** path values it points to, and for a body its warnings (rq->warnings: 3,
+** each logged); the body is encoded into body. */
 static int prep_op(lua_State *L, cf_client *c, int arg, int i, cf_req *rq,
                    cf_buf *body) {
   int op, parent = 0, item = 0;
@@ -296,9 +303,18 @@ static int prep_op(lua_State *L, cf_client *c, int arg, int i, cf_req *rq,
     lua_pop(L, 2);
   }
   if (v == CF_CREATE || v == CF_UPDATE) {
-    if (!prep_body(L, c, op, i, r, v, body)) return 0;
+    if (!prep_body(L, c, op, i, r, v, body, &rq->kind)) return 0;
     rq->body = body->data;
     rq->body_len = body->len;
+    if (!lua_isnil(L, -1)) {
+      int w = lua_gettop(L);
+      cf_log_warnings(L, 1, rq->method, lua_pushfstring(L, "%s (ops[%d])", rq->path, i), w);
+      lua_pop(L, 1);
+    }
+    rq->warnings = 3;
+    lua_rotate(L, op, 3);                      /* URL, path, warnings, op, ids... */
+    lua_settop(L, op + 2);
+    return 1;
   }
   lua_rotate(L, op, 2);                        /* URL, path, op, ids... */
   lua_settop(L, op + 1);                       /* keep URL and path */
@@ -308,12 +324,14 @@ static int prep_op(lua_State *L, cf_client *c, int arg, int i, cf_req *rq,
 typedef struct batch_opts {
   lua_Integer concurrency;
   int on_progress;
+  int results;
 } batch_opts;
 
 static const cf_argdesc batch_args[] = {
   {.name = "concurrency", .type = CF_ARG_INTEGER, .min = 1, .max = MAX_CONCURRENCY,
    .offset = offsetof(batch_opts, concurrency)},
   {.name = "on_progress", .type = CF_ARG_FUNCTION, .offset = offsetof(batch_opts, on_progress)},
+  {.name = "results", .type = CF_ARG_TABLE, .offset = offsetof(batch_opts, results)},
   {.name = NULL}
 };
 static const cf_argset batch_set = {"batch options", "batch option ", batch_args};
@@ -337,8 +355,8 @@ static int check_all(lua_State *L, cf_client *c, lua_Integer n) {
   return 1;
 }
 
-/* client:batch(ops [, {concurrency = 8, on_progress = fn}]) -> results |
-** nil, err */
+/* client:batch(ops [, {concurrency = 8, on_progress = fn, results = t}]) ->
+** results | nil, err */
 int cf_client_batch(lua_State *L) {
   cf_client *c = cf_client_check(L);
   lua_Integer n;
@@ -346,7 +364,7 @@ int cf_client_batch(lua_State *L) {
   batch_opts bo;
   int progress = 0;
   bo.concurrency = 8;
-  bo.on_progress = 0;
+  bo.on_progress = bo.results = 0;
   luaL_checktype(L, 2, LUA_TTABLE);
   if (!lua_isnoneornil(L, 3)) {
     luaL_checktype(L, 3, LUA_TTABLE);
@@ -362,7 +380,10 @@ int cf_client_batch(lua_State *L) {
   if (n > 0x7fffffff) n = 0x7fffffff;
   /* every operation is checked before anything is sent */
   if (!check_all(L, c, n)) return cf_fail(L);
-  lua_createtable(L, (int)n, 0);   /* results */
+  /* results: the caller's table (filled as ops end, so that after an error
+  ** raised by on_progress or on_log it still says what happened), or a new one */
+  if (bo.results) lua_getfield(L, 3, "results");
+  else lua_createtable(L, (int)n, 0);
   if (n == 0) return 1;
   memset(&sp, 0, sizeof sp);
   sp.n = (int)n;

@@ -164,7 +164,7 @@ static int client_tostring(lua_State *L) {
 typedef struct client_opts {
   const char *account_id, *zone_id, *api_token, *api_key, *api_email;
   const char *base_url, *cafile, *proxy, *user_agent;
-  double timeout, connect_timeout, max_retry_wait;
+  double timeout, connect_timeout, max_retry_wait, deadline;
   lua_Integer max_retries, max_response_bytes;
   int rate_limit, on_log;
   lua_Integer rl_requests;
@@ -186,6 +186,7 @@ static const cf_argdesc client_args[] = {
   {.name = "max_retries", .type = CF_ARG_INTEGER, .min = 0, .max = 100,
    .offset = OPT(max_retries)},
   {.name = "max_retry_wait", .type = CF_ARG_NUMBER, .min = 0, .offset = OPT(max_retry_wait)},
+  {.name = "deadline", .type = CF_ARG_NUMBER, .min = CF_MIN_TIMEOUT, .offset = OPT(deadline)},
   {.name = "rate_limit", .type = CF_ARG_ANY, .offset = OPT(rate_limit)},
   {.name = "max_response_bytes", .type = CF_ARG_INTEGER, .min = 0, .min_open = 1,
    .offset = OPT(max_response_bytes)},
@@ -416,6 +417,7 @@ static int build(lua_State *L, cf_client *c, const client_opts *o, const auth_sr
            c->zone ? o->zone_id : o->account_id);
   c->max_retries = (int)o->max_retries;
   c->max_retry_wait = o->max_retry_wait;
+  c->deadline = o->deadline;
   cf_buf_init(&c->resp, (size_t)o->max_response_bytes);
   cf_buf_init(&c->body, CF_BUF_NOCAP);
   while (bl > 0 && o->base_url[bl - 1] == '/') bl--;
@@ -462,7 +464,7 @@ static int client_new(lua_State *L) {
   o.timeout = 60;
   o.connect_timeout = 10;
   o.max_retries = 2;
-  o.max_retry_wait = 60;
+  o.max_retry_wait = 300;   /* Cloudflare's lockout lasts up to 5 minutes */
   o.max_response_bytes = 8 * 1024 * 1024;
   o.rl_requests = 1200;
   o.rl_per = 300;

@@ -26,6 +26,7 @@ typedef struct cf_client {
   int zone;                 /* zone-scoped client */
   int max_retries;
   double max_retry_wait;
+  double deadline;          /* seconds per call (0: none) */
   cf_pacer pacer;
   cf_buf resp;              /* response body; cap: max_response_bytes */
   cf_buf body;              /* request body, reused when not re-entered */

@@ -1,7 +1,7 @@
 /*
 ** cfaccess.core: module entry. Registers its parts from one table: the
 ** response decoder (lua-cjson), encode/validate/_VERSION, the client,
-** the read-only schema (core.schema, core.null).
+** the read-only schema (core.schema, core.null), same/request_body (match.c).
 */
 #include "cfaccess.h"
 #include "match.h"

@@ -7,87 +7,26 @@
 ** (after an ambiguous create) list the collection and ask the resource's
 ** matcher whether the create happened. A sequential call is a batch of one.
 */
+#include <math.h>
 #include <stdio.h>
 #include <string.h>
 
-#include "engine.h"
+#include "dedupe.h"
 #include "response.h"
+#include "slot.h"
 
-#define MAX_PAGES 1000          /* hard cap when following pages */
 
-/* Collect the ids of the array at idx into one string (to spot a server
-** that returns the same page again). */
-static void page_key(lua_State *L, int idx) {
-  luaL_Buffer b;
-  lua_Integer i, n = (lua_Integer)lua_rawlen(L, idx);
-  luaL_buffinit(L, &b);
-  for (i = 1; i <= n; i++) {
-    lua_rawgeti(L, idx, i);
-    if (lua_type(L, -1) == LUA_TTABLE) {
-      if (lua_getfield(L, -1, "id") == LUA_TSTRING) {
-        lua_remove(L, -2);
-        luaL_addvalue(&b);
-      } else lua_pop(L, 2);
-    } else lua_pop(L, 1);
-    luaL_addchar(&b, ',');
-  }
-  luaL_pushresult(&b);
-}
-
-enum { SL_FREE = 0, SL_READY, SL_RUNNING };
-/* PH_MAIN: the operation's request; PH_PAGES: the pages of a list
-** operation; PH_CHECK: the pages of the collection after an ambiguous
-** create, to look for the policy it may have made. */
-enum { PH_MAIN = 0, PH_PAGES, PH_CHECK };
-
-/* Lua values a slot keeps alive, in the anchors table at k*ANCHORS + j:
-** 1..4 what prep pushed; then these. */
-#define ANCHORS 8
-enum { AN_PAGE_URL = 5, AN_ACC, AN_PREV, AN_ERR };
-
-typedef struct cf_slot {
-  int op;                   /* 1-based operation index; 0: free */
-  int state;
-  int phase;
-  int attempt;              /* tries of the current request */
-  int main_attempt;         /* PH_CHECK: tries of the create so far */
-  int was_ambiguous;        /* a try of this create may have committed */
-  int last;                 /* PH_CHECK: the create's failure was final */
-  double ready_at;          /* monotonic: do not start before */
-  lua_Integer page, total;  /* list pages: the current one, items so far */
-  cf_req rq;
-  const char *path;         /* of the current request, for messages */
-  cf_buf *resp;
-  cf_buf own_resp;
-  cf_buf body;
-  cf_exchange x;
-} cf_slot;
-
-typedef struct cf_engine {
-  cf_client *c;
-  cf_exec_spec sp;          /* indices rebased to the protected call */
-  int anchors;              /* stack index of the anchors table */
-  int out;                  /* single: where the value goes */
-  int ok;                   /* single: the outcome */
-  int next, done, nslots;
-  int pace_logged;          /* the current pacing wait was logged */
-  int pipewait;
-  cf_slot slots[];
-} cf_engine;
-
-#define CI 1                /* the client's stack index in the engine */
-
-static void anchor(lua_State *L, cf_engine *e, int k, int j) {
+void cf_anchor(lua_State *L, cf_engine *e, int k, int j) {
   lua_rawseti(L, e->anchors, (lua_Integer)k * ANCHORS + j);   /* pops */
 }
 
-static int anchored(lua_State *L, cf_engine *e, int k, int j) {
+int cf_anchored(lua_State *L, cf_engine *e, int k, int j) {
   return lua_rawgeti(L, e->anchors, (lua_Integer)k * ANCHORS + j);
 }
 
 /* The operation of slot k is over: its value (or err) on top goes to the
 ** caller, the slot is freed, on_progress hears of it. */
-static void deliver(lua_State *L, cf_engine *e, int k, int ok) {
+void cf_deliver(lua_State *L, cf_engine *e, int k, int ok) {
   cf_slot *s = &e->slots[k];
   int j;
   if (e->sp.results == 0) {
@@ -99,11 +38,14 @@ static void deliver(lua_State *L, cf_engine *e, int k, int ok) {
     lua_setfield(L, -2, "ok");
     lua_insert(L, -2);
     lua_setfield(L, -2, ok ? "result" : "err");
+    if (s->rq.warnings > 0 && cf_anchored(L, e, k, s->rq.warnings) != LUA_TNIL)
+      lua_setfield(L, -2, "warnings");
+    else if (s->rq.warnings > 0) lua_pop(L, 1);
     lua_rawseti(L, e->sp.results, s->op);
   }
   for (j = 1; j <= ANCHORS; j++) {
     lua_pushnil(L);
-    anchor(L, e, k, j);
+    cf_anchor(L, e, k, j);
   }
   s->op = 0;
   s->state = SL_FREE;
@@ -116,35 +58,6 @@ static void deliver(lua_State *L, cf_engine *e, int k, int ok) {
   }
 }
 
-/* Point slot k at page s->page of its collection (pushes nothing). */
-static void set_page(lua_State *L, cf_engine *e, int k) {
-  cf_slot *s = &e->slots[k];
-  const char *url;
-  lua_Integer pp = s->phase == PH_PAGES ? s->rq.per_page : 0;
-  if (pp > 0)
-    url = lua_pushfstring(L, "%s?page=%I&per_page=%I", s->rq.list_url, s->page, pp);
-  else
-    url = lua_pushfstring(L, "%s?page=%I", s->rq.list_url, s->page);
-  s->x.url = url;
-  s->path = url + e->c->base_len;
-  anchor(L, e, k, AN_PAGE_URL);
-  s->attempt = 0;
-}
-
-/* Begin listing the collection (a list operation, or the check after an
-** ambiguous create). */
-static void begin_pages(lua_State *L, cf_engine *e, int k, int phase) {
-  cf_slot *s = &e->slots[k];
-  s->phase = phase;
-  s->page = phase == PH_PAGES && s->rq.page > 0 ? s->rq.page : 1;
-  s->total = 0;
-  lua_newtable(L);
-  anchor(L, e, k, AN_ACC);
-  lua_pushnil(L);
-  anchor(L, e, k, AN_PREV);
-  set_page(L, e, k);
-}
-
 /* Give free slot k the next operation. */
 static void assign(lua_State *L, cf_engine *e, int k) {
   cf_slot *s = &e->slots[k];
@@ -153,160 +66,171 @@ static void assign(lua_State *L, cf_engine *e, int k) {
   s->state = SL_READY;
   s->phase = PH_MAIN;
   s->attempt = s->main_attempt = s->was_ambiguous = s->last = 0;
-  s->ready_at = 0;
+  s->ready_at = s->first_sent = 0;
+  s->deadline_at = e->c->deadline > 0 ? cf_now() + e->c->deadline : 0;
+  s->since = CF_SINCE_UNKNOWN;
   memset(&s->rq, 0, sizeof s->rq);
   cf_buf_reset(&s->body);
   ok = e->sp.prep(L, e->c, e->sp.arg, s->op, &s->rq, &s->body);
   if (!ok) {
     lua_replace(L, top + 1);
     lua_settop(L, top + 1);
-    deliver(L, e, k, 0);
+    cf_deliver(L, e, k, 0);
     return;
   }
   pushed = lua_gettop(L) - top;
   if (pushed > 4) luaL_error(L, "cfaccess: internal error (prep)");
-  for (j = pushed; j >= 1; j--) anchor(L, e, k, j);
+  for (j = pushed; j >= 1; j--) cf_anchor(L, e, k, j);
   s->x.url = s->rq.url;
   s->path = s->rq.path;
-  if (s->rq.list) begin_pages(L, e, k, PH_PAGES);
+  if (s->rq.list) cf_begin_pages(L, e, k, PH_PAGES);
 }
 
-/* Start slot k's request now. */
+/* Start slot k's request now: its timeout is the client's, or what is left
+** of the deadline when that is less. */
 static void start(cf_engine *e, int k, double now) {
   cf_client *c = e->c;
   cf_slot *s = &e->slots[k];
   cf_exchange *x = &s->x;
   int main_req = s->phase == PH_MAIN;
-  (void)now;
   s->attempt++;
+  s->try_started = now;
+  if (main_req && s->rq.create && s->first_sent == 0) s->first_sent = now;
   cf_pace_take(&c->pacer);
   x->method = main_req ? s->rq.method : "GET";
   if (main_req) x->url = s->rq.url;
   x->body = main_req ? s->rq.body : NULL;
   x->body_len = main_req ? s->rq.body_len : 0;
   x->no_rewind = main_req && s->rq.create;
+  x->timeout_ms = 0;
+  if (s->deadline_at > 0) {
+    double left = (s->deadline_at - now) * 1000.0 + 1;
+    if (left < 1) left = 1;
+    if (left < (double)c->tr.timeout_ms || c->tr.timeout_ms <= 0) x->timeout_ms = (long)left;
+  }
   x->headers = x->body ? c->hdrs : c->hdrs->next;
   x->resp = s->resp;
   s->state = SL_RUNNING;
   cf_transport_start(&c->tr, x, e->pipewait);
 }
 
+/* Does slot k's operation check after an ambiguous create? */
+static int dedupes(const cf_slot *s) {
+  return s->rq.create && s->rq.list_url && s->rq.match;
+}
+
 /* Read slot k's finished exchange. Pushes the decoded envelope (returns 1)
-** or an err with nothing of the credential in it (returns 0); fills t. */
+** or an err with nothing of the credential in it (returns 0); fills t. A
+** create's answers (and its check's) tell the server's clock: the lower
+** bound of when it was first sent only grows. */
 static int interpret(lua_State *L, cf_engine *e, int k, cf_try *t) {
   cf_slot *s = &e->slots[k];
   if (s->x.hdrs.ratelimit[0]) cf_pace_header(&e->c->pacer, s->x.hdrs.ratelimit);
+  if (dedupes(s) && s->first_sent > 0 && s->x.hdrs.date[0]) {
+    long long since = cf_server_since(cf_http_date(s->x.hdrs.date), cf_now() - s->first_sent);
+    if (since > s->since) s->since = since;
+  }
   return cf_response_read(L, &s->x, s->path, e->c->secret, e->c->secret_len, t);
 }
 
-/* A page of slot k's collection arrived (envelope on top, popped). Returns
-** 1 when the listing is complete (AN_ACC holds it), 0 when the next page is
-** scheduled, -1 with an err pushed when the page is not a list. Listing
-** follows pages until total_pages, a short or empty page, a repeated page,
-** or MAX_PAGES. */
-static int page_done(lua_State *L, cf_engine *e, int k) {
-  cf_slot *s = &e->slots[k];
-  int env = lua_gettop(L), arr, acc, have_info = 0, more;
-  lua_Integer n, i, tp = 0, pp = s->phase == PH_PAGES ? s->rq.per_page : 0;
-  if (lua_getfield(L, env, "result") != LUA_TTABLE) {
-    cf_error_push(L, CF_E_DECODE, "GET %s: result is not a list", s->path);
-    lua_replace(L, env);
-    lua_settop(L, env);
-    return -1;
-  }
-  arr = lua_gettop(L);
-  n = (lua_Integer)lua_rawlen(L, arr);
-  page_key(L, arr);
-  anchored(L, e, k, AN_PREV);
-  if (n > 0 && lua_rawequal(L, -1, -2)) {   /* the same page again */
-    lua_settop(L, env - 1);
-    return 1;
-  }
-  lua_pop(L, 1);
-  anchor(L, e, k, AN_PREV);
-  anchored(L, e, k, AN_ACC);
-  acc = lua_gettop(L);
-  for (i = 1; i <= n; i++) {
-    lua_rawgeti(L, arr, i);
-    lua_rawseti(L, acc, ++s->total);
-  }
-  if (lua_getfield(L, env, "result_info") == LUA_TTABLE) {
-    have_info = 1;
-    if (lua_getfield(L, -1, "total_pages") == LUA_TNUMBER) tp = lua_tointeger(L, -1);
-    lua_pop(L, 1);
-    if (pp <= 0 && lua_getfield(L, -1, "per_page") == LUA_TNUMBER)
-      pp = lua_tointeger(L, -1);
-  }
-  lua_settop(L, env - 1);
-  more = !(s->phase == PH_PAGES && s->rq.page > 0) && s->page < MAX_PAGES &&
-         (have_info || pp > 0) &&
-         !(n == 0 || (tp > 0 && s->page >= tp) || (pp > 0 && n < pp));
-  if (!more) return 1;
-  s->page++;
-  set_page(L, e, k);
-  return 0;
-}
-
-/* The listed item (in the array at list) that the request body matches by
-** the resource's matcher (see the create contract in API.md): pushed (1),
-** or nothing (0). */
-static int match_listed(lua_State *L, int list, const cf_req *rq) {
-  int top = lua_gettop(L), req;
-  lua_Integer i, n;
-  lua_pushlstring(L, rq->body, rq->body_len);
-  if (!cf_json_decode(L)) {
-    lua_settop(L, top);
-    return 0;
-  }
-  req = lua_gettop(L);
-  n = (lua_Integer)lua_rawlen(L, list);
-  for (i = 1; i <= n; i++) {
-    lua_rawgeti(L, list, i);
-    if (lua_type(L, -1) == LUA_TTABLE && rq->match(L, req, lua_gettop(L))) {
-      lua_replace(L, top + 1);
-      lua_settop(L, top + 1);
-      return 1;
-    }
-    lua_pop(L, 1);
-  }
-  lua_settop(L, top);
-  return 0;
-}
-
-/* Log "<err>; retry n of m in w s" for the err on top (its message states
-** the request; the wait to 1/100 s). */
+/* Log "<err>; retry n of m in w s" for the err on top, and pop it (its
+** message states the request; the wait to 1/100 s). */
 static void log_retry(lua_State *L, cf_engine *e, int k, double wait) {
   cf_slot *s = &e->slots[k];
   char w[32];
   snprintf(w, sizeof w, "%.2f", wait);
   cf_client_log(L, CI, "info", "%s; retry %d of %d in %s s", luaL_tolstring(L, -1, NULL),
         s->attempt, e->c->max_retries, w);
-  lua_pop(L, 1);
+  lua_pop(L, 2);
 }
 
-/* The listing after an ambiguous create is over: found (the match on top,
-** 1) or not (0). */
-static void check_done(lua_State *L, cf_engine *e, int k, int found) {
+/* The check after an ambiguous create cannot finish (the listing's err on
+** top, popped; why: a few words): the operation fails with the create's err,
+** which now says it may have been made; kind "timeout" when the deadline
+** ended the check. Nothing more is sent. */
+void cf_unchecked(lua_State *L, cf_engine *e, int k, const char *why, int deadline) {
   cf_slot *s = &e->slots[k];
-  if (found) {
-    cf_client_log(L, CI, "warn", "found what the failed create made; not creating it again");
-    deliver(L, e, k, 1);
-    return;
+  cf_client_log(L, CI, "warn", "could not list %s to check for a committed create: %s",
+                s->rq.list_url + e->c->base_len, luaL_tolstring(L, -1, NULL));
+  lua_pop(L, 2);
+  cf_anchored(L, e, k, AN_ERR);
+  lua_getfield(L, -1, "message");
+  lua_pushfstring(L, "%s (it may have been made: %s; not sent again)",
+                  luaL_optstring(L, -1, "?"), why);
+  lua_setfield(L, -3, "message");
+  lua_pop(L, 1);
+  if (deadline) {
+    lua_pushliteral(L, CF_E_TIMEOUT);
+    lua_setfield(L, -2, "kind");
   }
-  cf_client_log(L, CI, "info", "nothing matching in %s: the create did not happen",
+  cf_deliver(L, e, k, 0);
+}
+
+/* Replace the err on top with a `timeout` err: slot k's deadline ended the
+** call (what: the last thing that failed or would have waited). */
+static void to_deadline(lua_State *L, cf_engine *e, int k) {
+  cf_slot *s = &e->slots[k];
+  const char *d = cf_push_secs(L, e->c->deadline);
+  cf_error_push(L, CF_E_TIMEOUT, "%s %s: deadline of %s s reached (%s)",
+                s->phase == PH_MAIN ? s->rq.method : "GET", s->path, d,
+                luaL_tolstring(L, -2, NULL));
+  lua_pushinteger(L, s->attempt);
+  lua_setfield(L, -2, "attempts");
+  lua_replace(L, -4);
+  lua_pop(L, 2);
+}
+
+/* The listing after an ambiguous create found nothing it made: send the
+** create again (or, with no tries or time left, fail with its err). */
+static void check_none(lua_State *L, cf_engine *e, int k) {
+  cf_slot *s = &e->slots[k];
+  cf_client_log(L, CI, "info", "nothing in %s is the failed create's: it did not happen",
         s->rq.list_url + e->c->base_len);
-  anchored(L, e, k, AN_ERR);
+  cf_anchored(L, e, k, AN_ERR);
   s->phase = PH_MAIN;
   s->attempt = s->main_attempt;
   s->path = s->rq.path;
   s->x.method = s->rq.method;
   if (s->last) {
-    deliver(L, e, k, 0);
+    cf_deliver(L, e, k, 0);
+    return;
+  }
+  if (s->deadline_at > 0 && cf_now() >= s->deadline_at) {
+    to_deadline(L, e, k);
+    cf_deliver(L, e, k, 0);
     return;
   }
   log_retry(L, e, k, 0);
-  lua_pop(L, 1);
   s->ready_at = 0;
+}
+
+/* The listing after an ambiguous create is complete (AN_ACC): pick what the
+** create made by the rule of API.md section 7 (dedupe.c). */
+static void check_done(lua_State *L, cf_engine *e, int k) {
+  cf_slot *s = &e->slots[k];
+  int r, acc;
+  const char *what;
+  cf_anchored(L, e, k, AN_ACC);
+  acc = lua_gettop(L);
+  what = lua_pushfstring(L, "%s %s", s->rq.method, s->rq.path);
+  r = cf_dedupe_pick(L, acc, &s->rq, s->since, what);
+  lua_remove(L, acc);
+  lua_remove(L, acc);
+  if (r == 0) {
+    check_none(L, e, k);
+    return;
+  }
+  if (r > 0)
+    cf_client_log(L, CI, "warn", "found what the failed create made (the same, created "
+                  "since it was sent); not creating it again");
+  else {
+    lua_pushinteger(L, s->main_attempt);
+    lua_setfield(L, -2, "attempts");
+    lua_getfield(L, -1, "message");
+    cf_client_log(L, CI, "warn", "%s", lua_tostring(L, -1));
+    lua_pop(L, 1);
+  }
+  cf_deliver(L, e, k, r > 0);
 }
 
 /* Is code one of the 0-terminated codes? */
@@ -317,104 +241,122 @@ static int is_dup_code(const int *codes, lua_Integer code) {
   return 0;
 }
 
+static void advance_fail(lua_State *L, cf_engine *e, int k, const cf_try *t);
+
 /* Slot k's try succeeded (the envelope on top): deliver the result object,
-** or take the page and go on listing. */
+** or take the page and go on listing. A result that is not an object (or,
+** for a create, has no id) is `decode`; for a create it is ambiguous (the
+** server said yes, but not what it made): checked like a 5xx. */
 static void advance_ok(lua_State *L, cf_engine *e, int k) {
   cf_slot *s = &e->slots[k];
   int r;
   if (s->phase == PH_MAIN) {           /* the result object is the value */
-    if (lua_getfield(L, -1, "result") != LUA_TTABLE) {
-      cf_error_push(L, CF_E_DECODE, "%s %s: the response has no result object",
-                    s->x.method, s->path);
+    int bad;
+    lua_getfield(L, -1, "result");
+    bad = !cf_is_object(L, -1);
+    if (!bad && s->rq.create) {
+      bad = lua_getfield(L, -1, "id") != LUA_TSTRING;
+      lua_pop(L, 1);
+    }
+    if (bad) {
+      cf_error_push(L, CF_E_DECODE, "%s %s: the response has no result object%s",
+                    s->x.method, s->path, s->rq.create ? " with an id" : "");
       cf_response_fields(L, &s->x);
       lua_remove(L, -2);
       lua_remove(L, -2);
-      deliver(L, e, k, 0);
+      if (dedupes(s)) {
+        cf_try t;
+        memset(&t, 0, sizeof t);
+        t.retryable = t.ambiguous = 1;
+        advance_fail(L, e, k, &t);
+      } else cf_deliver(L, e, k, 0);
       return;
     }
     lua_remove(L, -2);
-    deliver(L, e, k, 1);
+    cf_deliver(L, e, k, 1);
     return;
   }
-  r = page_done(L, e, k);
+  r = cf_page_done(L, e, k);
   if (r < 0) {
-    if (s->phase == PH_PAGES) deliver(L, e, k, 0);
-    else {
-      lua_pop(L, 1);
-      cf_client_log(L, CI, "warn", "could not list %s to check for a committed create",
-                    s->rq.list_url + e->c->base_len);
-      anchored(L, e, k, AN_ERR);
-      deliver(L, e, k, 0);
-    }
+    if (s->phase == PH_PAGES) cf_deliver(L, e, k, 0);
+    else cf_unchecked(L, e, k, "the listing to check could not be read", 0);
   } else if (r == 1) {
     if (s->phase == PH_PAGES) {
-      anchored(L, e, k, AN_ACC);
-      deliver(L, e, k, 1);
-    } else {
-      int acc;
-      anchored(L, e, k, AN_ACC);
-      acc = lua_gettop(L);
-      r = match_listed(L, acc, &s->rq);
-      if (r) lua_remove(L, acc);
-      else lua_pop(L, 1);
-      check_done(L, e, k, r);
-    }
+      cf_anchored(L, e, k, AN_ACC);
+      cf_deliver(L, e, k, 1);
+    } else check_done(L, e, k);
   }
 }
 
 /* Slot k's try failed (the err on top): give up, retry after a wait, or
-** (a create that may have happened) list the collection to find out. */
+** (a create that may have happened) list the collection to find out. A
+** 429 pauses every request of the client, whether this
+** operation then waits or gives up; a wait beyond max_retry_wait or past
+** the deadline is not slept through. */
 static void advance_fail(lua_State *L, cf_engine *e, int k, const cf_try *t) {
   cf_client *c = e->c;
   cf_slot *s = &e->slots[k];
-  int last;
-  double wait = 0, now;
+  int last, limited = s->x.status == 429;   /* API.md section 5: a 429 pauses all */
+  double wait = 0, now = cf_now();
   lua_pushinteger(L, s->attempt);
   lua_setfield(L, -2, "attempts");
   last = !t->retryable || s->attempt > c->max_retries;
-  now = cf_now();
-  if (!last) {
-    wait = t->has_retry_after ? t->retry_after : cf_backoff(&c->pacer, s->attempt);
-    if (t->has_retry_after && t->retry_after > c->max_retry_wait) {
-      cf_client_log(L, CI, "warn", "%s %s: server asked to wait %f s, more than "
-                    "max_retry_wait; giving up", s->x.method, s->path, t->retry_after);
-      last = 1;
-    } else if (t->has_retry_after) {
-      cf_pace_pause(&c->pacer, now + wait);   /* no request of this client starts */
+  wait = t->has_retry_after ? t->retry_after : cf_backoff(&c->pacer, s->attempt);
+  if (limited) cf_pace_pause(&c->pacer, now + wait);   /* no request of this client starts */
+  if (!last && wait > c->max_retry_wait) {
+    const char *w = cf_push_secs(L, wait), *m = cf_push_secs(L, c->max_retry_wait);
+    cf_client_log(L, CI, "warn", "%s %s: the server asked to wait %s s, more than "
+                  "max_retry_wait (%s s); giving up (err.retry_after)", s->x.method, s->path, w, m);
+    lua_pop(L, 2);
+    last = 1;
+  }
+  if (s->deadline_at > 0 && (now >= s->deadline_at || (!last && now + wait >= s->deadline_at))) {
+    if (s->phase == PH_CHECK) {
+      cf_unchecked(L, e, k, "the deadline ended the check", 1);
+      return;
     }
+    if (!(dedupes(s) && (t->ambiguous || s->was_ambiguous))) {
+      to_deadline(L, e, k);
+      cf_deliver(L, e, k, 0);
+      return;
+    }
+    to_deadline(L, e, k);
+    lua_getfield(L, -1, "message");
+    lua_pushfstring(L, "%s (it may have been made: no time left to check; not sent again)",
+                    lua_tostring(L, -1));
+    lua_setfield(L, -3, "message");
+    lua_pop(L, 1);
+    cf_deliver(L, e, k, 0);
+    return;
   }
   if (s->phase == PH_CHECK) {
     if (last) {
-      cf_client_log(L, CI, "warn", "could not list %s to check for a committed create: %s",
-                    s->rq.list_url + c->base_len, luaL_tolstring(L, -1, NULL));
-      lua_pop(L, 2);
-      anchored(L, e, k, AN_ERR);       /* the create's err stays */
-      deliver(L, e, k, 0);
+      cf_unchecked(L, e, k, "the listing to check failed", 0);
       return;
     }
-  } else if (s->phase == PH_MAIN && s->rq.create && s->rq.list_url && s->rq.match &&
+  } else if (s->phase == PH_MAIN && dedupes(s) &&
              (t->ambiguous || (s->was_ambiguous && is_dup_code(s->rq.dup_codes, t->code)))) {
     s->was_ambiguous = 1;
     s->last = last;
     s->main_attempt = s->attempt;
-    anchor(L, e, k, AN_ERR);
+    cf_anchor(L, e, k, AN_ERR);
     cf_client_log(L, CI, "warn", "create may have reached the server; listing %s to check",
                   s->rq.list_url + c->base_len);
-    begin_pages(L, e, k, PH_CHECK);
+    cf_begin_pages(L, e, k, PH_CHECK);
     /* give a slow server time to commit */
-    s->ready_at = last ? 0 : cf_now() + wait;
+    s->ready_at = last ? 0 : now + wait;
     return;
   }
   if (last) {
-    deliver(L, e, k, 0);
+    cf_deliver(L, e, k, 0);
     return;
   }
   log_retry(L, e, k, wait);
-  lua_pop(L, 1);
-  s->ready_at = cf_now() + wait;
+  s->ready_at = now + wait;
 }
 
-/* Slot k's exchange is finished: decide what comes next. */
+/* Slot k's exchange is finished: decide what comes next. A create's 2xx
+** whose body cannot be read (204, an empty 201) is ambiguous: checked. */
 static void advance(lua_State *L, cf_engine *e, int k) {
   cf_slot *s = &e->slots[k];
   cf_try t;
@@ -423,12 +365,21 @@ static void advance(lua_State *L, cf_engine *e, int k) {
   s->state = SL_READY;
   s->ready_at = 0;
   if (interpret(L, e, k, &t)) advance_ok(L, e, k);
-  else advance_fail(L, e, k, &t);
+  else {
+    if (s->phase == PH_MAIN && dedupes(s) && s->x.rc == CURLE_OK && s->x.status >= 200 &&
+        s->x.status < 300)
+      t.ambiguous = t.retryable = 1;
+    advance_fail(L, e, k, &t);
+  }
 }
 
 /* The engine proper, run under lua_pcall.
 ** 1: client, 2: engine (light userdata), 3: anchors, 4: the single value,
-** 5: prep's argument, 6: results, 7: on_progress. */
+** 5: prep's argument, 6: results, 7: on_progress.
+** Each round: free slots take the next operations; ready slots start
+** (or say how long they wait); transfers run until one finishes or the
+** earliest wait ends (at most 1 s); finished ones advance. When nothing
+** runs and every slot waits, on_progress hears of the wait. */
 static int engine_main(lua_State *L) {
   cf_engine *e = (cf_engine *)lua_touserdata(L, 2);
   cf_client *c = e->c;
@@ -438,8 +389,8 @@ static int engine_main(lua_State *L) {
   e->sp.results = e->sp.results ? 6 : 0;
   e->sp.progress = e->sp.progress ? 7 : 0;
   while (e->done < e->sp.n) {
-    double now, wake, w;
-    int k, running = 0, finished = 0, paced, done0 = e->done;
+    double now, wake, first = 0, at;
+    int k, running = 0, finished = 0, why, first_why = 0, done0 = e->done, r;
     cf_client_hookpoint(L);   /* SIGINT (lua.c's hook) propagates from waits */
     now = cf_now();
     wake = now + 1.0;
@@ -448,26 +399,25 @@ static int engine_main(lua_State *L) {
     for (k = 0; k < e->nslots; k++) {
       cf_slot *s = &e->slots[k];
       if (s->state == SL_READY) {
-        if (s->ready_at > now) {
-          if (s->ready_at < wake) wake = s->ready_at;
-          continue;
-        }
-        if ((w = cf_pace_wait(&c->pacer, now, &paced)) > 0) {
-          if (paced && !e->pace_logged) {
-            e->pace_logged = 1;
-            cf_client_log(L, CI, "info", "pacing: waiting %f s before the next request", w);
+        r = cf_slot_ready(L, e, k, now, &at, &why);
+        if (r < 0) continue;
+        if (r == 0) {
+          if (at < wake) wake = at;
+          if (first == 0 || at < first) {
+            first = at;
+            first_why = why;
           }
-          if (now + w < wake) wake = now + w;
           continue;
         }
         e->pace_logged = 0;
+        e->waiting = 0;
         if (c->closed) {   /* on_log or on_progress closed the client */
           s->attempt++;
           cf_error_push(L, CF_E_USAGE, "%s %s: the client was closed during the request",
                         s->phase == PH_MAIN ? s->rq.method : "GET", s->path);
           lua_pushinteger(L, s->attempt);
           lua_setfield(L, -2, "attempts");
-          deliver(L, e, k, 0);
+          cf_deliver(L, e, k, 0);
           continue;
         }
         start(e, k, now);
@@ -491,7 +441,13 @@ static int engine_main(lua_State *L) {
         }
       }
     } else if (running == 0 && e->done == done0 && wake > now) {
-      cf_sleep(wake - now);     /* every slot waits (backoff, pacing) */
+      if (first > 0 && (!e->waiting || now >= e->next_report)) {
+        e->waiting = 1;
+        e->next_report = now + REPORT_EVERY;
+        cf_report_wait(L, e, first - now, first_why == CF_WAIT_NONE ? "retry" : "rate limit");
+        now = cf_now();
+      }
+      if (wake > now) cf_sleep(wake - now);   /* every slot waits (backoff, pacing) */
     }
     for (k = 0; k < e->nslots; k++)
       if (e->slots[k].state == SL_RUNNING && e->slots[k].x.finished)
@@ -514,6 +470,22 @@ static void engine_cleanup(cf_engine *e) {
     }
     cf_buf_free(&s->own_resp);
     cf_buf_free(&s->body);
+  }
+}
+
+/* A callback raised: the operations under way are abandoned (their
+** exchanges taken off the multi). results[i] = { ok = false, pending = true }
+** says so: a create among them may have been made. */
+static void mark_pending(lua_State *L, cf_engine *e, int res) {
+  int k;
+  for (k = 0; k < e->nslots; k++) {
+    if (e->slots[k].op == 0) continue;
+    lua_createtable(L, 0, 2);
+    lua_pushboolean(L, 0);
+    lua_setfield(L, -2, "ok");
+    lua_pushboolean(L, 1);
+    lua_setfield(L, -2, "pending");
+    lua_rawseti(L, res, e->slots[k].op);
   }
 }
 
@@ -555,6 +527,7 @@ int cf_client_exec(lua_State *L, cf_client *c, const cf_exec_spec *sp) {
   c->busy++;
   rc = lua_pcall(L, 7, res ? 0 : 1, 0);
   c->busy--;
+  if (rc != LUA_OK && res) mark_pending(L, e, res);
   engine_cleanup(e);   /* no transfer stays on the multi, error or not */
   cf_client_idle(c);   /* closed during the run: released now */
   if (rc != LUA_OK) lua_error(L);

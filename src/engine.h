@@ -8,10 +8,11 @@
 
 #include "client.h"
 
-/* Does the decoded request body at req match the listed item at listed
-** (both absolute stack indices)? The resource's own rules (e.g. a policy's
-** IP normalisation) live in the matcher, not in the engine. */
-typedef int (*cf_match_fn)(lua_State *L, int req, int listed);
+/* Is the listed item at listed the server's copy of the decoded request
+** body at req (both absolute stack indices), a body of `kind`? The
+** resource's own rules (for policies: cfaccess.same) live in the matcher;
+** the engine adds the created-no-earlier guard (dedupe.c). */
+typedef int (*cf_match_fn)(lua_State *L, int req, int listed, cf_kind kind);
 
 /* One operation as the engine runs it. Strings are owned by Lua values
 ** that stay alive while the operation runs. */
@@ -27,6 +28,9 @@ typedef struct cf_req {
                             ** after an ambiguous create) */
   lua_Integer page, per_page;   /* list: page > 0 gets only that page */
   cf_match_fn match;        /* create: finds the item it may have made */
+  cf_kind kind;             /* create: the body's kind, for the matcher */
+  int warnings;             /* which value prep pushed (1-4) is the body's
+                            ** validation warnings (results[i].warnings); 0: none */
   const int *dup_codes;     /* create: API error codes (0-terminated) that,
                             ** after an ambiguous try, mean "it exists" */
 } cf_req;

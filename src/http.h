@@ -38,6 +38,7 @@ typedef struct cf_hdrs {
   char retry_after_ms[32]; /* retry-after-ms */
   char should_retry[16];   /* x-should-retry */
   char ratelimit[128];     /* Ratelimit */
+  char date[40];           /* Date: the server's clock (no-duplicate create) */
 } cf_hdrs;
 
 /* One HTTP exchange: everything curl needs for a request and everything it
@@ -50,6 +51,7 @@ typedef struct cf_exchange {
   const char *body;            /* NULL for no body */
   size_t body_len;
   int no_rewind;               /* creates: refuse libcurl's silent re-send */
+  long timeout_ms;             /* this try's timeout (0: the client's) */
   struct curl_slist *headers;  /* request headers (owned by the client) */
   cf_buf *resp;                /* where the body goes (owned by the client;
                                ** its cap is max_response_bytes) */
@@ -94,6 +96,7 @@ typedef struct cf_transport {
   CURLSH *share;    /* TLS sessions, only with copy_each */
   int copy_each;
   int easy_busy;    /* the configured handle runs an exchange */
+  long timeout_ms;  /* the client's timeout per try */
 } cf_transport;
 
 /* curl_global_init once per process (thread-safe). 0 on failure. */

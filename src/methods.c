@@ -10,19 +10,19 @@
 #include "apps.h"
 #include "resources.h"
 
-/* Encode the body at idx. Returns the buffer and pushes one value (its
-** owner userdata, or nil when it is the client's own buffer), or returns
-** NULL with err pushed. The client's buffer saves an allocation and a
+/* Encode the body at idx. Returns the buffer and pushes two values (its
+** owner userdata, or nil when it is the client's own buffer; then the
+** validator's warnings, or nil), or returns NULL with err pushed. The client's buffer saves an allocation and a
 ** finalizer per request; a call re-entered from on_log while a request is
 ** in flight gets a buffer of its own. */
-static cf_buf *encode_body(lua_State *L, cf_client *c, int idx, const cf_encode_opts *o) {
+static cf_buf *encode_body(lua_State *L, cf_client *c, int idx, const cf_body_opts *o) {
   cf_buf *b;
   if (c->busy == 0) {
     b = &c->body;
     cf_buf_reset(b);
     lua_pushnil(L);
   } else b = cf_buf_push(L);
-  if (!cf_policy_encode(L, idx, o, NULL, b)) {
+  if (!cf_body_encode(L, idx, o, NULL, b)) {
     lua_remove(L, -2);
     return NULL;
   }
@@ -43,13 +43,13 @@ static int check_id(lua_State *L, int idx, const char *name, cf_idfmt f) {
 /* The encoding options at idx (nil, or a table: checked by the caller),
 ** the kind fitted to the resource and the client's scope. */
 static int read_encode_opts(lua_State *L, const cf_resource *r, cf_verb v,
-                            const cf_client *c, int idx, cf_encode_opts *o) {
+                            const cf_client *c, int idx, cf_body_opts *o) {
   int has_kind = 0;
   if (!lua_isnoneornil(L, idx)) {
     has_kind = lua_getfield(L, idx, "kind") != LUA_TNIL;
     lua_pop(L, 1);
   }
-  if (!cf_encode_opts_read(L, idx, o)) return 0;
+  if (!cf_body_opts_read(L, idx, o)) return 0;
   if (!cf_kind_check(L, r, v, c, has_kind, &o->kind)) {
     cf_error_push(L, CF_E_USAGE, "kind: %s", lua_tostring(L, -1));
     lua_remove(L, -2);
@@ -65,7 +65,8 @@ static int method_call(lua_State *L) {
   cf_verb v = (cf_verb)lua_tointeger(L, lua_upvalueindex(2));
   cf_client *c = cf_client_check(L);
   int a = 2, parent = 0, item = 0, body = 0, opts;
-  cf_encode_opts eo;
+  cf_body_opts eo;
+  int warnings = 0, n;
   cf_req rq;
   if (r->parent) parent = a++;
   if (v == CF_GET || v == CF_UPDATE || v == CF_DELETE) item = a++;
@@ -95,8 +96,31 @@ static int method_call(lua_State *L) {
     if (b == NULL) return cf_fail(L);
     rq.body = b->data;   /* owned by the client or the userdata on the stack */
     rq.body_len = b->len;
+    rq.kind = eo.kind;
+    warnings = lua_gettop(L);
+    cf_log_warnings(L, 1, rq.method, rq.path, warnings);
   }
-  return cf_client_run(L, c, &rq);
+  n = cf_client_run(L, c, &rq);
+  if (n == 1 && warnings && !lua_isnil(L, warnings)) {   /* result, nil, warnings */
+    lua_pushnil(L);
+    lua_pushvalue(L, warnings);
+    return 3;
+  }
+  return n;
+}
+
+void cf_log_warnings(lua_State *L, int ci, const char *method, const char *path, int w) {
+  lua_Integer i, n;
+  if (lua_type(L, w) != LUA_TTABLE) return;
+  n = (lua_Integer)lua_rawlen(L, w);
+  for (i = 1; i <= n; i++) {
+    lua_rawgeti(L, w, i);
+    lua_getfield(L, -1, "path");
+    lua_getfield(L, -2, "message");
+    cf_client_log(L, ci, "warn", "%s %s: validation warning at %s: %s", method, path,
+                  luaL_optstring(L, -2, ""), luaL_optstring(L, -1, ""));
+    lua_pop(L, 3);
+  }
 }
 
 void cf_methods_register(lua_State *L) {

@@ -61,26 +61,34 @@ static double rand01(cf_pacer *p) {   /* xorshift64*: per-client state */
   return (double)((x * 2685821657736338717ULL) >> 11) / 9007199254740992.0;
 }
 
-double cf_pace_wait(const cf_pacer *p, double now, int *paced) {
+double cf_pace_wait(const cf_pacer *p, double now, int *why) {
   double wait = 0;
-  *paced = 0;
+  *why = CF_WAIT_NONE;
   if (p->on) {
     int k = p->requests - p->inflight;  /* responses allowed in window + 1 */
-    if (p->not_before > now) wait = p->not_before - now;
     if (k <= 0) {
-      if (wait < p->per) wait = p->per;   /* until one finishes */
+      wait = p->per;                      /* until one finishes */
     } else if (p->count >= k) {
       double t = p->ring[(p->head + p->count - k) % p->requests] + p->per - now;
       if (t > wait) wait = t;
     }
-    *paced = wait > 0;
+    if (wait > 0) *why = CF_WAIT_OWN;
+    if (p->budget <= 0 && p->budget_until - now > wait) {
+      wait = p->budget_until - now;
+      *why = CF_WAIT_SERVER;
+    }
   }
-  if (p->pause_until - now > wait) wait = p->pause_until - now;
+  if (p->pause_until - now > wait) {
+    wait = p->pause_until - now;
+    *why = CF_WAIT_SERVER;
+  }
   return wait;
 }
 
 void cf_pace_take(cf_pacer *p) {
-  if (p->on) p->inflight++;
+  if (!p->on) return;
+  p->inflight++;
+  if (p->budget > 0 && p->budget_until > cf_now()) p->budget--;
 }
 
 void cf_pace_done(cf_pacer *p) {
@@ -97,20 +105,31 @@ void cf_pace_done(cf_pacer *p) {
   }
 }
 
-/* `Ratelimit: "default";r=<remaining>;t=<seconds>`: when little is left,
-** spread the remaining requests over the window (r=0: wait t). */
+/* `Ratelimit: "default";r=<remaining>;t=<seconds>`: r more requests may
+** start in the next t seconds, less the ones of ours still in flight (the
+** server has not counted them yet, or counts them after this answer): a
+** batch must not draw 429s from requests it already had out. Answers of
+** the same window (its end within a second of the one known) can arrive
+** out of order: the smallest budget wins. r=0: wait t (the engine fails at
+** once if that is beyond max_retry_wait). */
 void cf_pace_header(cf_pacer *p, const char *v) {
   const char *r = strstr(v, ";r="), *t = strstr(v, ";t=");
   long rem, secs;
-  double wait, until;
+  double now, until;
+  int left;
   if (!p->on || r == NULL || t == NULL) return;
   rem = strtol(r + 3, NULL, 10);
   secs = strtol(t + 3, NULL, 10);
-  if (rem < 0 || secs <= 0 || rem >= 10) return;
-  wait = (double)secs / (double)(rem + 1);
-  if (wait > p->max_wait) wait = p->max_wait;
-  until = cf_now() + wait;
-  if (until > p->not_before) p->not_before = until;
+  if (rem < 0 || secs <= 0 || secs > 100000000L) return;
+  if (rem > 1000000000L) rem = 1000000000L;
+  now = cf_now();
+  until = now + (double)secs;
+  left = (int)(rem - p->inflight);
+  if (p->budget_until > now && until - p->budget_until < 1.0 &&
+      p->budget_until - until < 1.0) {
+    if (left < p->budget) p->budget = left;   /* same window */
+  } else p->budget = left;
+  p->budget_until = until;
 }
 
 void cf_pace_pause(cf_pacer *p, double until) {

@@ -16,9 +16,10 @@ typedef struct cf_pacer {
   double *ring;             /* response times of the last `requests` (malloc) */
   int head, count;
   int inflight;             /* paced requests started, not yet answered */
-  double not_before;        /* monotonic time: Ratelimit header said wait */
-  double pause_until;       /* monotonic time: a Retry-After pauses all */
-  double max_wait;          /* max_retry_wait: caps a Ratelimit wait */
+  int budget;               /* starts the Ratelimit header leaves ... */
+  double budget_until;      /* ... before this monotonic time (its window end) */
+  double pause_until;       /* monotonic time: a 429 (Retry-After) pauses all */
+  double max_wait;          /* max_retry_wait (the engine fails beyond it) */
   uint64_t rng;             /* xorshift state for backoff jitter */
 } cf_pacer;
 
@@ -30,15 +31,19 @@ CF_INTERNAL void cf_sleep(double s);
 CF_INTERNAL int cf_pacer_init(cf_pacer *p, int on, int requests, double per,
                               double max_wait, uint64_t seed);
 CF_INTERNAL void cf_pacer_free(cf_pacer *p);   /* idempotent */
-/* Seconds until a request may start (0: now). *paced is set when it is the
-** client's own pacing (window full, Ratelimit header) that holds it back; a
-** server's Retry-After (pause_until) pauses every start too. */
-CF_INTERNAL double cf_pace_wait(const cf_pacer *p, double now, int *paced);
+/* Why a request waits (cf_pace_wait's *why). */
+enum { CF_WAIT_NONE = 0, CF_WAIT_OWN, CF_WAIT_SERVER };
+/* Seconds until a request may start (0: now). *why: CF_WAIT_OWN when it is
+** the client's own window that holds it back, CF_WAIT_SERVER when the
+** server asked (the Ratelimit header's budget is spent, or a 429's pause,
+** which holds every start even with pacing off). */
+CF_INTERNAL double cf_pace_wait(const cf_pacer *p, double now, int *why);
 CF_INTERNAL void cf_pace_take(cf_pacer *p);   /* a request starts */
 CF_INTERNAL void cf_pace_done(cf_pacer *p);   /* ... and is over */
-/* A `Ratelimit` response header value. */
+/* A `Ratelimit` response header value (read after cf_pace_done of its
+** own request, so `inflight` counts the others still out). */
 CF_INTERNAL void cf_pace_header(cf_pacer *p, const char *ratelimit);
-/* Retry-After: no request starts before `until` (monotonic). */
+/* A 429: no request starts before `until` (monotonic). */
 CF_INTERNAL void cf_pace_pause(cf_pacer *p, double until);
 /* Seconds to wait before try attempt + 1 (exponential, jittered). */
 CF_INTERNAL double cf_backoff(cf_pacer *p, int attempt);

@@ -6,88 +6,18 @@
 #include <stddef.h>
 #include <string.h>
 
+#include "match.h"
 #include "resources.h"
 
 /* ---- per-resource rules ---------------------------------------------- */
 
-/* Is the IP string s (n bytes) a single host written with its /32 or /128?
-** Then its length without the suffix, else n. */
-static size_t ip_host_len(const char *s, size_t n) {
-  if (n > 3 && memcmp(s + n - 3, "/32", 3) == 0 && memchr(s, ':', n) == NULL) return n - 3;
-  if (n > 4 && memcmp(s + n - 4, "/128", 4) == 0) return n - 4;
-  return n;
-}
-
-/* Access policies: does the request value at idx match the listed value
-** at gidx (see the create contract in API.md)? Every field the request
-** set must be equal; absent/null listed values match false and empty
-** tables; an `ip` rule's 1.2.3.4 equals 1.2.3.4/32. key: the field name. */
-static int policy_value_match(lua_State *L, int idx, int gidx, const char *key) {
-  int rt, gt;
-  idx = lua_absindex(L, idx);
-  gidx = lua_absindex(L, gidx);
-  rt = lua_type(L, idx);
-  gt = lua_type(L, gidx);
-  luaL_checkstack(L, 6, "cfaccess: policy too deep");
-  if (gt == LUA_TNIL || (gt == LUA_TLIGHTUSERDATA && lua_touserdata(L, gidx) == NULL)) {
-    if (rt == LUA_TBOOLEAN) return !lua_toboolean(L, idx);
-    if (rt == LUA_TTABLE) {
-      int empty;
-      lua_pushnil(L);
-      empty = lua_next(L, idx) == 0;
-      if (!empty) lua_pop(L, 2);
-      return empty;
-    }
-    return 0;
-  }
-  if (rt != gt) return 0;
-  if (rt == LUA_TNUMBER || rt == LUA_TBOOLEAN)
-    return lua_compare(L, idx, gidx, LUA_OPEQ);
-  if (rt == LUA_TSTRING) {
-    size_t rn, gn;
-    const char *r = lua_tolstring(L, idx, &rn), *g = lua_tolstring(L, gidx, &gn);
-    if (rn == gn && memcmp(r, g, rn) == 0) return 1;
-    if (key && strcmp(key, "ip") == 0) {   /* 1.2.3.4 == 1.2.3.4/32 */
-      rn = ip_host_len(r, rn);
-      gn = ip_host_len(g, gn);
-      return rn == gn && memcmp(r, g, rn) == 0;
-    }
-    return 0;
-  }
-  if (rt == LUA_TTABLE) {
-    lua_Integer n = (lua_Integer)lua_rawlen(L, idx), i;
-    if (n > 0) {                      /* array: same length, element-wise */
-      if ((lua_Integer)lua_rawlen(L, gidx) != n) return 0;
-      for (i = 1; i <= n; i++) {
-        int ok;
-        lua_rawgeti(L, idx, i);
-        lua_rawgeti(L, gidx, i);
-        ok = policy_value_match(L, -2, -1, key);
-        lua_pop(L, 2);
-        if (!ok) return 0;
-      }
-      return 1;
-    }
-    lua_pushnil(L);
-    while (lua_next(L, idx) != 0) {   /* object: every key the request set */
-      int ok;
-      const char *k = lua_type(L, -2) == LUA_TSTRING ? lua_tostring(L, -2) : NULL;
-      lua_pushvalue(L, -2);
-      lua_rawget(L, gidx);
-      ok = policy_value_match(L, -2, -1, k);
-      lua_pop(L, 2);
-      if (!ok) {
-        lua_pop(L, 1);
-        return 0;
-      }
-    }
-    return 1;
-  }
-  return 0;
-}
-
-static int policy_match(lua_State *L, int req, int listed) {
-  return lua_type(L, listed) == LUA_TTABLE && policy_value_match(L, req, listed, NULL);
+/* Access policies: is the listed item at `listed` the server's copy of
+** the request body at req, sent as `kind`? cfaccess.same (match.c, API.md
+** section 7): the server's defaults filled in, /32 and /128, empty lists as
+** absent, read-only fields ignored; never "fields the request left out
+** match anything". The engine adds the created-no-earlier guard. */
+static int policy_match(lua_State *L, int req, int listed, cf_kind kind) {
+  return lua_type(L, listed) == LUA_TTABLE && cf_policy_same(L, req, listed, kind);
 }
 
 /* A create retried after an ambiguous try may be refused because the first
@@ -130,8 +60,9 @@ static const cf_resource resources[] = {
     .item = "app_id", .item_fmt = CF_ID_UUID_OR_HEX32,
     .scopes = CF_SCOPE_ACCOUNT | CF_SCOPE_ZONE },
   /* Access groups: the rule union of policies, body kind "group". A group
-  ** create that may have happened is looked for like a policy's (every
-  ** field the request set); the API has no "it exists" code for groups. */
+  ** create that may have happened is looked for like a policy's
+  ** (cfaccess.same as kind "group", created since it was sent); the API has
+  ** no "it exists" code for groups. */
   { .name = "Access groups",
     .method = { [CF_LIST] = "list_groups", [CF_GET] = "get_group",
                 [CF_CREATE] = "create_group", [CF_UPDATE] = "update_group",

@@ -72,4 +72,10 @@ CF_INTERNAL const cf_argset *cf_list_options(void);
 CF_INTERNAL void cf_resource_request(lua_State *L, cf_client *c, const cf_resource *r,
                                      cf_verb v, int parent, int item, cf_req *rq);
 
+/* on_log (client at stack index ci) one "warn" line per validator warning
+** in the list at w (nil: none): "POST <path>: validation warning at
+** <path>: <message>" (methods.c). */
+CF_INTERNAL void cf_log_warnings(lua_State *L, int ci, const char *method, const char *path,
+                                 int w);
+
 #endif

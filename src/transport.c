@@ -82,6 +82,8 @@ static size_t on_header(char *ptr, size_t size, size_t nitems, void *ud) {
     keep(x->hdrs.should_retry, sizeof x->hdrs.should_retry, ptr + vs, ve - vs);
   else if (HDR_IS("ratelimit"))
     keep(x->hdrs.ratelimit, sizeof x->hdrs.ratelimit, ptr + vs, ve - vs);
+  else if (HDR_IS("date"))
+    keep(x->hdrs.date, sizeof x->hdrs.date, ptr + vs, ve - vs);
 #undef HDR_IS
   return n;
 }
@@ -190,6 +192,7 @@ int cf_transport_init(cf_transport *t, const cf_transport_cfg *cfg, char *err,
   else if (cfg->allow_http) SET(CURLOPT_NOPROXY, "*");
   SET(CURLOPT_CONNECTTIMEOUT_MS, cfg->connect_timeout_ms);
   SET(CURLOPT_TIMEOUT_MS, cfg->timeout_ms);
+  t->timeout_ms = cfg->timeout_ms;
   SET(CURLOPT_LOW_SPEED_LIMIT, 1L);
   SET(CURLOPT_LOW_SPEED_TIME, low_speed_time);
   SET(CURLOPT_TCP_KEEPALIVE, 1L);
@@ -256,6 +259,7 @@ int cf_transport_start(cf_transport *t, cf_exchange *x, int pipewait) {
   SET(CURLOPT_PIPEWAIT, (long)(pipewait != 0));
   SET(CURLOPT_ERRORBUFFER, x->errbuf);
   SET(CURLOPT_URL, x->url);
+  SET(CURLOPT_TIMEOUT_MS, x->timeout_ms > 0 ? x->timeout_ms : t->timeout_ms);
   SET(CURLOPT_HTTPHEADER, x->headers);
   SET(CURLOPT_WRITEDATA, (void *)x->resp);
   SET(CURLOPT_HEADERDATA, (void *)x);

@@ -426,8 +426,8 @@ describe("cfaccess client faults", function()
     end)
 
     it("obeys a Ratelimit header added to a normal answer", function()
+      -- the header's 1 s wait is slept through (within max_retry_wait)
       local c = assert(core.client{ account_id = ACCT, api_token = TOKEN, base_url = m.base_url,
-                                    max_retry_wait = 0.2,    -- caps the header's 1 s wait
                                     on_log = function(l, msg) lines[#lines + 1] = l .. " " .. msg end })
       m:fault{ action = "headers", method = "GET", headers = { Ratelimit = '"default";r=0;t=1' } }
       assert.same({}, assert(c:list_app_policies(APP)))
@@ -445,15 +445,20 @@ describe("cfaccess client faults", function()
       c:close()
     end)
 
-    it("slows down when the Ratelimit header says nothing is left", function()
+    it("fails at once with retry_after when the Ratelimit header's wait exceeds max_retry_wait", function()
+      -- issue 10 item 12: r=0;t=100000 used to stretch every call to
+      -- max_retry_wait with no error
       local c = assert(core.client{ account_id = ACCT, api_token = TOKEN, base_url = m.base_url,
-                                    max_retry_wait = 0.2,    -- caps the header's wait
+                                    max_retry_wait = 5,
                                     on_log = function(l, msg) lines[#lines + 1] = l .. " " .. msg end })
-      m:config{ ratelimit_remaining = 0 }
+      m:fault{ action = "headers", method = "GET", headers = { Ratelimit = '"default";r=0;t=100000' } }
       assert(c:list_app_policies(APP))
-      assert(c:list_app_policies(APP))
-      local logged = table.concat(lines, "\n")
-      assert.truthy(logged:find("pacing", 1, true), logged)
+      local r, err = c:list_app_policies(APP)
+      assert.is_nil(r)
+      assert.equal("api", err.kind)
+      assert.equal(100000, err.retry_after)
+      assert.truthy(err.message:find("max_retry_wait", 1, true), err.message)
+      assert.equal(1, m:count("GET"))           -- the second was never sent
       c:close()
     end)
   end)

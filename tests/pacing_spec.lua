@@ -89,13 +89,13 @@ describe("pacing under concurrency", function()
     c:close()
   end)
 
-  it("slows every op when the Ratelimit header says little is left", function()
-    local WAIT, CONC = 0.5, 6
+  it("holds every op while the Ratelimit header says nothing is left, counting its own in flight", function()
+    local WAIT, CONC = 1, 6
     local lines = {}
     local c = assert(core.client{ account_id = ACCT, api_token = TOKEN, base_url = m.base_url,
-                                  max_retry_wait = WAIT,   -- caps the header's wait
                                   on_log = function(l, msg) lines[#lines + 1] = l .. " " .. msg end })
-    m:config{ ratelimit_remaining = 0 }
+    -- the first wave's answers say: nothing left for WAIT s (r=0;t=1)
+    m:fault{ action = "headers", method = "POST", times = CONC, headers = { Ratelimit = '"default";r=0;t=1' } }
     local results = assert(c:batch(creates(12, "h"), { concurrency = CONC }))
     for i = 1, 12 do assert.is_true(results[i].ok) end
     local t = times(m:log())

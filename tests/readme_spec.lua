@@ -138,7 +138,7 @@ describe("README.md", function()
       "cfaccess.encode", "cfaccess.validate", "cfaccess.client", "_VERSION", "allow_unknown",
       -- client options
       "account_id", "zone_id", "api_token", "api_key", "api_email", "base_url", "timeout",
-      "connect_timeout", "max_retries", "max_retry_wait", "rate_limit", "max_response_bytes",
+      "connect_timeout", "max_retries", "max_retry_wait", "deadline", "rate_limit", "max_response_bytes",
       "cafile", "proxy", "user_agent", "on_log",
       -- methods
       "create_app_policy", "list_app_policies", "get_app_policy", "update_app_policy",
