@@ -356,22 +356,8 @@ end)
 
 -- ---------------------------------------------- plan, apply and export
 
--- client:plan/apply/export come from the match helper (lua/cfaccess/plan.lua,
--- apply.lua); until they are merged these specs are pending.
-local function client_has(...)
-  local c = require("cfaccess").client{ account_id = ACCT, api_token = "cli-probe-T0KEN-x",
-                                        base_url = "http://127.0.0.1:9/client/v4" }
-  local ok = c ~= nil
-  for _, name in ipairs{ ... } do ok = ok and type(c[name]) == "function" end
-  if c then c:close() end
-  return ok
-end
-local function has_desired_state() return client_has("plan", "apply", "export") end
--- states with apps' lists of reusable policies also need the core's
--- section-6 methods (core helper)
-local function has_app_lists() return has_desired_state() and client_has("set_app_policies", "get_app") end
-local PENDING_PLAN = "client:plan/apply/export are not merged yet (match helper, w1-match)"
-local PENDING_LISTS = "client:set_app_policies/get_app are not in the core yet (core helper, w1-core)"
+-- client:plan/apply/export (lua/cfaccess/plan.lua, apply.lua) through the
+-- command, against the mock.
 
 describe("cfaccess plan, apply and export", function()
   local h = mockctl.block_hooks({ token = TOKEN }, { { "accounts", ACCT, APP } }, function(m) mock = m end)
@@ -399,7 +385,6 @@ return {
   end
 
   it("plan exits 2 with the changes, apply without --yes and no terminal refuses and sends nothing", function()
-    if not has_desired_state() then pending(PENDING_PLAN) return end
     write("state.lua", STATE)
     local r = cfaccess({ "plan", "state.lua" }, { env = env() })
     expect(r, 2, nil, "")
@@ -417,8 +402,6 @@ return {
   end)
 
   it("apply --yes applies and reports (exit 0); plan then exits 0; export round-trips", function()
-    if not has_desired_state() then pending(PENDING_PLAN) return end
-    if not has_app_lists() then pending(PENDING_LISTS) return end
     write("state.lua", STATE)
     local r = cfaccess({ "apply", "--yes", "state.lua" }, { env = env() })
     expect(r, 0, nil, "")
@@ -448,7 +431,6 @@ return {
 ]]
 
   it("apply --yes of reusable and legacy policies: report, exit 0; plan again exits 0; export round-trips", function()
-    if not has_desired_state() then pending(PENDING_PLAN) return end
     write("legacy.lua", LEGACY_STATE)
     local r = cfaccess({ "apply", "--yes", "legacy.lua" }, { env = env() })
     expect(r, 0, nil, "")
@@ -479,7 +461,6 @@ return {
   end)
 
   it("apply exits 1 when a change fails, and says which", function()
-    if not has_desired_state() then pending(PENDING_PLAN) return end
     write("state.lua", STATE)
     mock:fault{ action = "status", status = 400, method = "POST", times = -1 }
     local r = cfaccess({ "apply", "--yes", "state.lua" }, { env = env() })
@@ -491,12 +472,7 @@ return {
   it("reports a state's problems before reading anything", function()
     write("bad_state.json", '{"policies":[{"name":"a","decision":"allow","include":[{"email":{"email":1}}]}]}')
     local r = cfaccess({ "plan", "bad_state.json" }, { env = env() })
-    if not has_desired_state() then
-      -- without client:plan the command says so, having sent nothing
-      expect(r, 1, "", "cfaccess: client:plan is not available in this build of cfaccess\n")
-    else
-      expect(r, 1, "bad_state.json: policies[1].include[1].email.email: expected a string, got number\n", "")
-    end
+    expect(r, 1, "bad_state.json: policies[1].include[1].email.email: expected a string, got number\n", "")
     assert.are.equal(0, mock:count())
   end)
 end)
@@ -555,7 +531,7 @@ end
 
 describe("cfaccess in a terminal (tmux)", function()
   it("colours its output on a terminal, and not with NO_COLOR", function()
-    if not tmux_available() then pending("tmux is not installed (make deps)") return end
+    assert(tmux_available(), "tmux is not installed (make deps installs it)")
     write("bad.json", BAD_LIST)
     local _, screen, rc = in_terminal(command_line{ ROOT .. "/bin/cfaccess", "validate", "bad.json" })
     assert.are.equal(1, rc, screen)
@@ -607,7 +583,7 @@ io.stdout:write("driver: ", #results, " created, info.waiting ", tostring(waited
     end
 
     it("shows done/total while a batch waits on the mock's rate limit, and the wait's reason", function()
-      if not tmux_available() then pending("tmux is not installed (make deps)") return end
+      assert(tmux_available(), "tmux is not installed (make deps installs it)")
       write("driver.lua", DRIVER)
       queue_faults()
       local envs = { CLOUDFLARE_API_TOKEN = TOKEN, CLOUDFLARE_ACCOUNT_ID = ACCT, CLOUDFLARE_BASE_URL = mock.base_url,
@@ -624,11 +600,6 @@ io.stdout:write("driver: ", #results, " created, info.waiting ", tostring(waited
       assert.is_string(bar, "no capture showed the bar at 1/4:\n" .. table.concat(captures, "\n----\n"))
       -- the finished bar is cleared from the line
       assert.is_falsy(screen:find("] 4/4", 1, true), screen)
-      if screen:find("info.waiting false", 1, true) then
-        pending("the core's on_progress does not pass info.waiting yet (w1-core): the bar showed "
-          .. bar .. " but cannot show the wait's reason")
-        return
-      end
       assert.is_string(wait_line, "no capture showed the wait:\n" .. table.concat(captures, "\n----\n"))
     end)
 
@@ -656,9 +627,8 @@ io.stdout:write("driver: ", #results, " created, info.waiting ", tostring(waited
     end
 
     it("cfaccess apply shows the bar while it waits on the mock's rate limit, and the wait's reason", function()
-      if not tmux_available() then pending("tmux is not installed (make deps)") return end
-      if not has_desired_state() then pending(PENDING_PLAN) return end
-      local waits = core_reports_waits()
+      assert(tmux_available(), "tmux is not installed (make deps installs it)")
+        local waits = core_reports_waits()
       write("bars.lua", bar_state())
       queue_faults()
       local envs = { CLOUDFLARE_API_TOKEN = TOKEN, CLOUDFLARE_ACCOUNT_ID = ACCT, CLOUDFLARE_BASE_URL = mock.base_url,
@@ -673,17 +643,13 @@ io.stdout:write("driver: ", #results, " created, info.waiting ", tostring(waited
       end
       assert.is_string(bar, "no capture showed the bar during the apply:\n" .. table.concat(captures, "\n----\n"))
       assert.is_falsy(screen:find("] 4/4", 1, true), "the bar is cleared when the apply ends:\n" .. screen)
-      if not waits then
-        pending("the core's on_progress does not pass info.waiting yet (w1-core): the bar showed " .. bar)
-        return
-      end
+      assert.is_true(waits, "the core's batch on_progress passed no info.waiting during a wait")
       assert.is_string(wait_line, "no capture showed the wait:\n" .. table.concat(captures, "\n----\n"))
     end)
 
     it("cfaccess apply asks on a terminal: n applies nothing, y applies; --quiet shows no bar", function()
-      if not tmux_available() then pending("tmux is not installed (make deps)") return end
-      if not has_desired_state() then pending(PENDING_PLAN) return end
-      write("bars.lua", bar_state())
+      assert(tmux_available(), "tmux is not installed (make deps installs it)")
+        write("bars.lua", bar_state())
       local envs = { CLOUDFLARE_API_TOKEN = TOKEN, CLOUDFLARE_ACCOUNT_ID = ACCT, CLOUDFLARE_BASE_URL = mock.base_url,
                      NO_PROXY = "127.0.0.1" }
       local function answer(key)
@@ -813,12 +779,8 @@ describe("make demo (examples/demo.sh)", function()
     assert.matches("\n%$ cfaccess validate examples/mistakes%.json\nexamples/mistakes%.json: policies%[1%]%.sesion_duration: "
       .. "[^\n]*\n[^\n]*\n[^\n]*\n[^\n]*\n%(exit 1%)\n%$ cfaccess validate examples/access%.lua\n"
       .. "examples/access%.lua: valid\n%(exit 0%)\n", part)
-    if has_app_lists() then
-      assert.matches("\n%$ cfaccess plan examples/access%.lua\n.-\n%(exit 2%)\n%$ cfaccess apply %-%-yes examples/access%.lua\n"
-        .. ".-\n%(exit 0%)\n%$ cfaccess plan examples/access%.lua\n.-No changes%.\n%(exit 0%)\n%$ cfaccess export ", part)
-    else
-      assert.matches("plan, apply and export skipped", part)
-    end
+    assert.matches("\n%$ cfaccess plan examples/access%.lua\n.-\n%(exit 2%)\n%$ cfaccess apply %-%-yes examples/access%.lua\n"
+      .. ".-\n%(exit 0%)\n%$ cfaccess plan examples/access%.lua\n.-No changes%.\n%(exit 0%)\n%$ cfaccess export ", part)
     assert.matches("\ndemo: OK\n$", part)
   end)
 end)

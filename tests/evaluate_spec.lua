@@ -799,7 +799,6 @@ describe("cfaccess test (the command, as a subprocess)", function()
   local ROOT = os.getenv("CFACCESS_TEST_ROOT") or "."
   local LUA = os.getenv("LUA") or "lua5.4"
   local q = mockctl.shell_quote
-  local have_cli = mockctl.read_file(ROOT .. "/lua/cfaccess/cli.lua") ~= nil
   local CF_VARS = { "CLOUDFLARE_API_TOKEN", "CLOUDFLARE_API_KEY", "CLOUDFLARE_EMAIL",
     "CLOUDFLARE_ACCOUNT_ID", "CLOUDFLARE_ZONE_ID", "CLOUDFLARE_BASE_URL", "NO_COLOR" }
   local dir
@@ -866,11 +865,6 @@ describe("cfaccess test (the command, as a subprocess)", function()
     { name = "unknown country", request = { user = { email = "ann@example.com" } },
       expect = { status = "indeterminate" } },
 ]]
-
-  if not have_cli then
-    pending("the cfaccess command (cfaccess.cli, branch w1-cli) is not in this tree yet")
-    return
-  end
 
   it("passes a passing file: exit 0, one ok line per case, then the summary", function()
     local f = lua_file("pass_test.lua", PASSING)

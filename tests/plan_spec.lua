@@ -28,12 +28,6 @@ local function names(list)
   return out
 end
 
--- The client has the application methods of API.md section 6.
-local function has_app_methods(c)
-  local index = getmetatable(c).__index
-  return type(index.get_app) == "function" and type(index.set_app_policies) == "function"
-end
-
 describe("client:plan / apply / export", function()
   local m, lines
   local hooks = mockctl.block_hooks({ token = TOKEN },
@@ -233,8 +227,7 @@ describe("client:plan / apply / export", function()
       local log = m:log()
       local gets = {}
       for i = from, #log do gets[#gets + 1] = log[i] end
-      local expect = has_app_methods(c) and 3 or 2   -- + one GET of the app
-      assert.are.equal(expect, #gets)
+      assert.are.equal(3, #gets)   -- the reusable list, the app's GET, its legacy list
       local reusable_list
       for _, q in ipairs(gets) do
         assert.are.equal("GET", q.method)
@@ -245,9 +238,6 @@ describe("client:plan / apply / export", function()
       c:close()
     end)
 
-    -- session_duration = "" ("the application's session") validates once
-    -- the schema accepts it (the schema branch does)
-    local EMPTY_SESSION = cfaccess.validate(pol("x", { session_duration = "" })) == true
     it("no drift: /32, an omitted session_duration, an empty exclude, session_duration = \"\"", function()
       local c = client()
       local s = {
@@ -255,10 +245,8 @@ describe("client:plan / apply / export", function()
         apps = { [APP] = { legacy = {
           pol("legacy office", { include = { r.ip("198.51.100.7") }, exclude = {}, require = {} }) } } },
       }
-      if EMPTY_SESSION then
-        table.insert(s.policies, pol("app session", { session_duration = "" }))
-        table.insert(s.apps[APP].legacy, pol("legacy app session", { session_duration = "" }))
-      end
+      table.insert(s.policies, pol("app session", { session_duration = "" }))
+      table.insert(s.apps[APP].legacy, pol("legacy app session", { session_duration = "" }))
       converge(c, s)
       -- the server really normalised: /32 and the 24h default are stored
       local stored = {}
@@ -266,10 +254,8 @@ describe("client:plan / apply / export", function()
       assert.are.equal("192.0.2.10/32", stored.office.include[1].ip.ip)
       assert.are.equal("2001:db8::1/128", stored.office.include[2].ip.ip)
       assert.are.equal("24h", stored.office.session_duration)
-      if EMPTY_SESSION then
-        assert.are.equal("", stored["app session"].session_duration)
-        assert.are.equal("", stored["legacy app session"].session_duration)
-      end
+      assert.are.equal("", stored["app session"].session_duration)
+      assert.are.equal("", stored["legacy app session"].session_duration)
       local from = #m:log() + 1
       local plan = assert(c:plan(s))
       assert.are.same({}, plan.changes, tostring(plan))
@@ -277,11 +263,6 @@ describe("client:plan / apply / export", function()
       assert.are.equal(0, writes(from))
       c:close()
     end)
-
-    if not EMPTY_SESSION then
-      pending('session_duration = "" in the no-drift state: the validator here rejects "" '
-        .. '(the schema branch accepts it)')
-    end
 
     it("a changed field is an update that names the field, old and new", function()
       local c = client()
@@ -639,16 +620,7 @@ describe("client:plan / apply / export", function()
 
   -- ---- application lists (API.md section 6 methods) ------------------------
   describe("application lists", function()
-    -- known when the file loads: an offline client says which methods exist
-    local probe = assert(cfaccess.client{ account_id = ACCT, api_token = "probe-T0KEN-unsent",
-                                          base_url = "http://127.0.0.1:9/" })
-    local HAS_APPS = has_app_methods(probe)
-    probe:close()
     local function app_it(name, fn)
-      if not HAS_APPS then
-        pending(name .. " [needs client:get_app and client:set_app_policies (API.md section 6), not in the core yet]")
-        return
-      end
       it(name, function()
         local c = client()
         fn(c)
