@@ -77,13 +77,16 @@ static void fix_json(lua_State *L, int idx) {
 /* Is the error value on top one that lua-cjson 2.1.0's decoder raises for
 ** the text it was given (json_throw_parse_error: "Expected <what> but
 ** found <token> at character <n>" or "Found too many nested data
-** structures (<n>) at character <n>")? Anything else raised while it ran
+** structures (<n>) at character <n>"; json_decode's own "JSON parser does
+** not support UTF-16 or UTF-32" for a body that starts with a NUL byte in
+** its first two)? Anything else raised while it ran
 ** (lua.c's "interrupted!" on SIGINT, an error from a debug hook, out of
 ** memory) is not about the text and must propagate. */
 static int is_parse_error(lua_State *L) {
   const char *m, *at;
   if (lua_type(L, -1) != LUA_TSTRING) return 0;
   m = lua_tostring(L, -1);
+  if (strcmp(m, "JSON parser does not support UTF-16 or UTF-32") == 0) return 1;
   if (strncmp(m, "Expected ", 9) != 0 && strncmp(m, "Found too many nested", 21) != 0)
     return 0;
   at = strstr(m, " at character ");

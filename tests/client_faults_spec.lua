@@ -203,6 +203,16 @@ describe("cfaccess client faults", function()
       c:close()
     end)
 
+    it("reports a body lua-cjson takes for UTF-16 (a NUL in its first bytes) as decode, not a raised error", function()
+      local c = client()
+      m:fault{ action = "garbage", body = "\0{\0}", method = "GET" }
+      local r, err = c:list_app_policies(APP)
+      assert.is_nil(r)
+      assert.equal("decode", err.kind)
+      assert.equal(200, err.status)
+      c:close()
+    end)
+
     it("reports a success without a result object as decode", function()
       local c = client()
       m:fault{ action = "status", status = 200, method = "GET",

@@ -103,7 +103,10 @@ static const char driver[] =
   "  max_response_bytes = 65536 })\n"
   "local app = 'f174e90a-fafe-4643-bbbc-4a0ed4fc8415'\n"
   "local pol = { name = 'p', decision = 'allow', include = { { everyone = {} } } }\n"
-  "local kinds = { api = 1, network = 1, timeout = 1, decode = 1 }\n"
+  /* conflict: the no-duplicate create found matches it cannot tell apart,
+  ** or a reusable policy the server says is attached; usage: the server
+  ** says the app-scoped policy is a reusable one (API.md sections 6, 7) */
+  "local kinds = { api = 1, network = 1, timeout = 1, decode = 1, conflict = 1, usage = 1 }\n"
   "local ops = {\n"
   "  function() return c:get_app_policy(app, app) end,\n"
   "  function() return c:list_app_policies(app) end,\n"

@@ -54,6 +54,7 @@ Fault actions: status, rate_limit, delay, reset_before, reset_after_headers,
 garbage, truncated, html, oversize, success_false, commit_then_fail, headers,
 repeat_page (semantics in Handler.handle_fault). Additions beyond the contract:
   * "times": -1 applies a fault forever (until reset or DELETE /__mock/faults).
+  * "body" on garbage: the text sent instead of "this is {not json".
   * "process": true on status/rate_limit/garbage/truncated/html/oversize/
     success_false processes the request first (stores a create) and, for
     "truncated", cuts the real response.
@@ -1103,7 +1104,7 @@ class Handler(BaseHTTPRequestHandler):
             return self.send_json(status, obj, entry, rate, extra, partial=len(raw) // 2)
         if action == "garbage":
             h = self.merge_headers(self.base_headers(rate), extra)
-            return self.send_all(200, h, "this is {not json", entry)
+            return self.send_all(200, h, f.get("body", "this is {not json"), entry)
         if action == "truncated":
             obj = real_obj if real_obj is not None else envelope(
                 {"id": str(uuid.uuid4()), "name": "truncated"})
