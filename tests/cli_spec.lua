@@ -858,6 +858,23 @@ end)
 
 -- --------------------------------------------------------- README.md
 
+describe("README.md's Command line section", function()
+  it("has a row, with exit codes, for every command cfaccess --help lists", function()
+    local r = cfaccess{ "--help" }
+    expect(r, 0, nil, "")
+    local readme = assert(read_file(ROOT .. "/README.md"))
+    local s = assert(readme:find("\n## Command line\n", 1, true), "no Command line section")
+    local text = readme:sub(s, (readme:find("\n## ", s + 1, true)))
+    local names, missing = {}, {}
+    for name in r.out:gmatch("\n   (%l+)  ") do
+      names[#names + 1] = name
+      if not text:find("\n| `cfaccess " .. name .. "[^\n]-| [^\n]-| [^\n]*0[^\n]*|\n") then missing[#missing + 1] = name end
+    end
+    assert.is_true(#names >= 7, r.out)
+    assert.are.same({}, missing)
+  end)
+end)
+
 describe("README.md's command-line session", function()
   it("runs as written: each $ line's output and exit status", function()
     local md = assert(read_file(ROOT .. "/README.md"))
