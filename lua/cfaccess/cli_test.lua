@@ -40,12 +40,8 @@ local CASE = { name = true, request = true, expect = true }
 local EXPECT = { allowed = "boolean", status = "string", decided_by = "string" }
 local STATUSES = { approved = true, blocked = true, login_required = true, indeterminate = true }
 
-local function sorted(set)
-  local t = {}
-  for k in pairs(set) do t[#t + 1] = k end
-  table.sort(t)
-  return concat(t, ", ")
-end
+local sorted_keys = require("cfaccess.state.common").sorted_keys
+local function sorted(set) return concat(sorted_keys(set), ", ") end
 
 -- Problems of the test file's own shape (not of its policies).
 local function shape_problems(t, live)

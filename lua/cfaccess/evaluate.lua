@@ -131,12 +131,8 @@ local USER = { email = true, login_method = true, amr = true, risk = true, idp =
                accounts = true }
 local RISK = { low = true, medium = true, high = true, unscored = true }
 
-local function known(set)
-  local k = {}
-  for n in pairs(set) do k[#k + 1] = n end
-  table.sort(k)
-  return concat(k, ", ")
-end
+local sorted_keys = require("cfaccess.state.common").sorted_keys
+local function known(set) return concat(sorted_keys(set), ", ") end
 local REQUEST_KNOWN, USER_KNOWN = known(REQUEST), known(USER)
 
 local function strings(problems, path, v)
