@@ -37,9 +37,11 @@ local function cfaccess(args, opts)
   opts = opts or {}
   local words = { "cd", q(opts.cwd or tmpdir), "&&", "env" }
   for _, v in ipairs(CF_VARS) do words[#words + 1] = "-u " .. v end
+  for _, v in ipairs(opts.unset or {}) do words[#words + 1] = "-u " .. v end
   for k, v in pairs(opts.env or {}) do words[#words + 1] = q(k .. "=" .. v) end
   words[#words + 1] = "NO_PROXY=127.0.0.1,localhost timeout 120"
-  words[#words + 1] = q(LUA)
+  -- opts.exec: the command is an executable of its own (LuaRocks' wrapper)
+  if not opts.exec then words[#words + 1] = q(LUA) end
   words[#words + 1] = q(opts.command or (ROOT .. "/bin/cfaccess"))
   for _, a in ipairs(args) do words[#words + 1] = q(a) end
   local out, errf = os.tmpname(), os.tmpname()
@@ -717,20 +719,161 @@ describe("cfaccess installed", function()
     assert.are.equal(1, code)
     assert.matches("^bad%.json: %[1%]%.include%[1%]%.email%.email: expected a string, got number\n", out)
   end)
+end)
 
-  it("by luarocks make into a throwaway tree (make luarocks-check): --version and validate from there", function()
+-- Every command as LuaRocks installed it into a throwaway tree (its wrapper,
+-- then bin/cfaccess finding the tree's modules), with no module path from
+-- the checkout: the same checks as above, from the installed command.
+describe("cfaccess from the throwaway LuaRocks tree (make luarocks-check)", function()
+  local h = mockctl.block_hooks({ token = TOKEN }, { { "accounts", ACCT, APP } }, function(m) mock = m end)
+  local tree, log_text, built
+  setup(function()
+    h.setup()
+    tree = path("rocktree")
     local log = path("luarocks.log")
-    local ok = os.execute(("cd %s && env -u LD_PRELOAD sh tests/luarocks_check.sh >%s 2>&1"):format(q(ROOT), q(log)))
-    local text = read_file(log)
-    assert.is_true(ok == true, text)
-    assert.matches("the working directory is as it was", text)
-    assert.matches("cfaccess %-%-version: cfaccess %d+%.%d+%.%d+\n", text)
-    assert.matches("validate: exit 0 for a valid file, 1 and the problem for an invalid one\n", text)
-    assert.matches("\nluarocks%-check: OK\n$", text)
+    built = os.execute(("cd %s && env -u LD_PRELOAD LUAROCKS_CHECK_TREE=%s sh tests/luarocks_check.sh >%s 2>&1")
+      :format(q(ROOT), q(tree), q(log))) == true
+    log_text = read_file(log) or ""
+  end)
+  teardown(h.teardown)
+  before_each(h.before_each)
+
+  local PATHS = { "LUA_PATH", "LUA_CPATH", "LUA_PATH_5_4", "LUA_CPATH_5_4" }
+  local function run(args, opts)
+    assert(built, log_text)
+    opts = opts or {}
+    opts.command, opts.exec, opts.unset = tree .. "/bin/cfaccess", true, PATHS
+    return cfaccess(args, opts)
+  end
+
+  it("installs, leaves its working directory alone, and runs --version and validate from there", function()
+    assert.is_true(built, log_text)
+    assert.matches("the working directory is as it was", log_text)
+    assert.matches("cfaccess %-%-version: cfaccess %d+%.%d+%.%d+\n", log_text)
+    assert.matches("validate: exit 0 for a valid file, 1 and the problem for an invalid one\n", log_text)
+    assert.matches("\nluarocks%-check: OK\n$", log_text)
+    expect(run{ "--version" }, 0, nil, "")
+    for _, c in ipairs{ "validate", "fmt", "plan", "apply", "export", "list", "test" } do
+      local r = run{ c, "--help" }
+      expect(r, 0, nil, "")
+      assert.matches("^Usage: cfaccess " .. c, r.out)
+    end
+  end)
+
+  it("validate: valid, invalid, broken JSON (line:column), a Lua state that tries os.execute", function()
+    write("good.json", GOOD)
+    write("bad.json", BAD_LIST)
+    write("broken.json", BROKEN)
+    write("evil.lua", "os.execute('touch " .. path("pwned") .. "')\nreturn { policies = {} }\n")
+    expect(run{ "validate", "good.json" }, 0, "good.json: valid\n", "")
+    local r = run{ "validate", "bad.json" }
+    expect(r, 1, nil, "")
+    assert.matches("^bad%.json: %[1%]%.include%[1%]%.email%.email: expected a string, got number\n", r.out)
+    expect(run{ "validate", "broken.json" }, 1, "broken.json:4:33: JSON syntax error: expected a value but found ','\n", "")
+    r = run{ "validate", "evil.lua" }
+    expect(r, 1, nil, "")
+    assert.matches("^evil%.lua:1: os is not available in a state file", r.out)
+    assert.is_nil(io.open(path("pwned"), "r"), "the state file ran a command")
+    r = run({ "validate", "bad.json" }, { env = { NO_COLOR = "1" } })
+    assert.is_falsy(r.out:find("\27", 1, true), r.out)
+  end)
+
+  it("fmt and test", function()
+    write("fmt.json", GOOD)
+    expect(run{ "fmt", "--check", "fmt.json" }, 1)
+    expect(run{ "fmt", "fmt.json" }, 0)
+    expect(run{ "fmt", "--check", "fmt.json" }, 0)
+    local function case(expect_line)
+      return ([[
+local r = rules
+return {
+  policies = { { name = "staff", decision = "allow", precedence = 1, include = { r.email_domain("example.com") } } },
+  cases = { { name = "c", request = %s, expect = { %s } } },
+}
+]]):format(expect_line[1], expect_line[2])
+    end
+    write("pass_test.lua", case{ '{ user = { email = "a@example.com" } }', 'allowed = true, decided_by = "staff"' })
+    write("fail_test.lua", case{ '{ user = { email = "a@example.com" } }', "allowed = false" })
+    write("unknown_test.lua", case{ "{ user = {} }", "allowed = true" })
+    local r = run{ "test", "pass_test.lua" }
+    expect(r, 0, "# pass_test.lua\nok - c\n1 passed, 0 failed\n", "")
+    r = run{ "test", "fail_test.lua" }
+    expect(r, 1, nil, "")
+    assert.matches("\nnot ok %- c: expected allowed = false", r.out)
+    r = run{ "test", "unknown_test.lua" }
+    expect(r, 3, nil, "")
+    assert.matches("\nnot ok %- c: indeterminate", r.out)
+  end)
+
+  local STATE = [[
+local r = rules
+return {
+  policies = { { name = "staff", decision = "allow", include = { r.email_domain("example.com") } } },
+  apps = { ["]] .. APP .. [["] = { "staff" } },
+}
+]]
+  local function writes()
+    local n = 0
+    for _, req in ipairs(mock:log()) do
+      if req.method ~= "GET" then n = n + 1 end
+    end
+    return n
+  end
+
+  it("plan 2, apply refused without --yes, apply --yes 0, plan 0, export round trip, list", function()
+    write("state.lua", STATE)
+    local r = run({ "plan", "state.lua" }, { env = env() })
+    expect(r, 2, nil, "")
+    assert.matches('%+ [^\n]*"staff"', r.out)
+    r = run({ "apply", "state.lua" }, { env = env() })
+    expect(r, 1, nil, "cfaccess: not applied: no terminal to ask on; run with --yes to apply\n")
+    assert.are.equal(0, writes())
+    r = run({ "apply", "--yes", "state.lua" }, { env = env() })
+    expect(r, 0, nil, "")
+    assert.matches("\nApplied %d+, failed 0, skipped 0%.\n$", r.out)
+    expect(run({ "plan", "state.lua" }, { env = env() }), 0, nil, "")
+    r = run({ "export", "--app", APP, "--format", "json" }, { env = env() })
+    expect(r, 0, nil, "")
+    write("exported.json", r.out)
+    expect(run({ "plan", "exported.json" }, { env = env() }), 0, "No changes.\n", "")
+    r = run({ "list" }, { env = env() })
+    expect(r, 0, nil, "")
+    assert.matches("staff", r.out)
+    no_token(r)
+  end)
+
+  it("a failing change exits 1; a missing CLOUDFLARE_ACCOUNT_ID exits 64 and sends nothing", function()
+    write("state.lua", STATE)
+    mock:fault{ action = "status", status = 400, method = "POST", times = -1 }
+    local r = run({ "apply", "--yes", "state.lua" }, { env = env() })
+    expect(r, 1, nil, "")
+    assert.matches("\nfailed: %+ [^\n]*\n", r.out)
+    mock:reset()
+    r = run({ "plan", "state.lua" }, { env = env{ CLOUDFLARE_ACCOUNT_ID = false } })
+    expect(r, 64, "", "cfaccess: CLOUDFLARE_ACCOUNT_ID is not set (or CLOUDFLARE_ZONE_ID for a zone)\n")
+    assert.are.equal(0, mock:count())
+    no_token(r)
   end)
 end)
 
 -- --------------------------------------------------------- README.md
+
+describe("README.md's Command line section", function()
+  it("has a row, with exit codes, for every command cfaccess --help lists", function()
+    local r = cfaccess{ "--help" }
+    expect(r, 0, nil, "")
+    local readme = assert(read_file(ROOT .. "/README.md"))
+    local s = assert(readme:find("\n## Command line\n", 1, true), "no Command line section")
+    local text = readme:sub(s, (readme:find("\n## ", s + 1, true)))
+    local names, missing = {}, {}
+    for name in r.out:gmatch("\n   (%l+)  ") do
+      names[#names + 1] = name
+      if not text:find("\n| `cfaccess " .. name .. "[^\n]-| [^\n]-| [^\n]*0[^\n]*|\n") then missing[#missing + 1] = name end
+    end
+    assert.is_true(#names >= 7, r.out)
+    assert.are.same({}, missing)
+  end)
+end)
 
 describe("README.md's command-line session", function()
   it("runs as written: each $ line's output and exit status", function()

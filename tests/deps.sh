@@ -3,7 +3,7 @@
 # only those that are missing. As root it runs apt-get; otherwise it prints
 # the exact command to run and fails.
 set -u
-PKGS="lua5.4 liblua5.4-dev lua-cjson libcurl4-openssl-dev pkg-config lua-busted lua-check lua-socket lua-argparse lua-term tmux luarocks python3 curl make gcc nginx-light valgrind clang libclang-rt-14-dev openssl"
+PKGS="lua5.4 liblua5.4-dev universal-ctags lua-cjson libcurl4-openssl-dev pkg-config lua-busted lua-check lua-socket lua-argparse lua-term tmux luarocks python3 curl make gcc nginx-light valgrind clang libclang-rt-14-dev openssl"
 missing=""
 for p in $PKGS; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing="$missing $p"

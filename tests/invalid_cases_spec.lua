@@ -282,3 +282,44 @@ describe("invalid cases", function()
     end)
   end
 end)
+
+-- Issue 14: a container of the wrong shape is reported at the container,
+-- for every rule type's body (an object) and every list-typed inner field,
+-- as core.schema lists them (a new rule type is covered without an edit).
+describe("containers of the wrong shape, from core.schema", function()
+  -- the problem at path, and none inside the container (what other rules
+  -- of the policy say, e.g. linked_app_token's decision, is theirs)
+  local function only_problem(policy, path, fragment)
+    local ok, err = core.validate(policy)
+    assert.is_nil(ok)
+    local at
+    for _, p in ipairs(err.problems) do
+      if p.path == path then at = p.message end
+      local inside = p.path:sub(1, #path + 1)
+      assert.is_false(inside == path .. "." or inside == path .. "[",
+        "reported inside the container: " .. tostring(err))
+    end
+    assert.is_string(at, "no problem at " .. path .. ": " .. tostring(err))
+    assert.truthy(at:find(fragment, 1, true), at)
+  end
+
+  it("every rule type's body given as a list", function()
+    for _, key in ipairs(core.schema.rule_types) do
+      only_problem(R{ [key] = { "x" } }, "include[2]." .. key, "expected an object, got a list")
+    end
+  end)
+
+  it("every list-typed inner field given as an object", function()
+    local n = 0
+    for _, key in ipairs(core.schema.rule_types) do
+      for _, f in ipairs(core.schema.rules[key].fields) do
+        if f.type == "list" then
+          n = n + 1
+          only_problem(R{ [key] = { [f.name] = { x = "y" } } }, "include[2]." .. key .. "." .. f.name,
+            "expected a list, got an object")
+        end
+      end
+    end
+    assert.is_true(n >= 1, "no list-typed rule field in core.schema")
+  end)
+end)

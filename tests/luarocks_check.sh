@@ -9,6 +9,8 @@
 #   - require the module from that tree only and encode a policy.
 # `luarocks make` runs on a copy of the checkout, so that a parallel build
 # in the checkout is never disturbed while the check runs.
+# LUAROCKS_CHECK_TREE=DIR installs into DIR (new or empty) and keeps it, for
+# cli_spec to run every command from the installed tree.
 set -u
 LUA=${LUA:-lua5.4}
 top=$(cd "$(dirname "$0")/.." && pwd)
@@ -33,7 +35,7 @@ rockspec=$(basename "$1")
 
 work=$(mktemp -d) || fail "mktemp"
 trap 'rm -rf "$work"' EXIT
-tree=$work/tree
+tree=${LUAROCKS_CHECK_TREE:-$work/tree}
 mkdir -p "$work/src" "$tree" || fail "mkdir"
 cp -R "$top/src" "$top/lua" "$top/bin" "$top/Makefile" "$top/$rockspec" "$work/src/" || fail "copying the sources"
 [ -f "$top/README.md" ] && cp "$top/README.md" "$work/src/"

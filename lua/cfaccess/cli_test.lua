@@ -40,12 +40,8 @@ local CASE = { name = true, request = true, expect = true }
 local EXPECT = { allowed = "boolean", status = "string", decided_by = "string" }
 local STATUSES = { approved = true, blocked = true, login_required = true, indeterminate = true }
 
-local function sorted(set)
-  local t = {}
-  for k in pairs(set) do t[#t + 1] = k end
-  table.sort(t)
-  return concat(t, ", ")
-end
+local sorted_keys = require("cfaccess.state.common").sorted_keys
+local function sorted(set) return concat(sorted_keys(set), ", ") end
 
 -- Problems of the test file's own shape (not of its policies).
 local function shape_problems(t, live)
@@ -204,6 +200,43 @@ local function live_client()
   return client
 end
 
+-- The policies and evaluation options of a loaded test file t: from the
+-- live app (--live), its state's app, or its own policies; or its problems.
+local function file_policies(file, t, opts, client)
+  local probs = shape_problems(t, opts.live)
+  local policies, eopts, from_state
+  if #probs == 0 then
+    eopts = { groups = t.groups, lists = t.lists, account_id = t.account_id,
+              strict_service_tokens = t.strict_service_tokens }
+    if opts.live then
+      local p, e = require("cfaccess.eval.client").load(client, t.app, eopts)
+      if not p then
+        local ep = type(e) == "table" and e.problems
+        if ep then probs = ep else probs = { { path = "app", message = tostring(e) } } end
+      else
+        policies, eopts = p, e
+      end
+    elseif t.state ~= nil then
+      local s = t.state
+      if type(s) == "string" then
+        local path = s:sub(1, 1) == "/" and s or dirname(file) .. s
+        local serr
+        s, serr = state.load(path)
+        if not s then probs = { { path = "state", message = tostring(serr.message or serr) } } end
+      end
+      if s then
+        local sp
+        policies, sp = state_policies(s, t.app)
+        if not policies then probs = sp end
+        from_state = true
+      end
+    else
+      policies = t.policies
+    end
+  end
+  return probs, policies, eopts, from_state
+end
+
 --- Run the test files; returns the exit code.
 -- @tparam table files paths
 -- @tparam[opt] table opts `live` (bool), `out`, `err` (file handles; default stdout, stderr)
@@ -233,37 +266,8 @@ function M.run(files, opts)
       if msg:sub(1, #file + 1) == file .. ":" then say(msg) else say(file, ": ", msg) end
       bad = bad + 1
     else
-      probs = shape_problems(t, opts.live)
       local policies, eopts, from_state
-      if #probs == 0 then
-        eopts = { groups = t.groups, lists = t.lists, account_id = t.account_id,
-                  strict_service_tokens = t.strict_service_tokens }
-        if opts.live then
-          local p, e = require("cfaccess.eval.client").load(client, t.app, eopts)
-          if not p then
-            local ep = type(e) == "table" and e.problems
-            if ep then probs = ep else probs = { { path = "app", message = tostring(e) } } end
-          else
-            policies, eopts = p, e
-          end
-        elseif t.state ~= nil then
-          local s = t.state
-          if type(s) == "string" then
-            local path = s:sub(1, 1) == "/" and s or dirname(file) .. s
-            local serr
-            s, serr = state.load(path)
-            if not s then probs = { { path = "state", message = tostring(serr.message or serr) } } end
-          end
-          if s then
-            local sp
-            policies, sp = state_policies(s, t.app)
-            if not policies then probs = sp end
-            from_state = true
-          end
-        else
-          policies = t.policies
-        end
-      end
+      probs, policies, eopts, from_state = file_policies(file, t, opts, client)
       local ev
       if #probs == 0 then
         local e

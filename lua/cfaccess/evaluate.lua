@@ -68,17 +68,21 @@ local function test(r, q)
   return r.test(q)
 end
 
--- OR of a section (include, exclude): T at the first true rule; else the
--- largest value, with the first rule of that value and what it needs.
-local function any_of(list, q)
-  local acc, un, up, ln, lp = F
+-- A section: OR (include, exclude: settle = T, start = F) or AND (require:
+-- settle = F, start = T). The first rule of value `settle` decides; else
+-- the start value, or from the unknown (U) and login-dependent (L) rules
+-- the larger for OR and the smaller for AND, with the first rule of that
+-- value and what it needs. (One loop for both, so OR and AND cannot drift.)
+local function section(list, q, settle, start)
+  local acc, un, up, ln, lp = start
+  local larger = settle == T
   for i = 1, #list do
     local r = list[i]
     local v, needs
     if r.identity and q.user == nil then v, needs = q.nouser, "user" else v, needs = r.test(q) end
-    if v == T then return T end
-    if v ~= F then
-      if v > acc then acc = v end
+    if v == settle then return settle end
+    if v ~= start then
+      if (v > acc) == larger then acc = v end
       if v == U then
         if not up then un, up = needs, r.path end
       elseif not lp then
@@ -86,46 +90,23 @@ local function any_of(list, q)
       end
     end
   end
-  if acc == F then return F end
-  if acc == U then return U, un, up end
-  return L, ln, lp
-end
-
--- AND of a section (require): F at the first false rule; else the
--- smallest value, with the first rule of that value.
-local function all_of(list, q)
-  local acc, un, up, ln, lp = T
-  for i = 1, #list do
-    local r = list[i]
-    local v, needs
-    if r.identity and q.user == nil then v, needs = q.nouser, "user" else v, needs = r.test(q) end
-    if v == F then return F end
-    if v ~= T then
-      if v < acc then acc = v end
-      if v == U then
-        if not up then un, up = needs, r.path end
-      elseif not lp then
-        ln, lp = needs, r.path
-      end
-    end
-  end
-  if acc == T then return T end
+  if acc == start then return start end
   if acc == U then return U, un, up end
   return L, ln, lp
 end
 
 local function eval_body(b, q)
-  local inc, ineeds, ipath = any_of(b.include, q)
+  local inc, ineeds, ipath = section(b.include, q, T, F)
   if inc == F then return F end
   local req, rneeds, rpath = T, nil, nil   -- an empty require holds
   if b.require[1] then
-    req, rneeds, rpath = all_of(b.require, q)
+    req, rneeds, rpath = section(b.require, q, F, T)
     if req == F then return F end
   end
   local exc, eneeds, epath = T, nil, nil   -- NOT of the exclude OR; empty: excludes nobody
   if b.exclude[1] then
     local x
-    x, eneeds, epath = any_of(b.exclude, q)
+    x, eneeds, epath = section(b.exclude, q, T, F)
     if x == T then return F end
     exc = NOT[x]
   end
@@ -150,12 +131,8 @@ local USER = { email = true, login_method = true, amr = true, risk = true, idp =
                accounts = true }
 local RISK = { low = true, medium = true, high = true, unscored = true }
 
-local function known(set)
-  local k = {}
-  for n in pairs(set) do k[#k + 1] = n end
-  table.sort(k)
-  return concat(k, ", ")
-end
+local sorted_keys = require("cfaccess.state.common").sorted_keys
+local function known(set) return concat(sorted_keys(set), ", ") end
 local REQUEST_KNOWN, USER_KNOWN = known(REQUEST), known(USER)
 
 local function strings(problems, path, v)
