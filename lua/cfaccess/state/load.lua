@@ -46,7 +46,8 @@ end
 
 local function checked_rep(s, n, sep)
   local len = #tostring(s)
-  local total = len * (tonumber(n) or 0) + (sep and #tostring(sep) * ((tonumber(n) or 1) - 1) or 0)
+  local total = len * (tonumber(n) or 0)
+    + (sep and #tostring(sep) * ((tonumber(n) or 1) - 1) or 0)
   if total > MAX_STRING then refuse("rep", format("the result would be %.0f bytes", total)) end
   return string.rep(s, n, sep)
 end
@@ -61,7 +62,8 @@ local function pattern_guard(fname, f)
     for _ in string.gmatch(p, "[%*%+%-%?]") do q = q + 1 end
     local n = #tostring(s)
     if n > 1 and q > 0 and n ^ (q + 1) > MAX_PATTERN_COST then
-      refuse(fname, format("the pattern has %d quantifiers for %d bytes of subject (it could backtrack for hours)", q, n))
+      refuse(fname, format("the pattern has %d quantifiers for %d bytes of subject (it could backtrack for hours)",
+        q, n))
     end
     if fname == "gsub" and (type(init) == "string" or type(init) == "table") then
       -- init is gsub's replacement: the result is at most one per byte
@@ -85,7 +87,9 @@ local function checked_concat(t, sep, i, j)
   for k = i or 1, j or #t do
     local v = t[k]
     total = total + (type(v) == "string" and #v or 32) + seplen
-    if total > MAX_STRING then error(format("table.concat: the result would be over %d bytes (a state file is limited)", MAX_STRING), 2) end
+    if total > MAX_STRING then
+      error(format("table.concat: the result would be over %d bytes (a state file is limited)", MAX_STRING), 2)
+    end
   end
   return table.concat(t, sep, i, j)
 end
