@@ -327,6 +327,20 @@ describe("cfaccess list", function()
     no_token(r)
   end)
 
+  it("never prints the token when the server echoes it back inside data (names, rules)", function()
+    local c = client()
+    local a = assert(c:create_policy{ name = "echo " .. TOKEN, decision = "allow",
+      include = { { email = { email = TOKEN .. "@example.com" } } } })
+    c:close()
+    for _, args in ipairs{ { "list" }, { "list", "--json" }, { "export" }, { "export", "--format", "json" } } do
+      local r = cfaccess(args, { env = env() })
+      expect(r, 0, nil, "")
+      no_token(r)
+      assert.truthy(r.out:find("echo [redacted]", 1, true), show(r))
+      if args[1] == "list" then assert.truthy(r.out:find(a.id, 1, true), show(r)) end
+    end
+  end)
+
   it("says so when there are none", function()
     expect(cfaccess({ "list" }, { env = env() }), 0, "No reusable policies.\n", "")
     expect(cfaccess({ "list", "--app", APP, "--json" }, { env = env() }), 0, "[]\n", "")
