@@ -486,8 +486,8 @@ describe("cfaccess.evaluate invalid inputs", function()
     local res, err = cfaccess.evaluate(P("a", "allow", 1, { r.everyone() }), req())
     assert.is_nil(res)
     assert.are.equal("invalid", err.kind)
-    assert.are.equal('invalid evaluation input: expected a list of policies, found the key "decision" (one policy? give { policy })',
-      tostring(err))
+    assert.are.equal('invalid evaluation input: expected a list of policies, found the key "decision" '
+      .. "(one policy? give { policy })", tostring(err))
     res, err = cfaccess.evaluate({ P("a", "allow", 1, { r.everyone() }), extra = true }, req())
     assert.is_nil(res)
     assert.matches('found the key "extra"', tostring(err), 1, true)
