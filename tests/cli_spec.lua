@@ -764,6 +764,11 @@ describe("cfaccess installed", function()
     local code, out = run("validate bad.json")
     assert.are.equal(1, code)
     assert.matches("^bad%.json: %[1%]%.include%[1%]%.email%.email: expected a string, got number\n", out)
+    -- through a symlink elsewhere (ln -s PREFIX/bin/cfaccess /usr/local/bin/), a name with a quote
+    local linkdir = path("link bin's")
+    assert(os.execute("mkdir -p " .. q(linkdir) .. " && ln -sf " .. q(cmd) .. " " .. q(linkdir .. "/cfaccess")))
+    cmd = linkdir .. "/cfaccess"
+    assert.are.same({ 0, "good.json: valid\n" }, { run("validate good.json") })
   end)
 
   it("by luarocks make into a throwaway tree (make luarocks-check): --version and validate from there", function()
