@@ -170,6 +170,15 @@ return { has_dump = string.dump ~= nil, rep = ("ab"):rep(2), max = math.max(1, 5
     assert.matches(":2: gave up after 200000 instructions %(an endless loop%?%)", err.message)
   end)
 
+  it("round-trips session_duration = cfaccess.null through a Lua dump (written as null, not nil)", function()
+    local s = { policies = { { name = "n", decision = "allow", include = { r.everyone() }, session_duration = cfaccess.null } } }
+    local text = assert(state.dump(s, "lua"))
+    assert.truthy(text:find("session_duration = null,", 1, true), text)
+    local back = assert(state.load(write("null.lua", text)))
+    assert.are.equal(cfaccess.null, back.policies[1].session_duration)
+    assert.are.equal(state.dump(s, "json"), state.dump(back, "json"))
+  end)
+
   it("stops a file that catches the instruction limit with pcall and goes on", function()
     local saved = state.MAX_INSTRUCTIONS
     state.MAX_INSTRUCTIONS = 200000

@@ -22,7 +22,7 @@ local SAFE_GLOBALS = {
 }
 local SAFE_LIBS = { string = true, table = true, math = true, utf8 = true }
 local ALLOWED = "rules and the safe basics: " .. concat(SAFE_GLOBALS, ", ", 1, #SAFE_GLOBALS - 1)
-  .. ", string, table, math, utf8"
+  .. ", string, table, math, utf8, null (cfaccess.null)"
 
 --- The most memory (KiB, as collectgarbage("count") counts) a `.lua` state
 -- file may add while it runs, and the longest string a string function may
@@ -133,7 +133,8 @@ end
 -- (`os is not available in a state file ...`), so `os.execute(...)` fails
 -- with a clear message rather than "attempt to index a nil value".
 local function sandbox_env()
-  local env = { rules = copy_of(rules) }
+  -- null: cfaccess.null (lua-cjson's), for `session_duration = null` as dump writes it
+  local env = { rules = copy_of(rules), null = cjson().null }
   for _, name in ipairs(SAFE_GLOBALS) do env[name] = _G[name] end
   for lib in pairs(SAFE_LIBS) do env[lib] = copy_of(_G[lib]) end
   env.setmetatable = checked_setmetatable
