@@ -362,6 +362,12 @@ describe("cfaccess list", function()
     assert.are.equal(0, mock:count())
   end)
 
+  it("export exits 64 for an --app that is not an app id, as list does, sending nothing", function()
+    local r = cfaccess({ "export", "--app", APP, "--app", "../etc" }, { env = env() })
+    expect(r, 64, "", 'cfaccess: --app "../etc": expected an application id (a UUID or 32 hex characters)\n')
+    assert.are.equal(0, mock:count())
+  end)
+
   it("exits 64 for reusable policies on a zone", function()
     local r = cfaccess({ "list" }, { env = env{ CLOUDFLARE_ACCOUNT_ID = false, CLOUDFLARE_ZONE_ID = ZONE } })
     expect(r, 64, "", "cfaccess: reusable policies belong to an account: set CLOUDFLARE_ACCOUNT_ID, or give --app\n")

@@ -486,6 +486,12 @@ M.register{
     cmd:option("--format", "Output format."):choices({ "lua", "json" }):default("lua")
   end,
   run = function(args, ctx)
+    -- a bad --app is a usage error (64, as for list), found before anything is read
+    for _, id in ipairs(args.app) do
+      if not require("cfaccess.plan.common").is_app_id(id) then
+        return fail(ctx, EXIT.usage, ("--app %q: expected an application id (a UUID or 32 hex characters)"):format(id))
+      end
+    end
     return with_client(ctx, { "export" }, function(client, export_fn)
       local opts = {}
       if #args.app > 0 then opts.apps = args.app end
