@@ -133,7 +133,9 @@ run validate examples/access.lua; expect 0
 
 # plan/apply/export: where this build has them (client:plan, client:apply,
 # client:export, and the core's set_app_policies/get_app for the app's list)
-if "$LUA" -e 'local c = assert(require("cfaccess").client{ account_id = os.getenv("CLOUDFLARE_ACCOUNT_ID") })
+# (with the sanitizer runtimes under make asan, as every Lua run here: without
+# them the asan-built core does not load and the probe would say "no")
+if LD_PRELOAD=$preload "$LUA" -e 'local c = assert(require("cfaccess").client{ account_id = os.getenv("CLOUDFLARE_ACCOUNT_ID") })
   for _, m in ipairs{ "plan", "apply", "export", "set_app_policies", "get_app" } do
     if type(c[m]) ~= "function" then os.exit(1) end
   end' 2>/dev/null
