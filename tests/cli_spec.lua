@@ -329,6 +329,20 @@ describe("cfaccess list", function()
     no_token(r)
   end)
 
+  it("never prints the token when the server echoes it back inside data (names, rules)", function()
+    local c = client()
+    local a = assert(c:create_policy{ name = "echo " .. TOKEN, decision = "allow",
+      include = { { email = { email = TOKEN .. "@example.com" } } } })
+    c:close()
+    for _, args in ipairs{ { "list" }, { "list", "--json" }, { "export" }, { "export", "--format", "json" } } do
+      local r = cfaccess(args, { env = env() })
+      expect(r, 0, nil, "")
+      no_token(r)
+      assert.truthy(r.out:find("echo [redacted]", 1, true), show(r))
+      if args[1] == "list" then assert.truthy(r.out:find(a.id, 1, true), show(r)) end
+    end
+  end)
+
   it("says so when there are none", function()
     expect(cfaccess({ "list" }, { env = env() }), 0, "No reusable policies.\n", "")
     expect(cfaccess({ "list", "--app", APP, "--json" }, { env = env() }), 0, "[]\n", "")
@@ -347,6 +361,12 @@ describe("cfaccess list", function()
     local r = cfaccess({ "list", "--app", "../etc" }, { env = env() })
     expect(r, 64, "")
     assert.matches("^cfaccess: ", r.err)
+    assert.are.equal(0, mock:count())
+  end)
+
+  it("export exits 64 for an --app that is not an app id, as list does, sending nothing", function()
+    local r = cfaccess({ "export", "--app", APP, "--app", "../etc" }, { env = env() })
+    expect(r, 64, "", 'cfaccess: --app "../etc": expected an application id (a UUID or 32 hex characters)\n')
     assert.are.equal(0, mock:count())
   end)
 
@@ -718,6 +738,11 @@ describe("cfaccess installed", function()
     local code, out = run("validate bad.json")
     assert.are.equal(1, code)
     assert.matches("^bad%.json: %[1%]%.include%[1%]%.email%.email: expected a string, got number\n", out)
+    -- through a symlink elsewhere (ln -s PREFIX/bin/cfaccess /usr/local/bin/), a name with a quote
+    local linkdir = path("link bin's")
+    assert(os.execute("mkdir -p " .. q(linkdir) .. " && ln -sf " .. q(cmd) .. " " .. q(linkdir .. "/cfaccess")))
+    cmd = linkdir .. "/cfaccess"
+    assert.are.same({ 0, "good.json: valid\n" }, { run("validate good.json") })
   end)
 end)
 

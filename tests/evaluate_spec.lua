@@ -482,6 +482,24 @@ describe("cfaccess.evaluate invalid inputs", function()
     { "an unknown option", one(r.everyone()), req(), { group = {} }, "opts.group" },
     { "an account_id that is not 32 hex", one(r.everyone()), req(), { account_id = "acct" }, "opts.account_id" },
   }
+  it("one policy given where the list belongs is invalid, not \"no policy matched\"", function()
+    local res, err = cfaccess.evaluate(P("a", "allow", 1, { r.everyone() }), req())
+    assert.is_nil(res)
+    assert.are.equal("invalid", err.kind)
+    assert.are.equal('invalid evaluation input: expected a list of policies, found the key "decision" '
+      .. "(one policy? give { policy })", tostring(err))
+    res, err = cfaccess.evaluate({ P("a", "allow", 1, { r.everyone() }), extra = true }, req())
+    assert.is_nil(res)
+    assert.matches('found the key "extra"', tostring(err), 1, true)
+  end)
+
+  it("says in words why an IPv4-mapped range is refused", function()
+    local _, err = cfaccess.evaluate(one(r.ip("::ffff:1.2.3.4/64")), req())
+    assert.are.equal('"::ffff:1.2.3.4/64" is an IPv4-mapped range, which needs a prefix of at least 96',
+      err.problems[1].message)
+    assert.are.equal("[1].include[1].ip.ip", err.problems[1].path)
+  end)
+
   for _, c in ipairs(bad) do
     local name, policies, request, opts, path = table.unpack(c, 1, 5)
     it(name .. " is invalid (" .. path .. ")", function()

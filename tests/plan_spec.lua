@@ -321,6 +321,40 @@ describe("client:plan / apply / export", function()
       c:close()
     end)
 
+    it("a name taken live between plan and apply: no second policy, a conflict; plan again converges", function()
+      local c = client()
+      local plan = assert(c:plan(state))
+      local other = client()
+      local taken = assert(other:create_policy(pol("staff", { decision = "deny" })))
+      local legacy_taken = assert(other:create_app_policy(APP, pol("allow staff", { precedence = 7 })))
+      other:close()
+      local report, err = c:apply(plan)
+      assert.are.equal("conflict", err.kind)
+      local seen = {}
+      for _, res in ipairs(report.results) do
+        if res.change.action == "create" and (res.change.name == "staff" or res.change.name == "allow staff") then
+          assert.is_false(res.ok)
+          assert.are.equal("conflict", res.err.kind)
+          seen[res.change.name] = tostring(res.err)
+        end
+      end
+      assert.matches(taken.id, seen["staff"], 1, true)
+      assert.matches(legacy_taken.id, seen["allow staff"], 1, true)
+      local n = 0
+      for _, p in ipairs(reusable_live()) do if p.name == "staff" then n = n + 1 end end
+      assert.are.equal(1, n, "two live reusable policies named staff")
+      n = 0
+      for _, p in ipairs(legacy_of(APP)) do if p.name == "allow staff" then n = n + 1 end end
+      assert.are.equal(1, n, "two live legacy policies named allow staff")
+      -- plan again: the taken ones are updates now, and it converges
+      plan = assert(c:plan(state))
+      report, err = c:apply(plan)
+      assert.is_nil(err, err and tostring(err))
+      assert.are.equal(0, report.failed)
+      assert.are.same({}, assert(c:plan(state)).changes)
+      c:close()
+    end)
+
     it("without prune, live policies the state does not list are kept (legacy ones after the listed ones)", function()
       local c = client()
       assert(c:create_app_policy(APP, pol("extra")))   -- at precedence 1

@@ -170,6 +170,86 @@ return { has_dump = string.dump ~= nil, rep = ("ab"):rep(2), max = math.max(1, 5
     assert.matches(":2: gave up after 200000 instructions %(an endless loop%?%)", err.message)
   end)
 
+  it("round-trips session_duration = cfaccess.null through a Lua dump (written as null, not nil)", function()
+    local s = { policies = { { name = "n", decision = "allow", include = { r.everyone() }, session_duration = cfaccess.null } } }
+    local text = assert(state.dump(s, "lua"))
+    assert.truthy(text:find("session_duration = null,", 1, true), text)
+    local back = assert(state.load(write("null.lua", text)))
+    assert.are.equal(cfaccess.null, back.policies[1].session_duration)
+    assert.are.equal(state.dump(s, "json"), state.dump(back, "json"))
+  end)
+
+  it("stops a file that catches the instruction limit with pcall and goes on", function()
+    local saved = state.MAX_INSTRUCTIONS
+    state.MAX_INSTRUCTIONS = 200000
+    local path = write("pcall_loop.lua", "while true do\n  pcall(function() while true do end end)\nend\n")
+    local s, err = state.load(path)
+    state.MAX_INSTRUCTIONS = saved
+    assert.is_nil(s)
+    assert.matches("gave up after 200000 instructions", err.message)
+  end)
+
+  it("gives a state file a copy of rules: the host's builders stay as they are", function()
+    local path = write("rules_swap.lua", "rules.email = function() return { everyone = {} } end\nreturn { x = rules.email('a@b.co') }\n")
+    local s = assert(state.load(path))
+    assert.are.same({ x = { everyone = {} } }, s)
+    assert.are.same({ email = { email = "a@example.com" } }, r.email("a@example.com"))
+    assert.are.same({ email = { email = "a@example.com" } }, require("cfaccess.rules").email("a@example.com"))
+  end)
+
+  it("refuses memory bombs in one call: string.rep, its method form, gsub, format, pack, table.move", function()
+    for name, text in pairs{
+      rep = 'return { ("x"):rep(2^40) }', rep2 = 'return { string.rep("x", 2^40) }',
+      gsub = 'local s = string.rep("x", 100000) return { (s:gsub(".", s)) }',
+      format = 'local s = ("x"):rep(8*1024*1024) return { string.format("%s%s%s", s, s, s) }',
+      move = 'return table.move({ 1 }, 1, 2^40, 1, {})',
+    } do
+      local s, err = state.load(write("bomb_" .. name .. ".lua", text))
+      assert.is_nil(s, name)
+      assert.matches("a state file is limited", err.message, 1, true)
+    end
+    local _, err = state.load(write("bomb_pack.lua", 'return { string.pack("c2000000000", "") }'))
+    assert.matches("attempt to call a nil value %(field 'pack'%)", err.message)
+    assert.are.equal(string.rep, getmetatable("").__index.rep, "the host's string methods are its own again")
+    assert.are.equal("xx", ("x"):rep(2))
+  end)
+
+  it("stops a file whose memory keeps growing (s = s .. s)", function()
+    local s, err = state.load(write("bomb_double.lua", 'local s = "x"\nfor i = 1, 40 do s = s .. s end\nreturn {}\n'))
+    assert.is_nil(s)
+    assert.matches("gave up: the file used more than 64 MiB of memory", err.message, 1, true)
+  end)
+
+  it("refuses patterns that would backtrack for hours in one call, and runs ordinary ones", function()
+    local s, err = state.load(write("bomb_pattern.lua", 'local s = ("a"):rep(40)\nreturn { s:find((".-"):rep(12) .. "b") }\n'))
+    assert.is_nil(s)
+    assert.matches("string.find: the pattern has 12 quantifiers for 40 bytes of subject", err.message, 1, true)
+    s = assert(state.load(write("patterns.lua",
+      'local d = ("alice@example.com"):match("@(.+)$")\nlocal n = {} for w in ("a b"):gmatch("%a") do n[#n + 1] = w end\n'
+      .. 'return { d = d, n = table.concat(n, "-"), g = (("a.b"):gsub("%.", "-")) }\n')))
+    assert.are.same({ d = "example.com", n = "a-b", g = "a-b" }, s)
+  end)
+
+  it("runs no code of the file after it returned: no finalizers, no metamethods on the state", function()
+    local s, err = state.load(write("gc.lua", "setmetatable({}, { __gc = function() while true do end end })\nreturn {}\n"))
+    assert.is_nil(s)
+    assert.matches("gc.lua:1: setmetatable: a __gc metamethod is not available in a state file", err.message, 1, true)
+    s = assert(state.load(write("meta.lua", "return setmetatable({ name = 'n' }, { __index = function() while true do end end,\n"
+      .. "  __pairs = function() while true do end end })\n")))
+    assert.is_nil(getmetatable(s))
+    assert.is_nil(s.decision)
+    assert.are.same({ name = "n" }, s)
+  end)
+
+  it("refuses a state that contains itself, nests too deep or has too many tables, naming the path", function()
+    local _, err = state.load(write("cycle.lua", "local t = { name = 'a' }\nt.include = { t }\nreturn t\n"))
+    assert.matches("cycle%.lua: include%[1%]: the table contains itself$", err.message)
+    _, err = state.load(write("deep.lua", "local t = {} local c = t for i = 1, 1000 do c.x = {} c = c.x end\nreturn t\n"))
+    assert.matches("deep%.lua: x%.x[.x]*: nested deeper than 200 levels$", err.message)
+    _, err = state.load(write("dag.lua", "local t = {} for i = 1, 60 do t = { a = t, b = t } end\nreturn { t }\n"))
+    assert.matches("more than 200000 tables", err.message, 1, true)
+  end)
+
   it("reports Lua syntax errors, runtime errors and non-tables with the file", function()
     local _, err = state.load(write("syntax.lua", "return {\n  name = \n"))
     assert.are.equal("invalid", err.kind)

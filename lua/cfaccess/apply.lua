@@ -11,6 +11,9 @@
 --   4. deletes (only in a plan made with prune): after the lists that
 --      detach them, a 404 counting as done.
 -- A change that fails skips the changes that depend on it; the rest go on.
+-- Before phase 1, the names that creates will take are read again (one
+-- listing per scope with creates): a name taken since the plan is a
+-- `conflict` for that create, never a second live policy of that name.
 --
 -- Legacy precedences: the API refuses two policies of an app at one
 -- precedence, so each app's chain moves a policy only into a free slot.
@@ -181,7 +184,11 @@ local function run_steps(run, steps)
   local ops, idx, outcome = {}, {}, {}
   for k, s in ipairs(steps) do
     local op = step_op(changes[s.i], s, run.created)
-    if op then ops[#ops + 1] = op; idx[#ops] = k
+    if run.refused[s.i] then
+      finish(run, s.i, false, nil, run.refused[s.i])
+      outcome[k] = false
+      run.done = run.done + 1
+    elseif op then ops[#ops + 1] = op; idx[#ops] = k
     else skip(run, s.i, "a policy it refers to was not created"); run.done = run.done + 1 end
   end
   if #ops == 0 then return outcome end
@@ -265,6 +272,54 @@ local function run_deletes(run, ph, broken)
   run_steps(run, ready)
 end
 
+-- Creates whose name the live state took since the plan was made (another
+-- run, a colleague): sent anyway they would make two live policies with one
+-- name, which every later plan refuses. One listing per scope that has
+-- creates (the reusable list; each app with legacy creates), read-only, as
+-- plan reads them; such a create fails as a `conflict` naming the live id,
+-- and what depends on it is skipped. A listing that cannot be read fails
+-- its creates too: no create is sent blind.
+local function refuse_taken_names(run)
+  local reusable, apps, app_order = {}, {}, {}
+  for i, c in ipairs(run.changes) do
+    if c.action == "create" and c.type == "reusable" then reusable[#reusable + 1] = i
+    elseif c.action == "create" and c.type == "policy" then
+      if not apps[c.app_id] then apps[c.app_id] = {}; app_order[#app_order + 1] = c.app_id end
+      table.insert(apps[c.app_id], i)
+    end
+  end
+  local ops, whose = {}, {}
+  if #reusable > 0 then
+    ops[1] = { op = "list_policies", per_page = 1000 }
+    whose[1] = reusable
+  end
+  for _, app_id in ipairs(app_order) do
+    ops[#ops + 1] = { op = "list_app_policies", app_id = app_id, per_page = 1000 }
+    whose[#ops] = apps[app_id]
+  end
+  if #ops == 0 then return end
+  local rs, berr = run.client:batch(ops, { concurrency = run.concurrency })
+  for n = 1, #ops do
+    local r = rs and rs[n] or { ok = false, err = berr }
+    local live = {}
+    if r.ok and type(r.result) == "table" then
+      for _, p in ipairs(r.result) do
+        if type(p) == "table" and p.name ~= nil then live[p.name] = live[p.name] or p.id end
+      end
+    end
+    for _, i in ipairs(whose[n]) do
+      local c = run.changes[i]
+      if not r.ok then
+        run.refused[i] = new_err(type(r.err) == "table" and r.err.kind or "network",
+          "not created: the live policies could not be read again before the create: " .. tostring(r.err))
+      elseif live[c.name] then
+        run.refused[i] = new_err("conflict", ("not created: a policy named %q (%s) was created since the plan; "
+          .. "plan again"):format(tostring(c.name), tostring(live[c.name])), { ids = { live[c.name] } })
+      end
+    end
+  end
+end
+
 -- The report of a finished run, and an error when a change failed or was skipped.
 local function report_of(run)
   local changes, results = run.changes, run.results
@@ -299,8 +354,9 @@ function M.apply(client, plan, opts)
   local ph = phases(plan)
   local run = { client = client, changes = plan.changes, concurrency = opts.concurrency or DEFAULT_CONCURRENCY,
                 on_progress = opts.on_progress, total = ph.total, done = 0,
-                status = {}, results = {}, created = {} }
+                status = {}, results = {}, created = {}, refused = {} }
   for i, c in ipairs(plan.changes) do run.results[i] = { change = c } end
+  refuse_taken_names(run)
 
   progress(run, 0)
   -- 1. reusable creates and updates

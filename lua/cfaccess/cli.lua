@@ -50,6 +50,46 @@ end
 
 -- A context for one run: streams, environment, terminal facts. Specs run
 -- the command as a subprocess, so the real ones are used there.
+-- The secrets of the environment (API.md section 4: they never appear in
+-- any output). The core keeps them out of its errors and logs; but a server
+-- at CLOUDFLARE_BASE_URL may echo the token back inside data (a policy's
+-- name), which the command prints: every write goes through this.
+local SECRET_VARS = { "CLOUDFLARE_API_TOKEN", "CLOUDFLARE_API_KEY" }
+local MIN_SECRET = 8   -- shorter values are not credentials the API takes
+
+local function redacting(fh, getenv)
+  local secrets = {}
+  for _, name in ipairs(SECRET_VARS) do
+    local v = getenv(name)
+    if type(v) == "string" and #v >= MIN_SECRET then secrets[#secrets + 1] = v end
+  end
+  if #secrets == 0 then return fh end
+  local function clean(text)
+    for _, v in ipairs(secrets) do
+      local i = 1
+      while true do
+        local a, b = text:find(v, i, true)
+        if not a then break end
+        text = text:sub(1, a - 1) .. "[redacted]" .. text:sub(b + 1)
+        i = a + #"[redacted]"
+      end
+    end
+    return text
+  end
+  return {
+    write = function(self, ...)
+      local parts = table.pack(...)
+      for i = 1, parts.n do parts[i] = tostring(parts[i]) end
+      local ok, err = fh:write(clean(table.concat(parts, "", 1, parts.n)))
+      if not ok then return ok, err end
+      return self
+    end,
+    flush = function() return fh:flush() end,
+    setvbuf = function(_, ...) return fh:setvbuf(...) end,
+    close = function() return fh:close() end,
+  }
+end
+
 local function context(opts)
   opts = opts or {}
   local ctx = {
@@ -68,6 +108,7 @@ local function context(opts)
   ctx.no_color = no_color ~= nil and no_color ~= ""
   ctx.colour = ctx.out_tty and not ctx.no_color        -- colour on stdout
   ctx.err_colour = ctx.err_tty and not ctx.no_color     -- colour on stderr
+  ctx.out, ctx.err = redacting(ctx.out, ctx.getenv), redacting(ctx.err, ctx.getenv)
   return ctx
 end
 
@@ -445,6 +486,12 @@ M.register{
     cmd:option("--format", "Output format."):choices({ "lua", "json" }):default("lua")
   end,
   run = function(args, ctx)
+    -- a bad --app is a usage error (64, as for list), found before anything is read
+    for _, id in ipairs(args.app) do
+      if not require("cfaccess.plan.common").is_app_id(id) then
+        return fail(ctx, EXIT.usage, ("--app %q: expected an application id (a UUID or 32 hex characters)"):format(id))
+      end
+    end
     return with_client(ctx, { "export" }, function(client, export_fn)
       local opts = {}
       if #args.app > 0 then opts.apps = args.app end

@@ -97,9 +97,9 @@ function M.parse_range(s)
   if len then
     plen = tonumber(len)
     local max = addr:find(":", 1, true) and 128 or 32
-    if plen > max then return nil, "prefix length above " .. max end
+    if plen > max then return nil, "a range with a prefix length above " .. max end
     if bits == 32 and max == 128 then
-      if plen < 96 then return nil, "an IPv4-mapped range needs a prefix of at least 96" end
+      if plen < 96 then return nil, "an IPv4-mapped range, which needs a prefix of at least 96" end
       plen = plen - 96
     end
   end

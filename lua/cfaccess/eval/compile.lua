@@ -242,6 +242,16 @@ function M.compile(policies, opts, eval_body)
                   legacy = opts.legacy == true or nil, allow_unknown = opts.allow_unknown == true or nil }
   local compiled, with_prec, without_prec = {}, nil, nil
   local n = #policies
+  -- a single policy given where the list belongs would read as no policies
+  -- at all ("blocked: no policy matched"): a silently wrong answer
+  local stray = {}
+  for k in next, policies do
+    if math.type(k) ~= "integer" or k < 1 or k > n then stray[#stray + 1] = format("%q", tostring(k)) end
+  end
+  if #stray > 0 then
+    table.sort(stray)
+    run:problem("", "expected a list of policies, found the key %s (one policy? give { policy })", stray[1])
+  end
   for i = 1, n do
     local p = policies[i]
     local prefix = "[" .. i .. "]"

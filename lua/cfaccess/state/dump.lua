@@ -100,7 +100,8 @@ end
 local function lua_scalar(node)
   local v = node.value
   if type(v) == "string" then return (format("%q", v):gsub("\\\n", "\\n")) end
-  if v == cjson().null then return "nil" end
+  -- a state file's environment has `null` (cfaccess.null): "nil" would drop the field
+  if v == cjson().null then return "null" end
   return tostring(v)
 end
 

@@ -22,21 +22,129 @@ local SAFE_GLOBALS = {
 }
 local SAFE_LIBS = { string = true, table = true, math = true, utf8 = true }
 local ALLOWED = "rules and the safe basics: " .. concat(SAFE_GLOBALS, ", ", 1, #SAFE_GLOBALS - 1)
-  .. ", string, table, math, utf8"
+  .. ", string, table, math, utf8, null (cfaccess.null)"
+
+--- The most memory (KiB, as collectgarbage("count") counts) a `.lua` state
+-- file may add while it runs, and the longest string a string function may
+-- make for it. A state is a few kilobytes; this stops `s = s .. s` loops and
+-- `("x"):rep(1e10)` before they take the host's memory.
+M.MAX_MEMORY_KB = 64 * 1024
+local MAX_STRING = 16 * 1024 * 1024
+
+-- Lua patterns backtrack: `(".-"):rep(12) .. "b"` on 40 characters runs
+-- for hours inside one C call, where no hook can stop it. A pattern function
+-- is refused when its subject length to the power (quantifiers + 1) is above
+-- this (plain finds are linear and always allowed).
+local MAX_PATTERN_COST = 1e9
+
+-- Hand-written guards: Lua has no memory or time limit for one C call, so
+-- the functions that can make a huge string or run for hours in one call
+-- are checked before they run.
+local function refuse(fname, why)
+  error(format("string.%s: %s (a state file is limited)", fname, why), 3)
+end
+
+local function checked_rep(s, n, sep)
+  local len = #tostring(s)
+  local total = len * (tonumber(n) or 0)
+    + (sep and #tostring(sep) * ((tonumber(n) or 1) - 1) or 0)
+  if total > MAX_STRING then refuse("rep", format("the result would be %.0f bytes", total)) end
+  return string.rep(s, n, sep)
+end
+
+local function pattern_guard(fname, f)
+  return function(s, pat, init, plain, ...)
+    if fname == "find" and plain then return f(s, pat, init, plain, ...) end
+    local q = 0
+    -- the host's functions called directly: string methods reach the
+    -- guarded table while the chunk runs
+    local p = string.gsub(tostring(pat), "%%.", "x")
+    for _ in string.gmatch(p, "[%*%+%-%?]") do q = q + 1 end
+    local n = #tostring(s)
+    if n > 1 and q > 0 and n ^ (q + 1) > MAX_PATTERN_COST then
+      refuse(fname, format("the pattern has %d quantifiers for %d bytes of subject (it could backtrack for hours)",
+        q, n))
+    end
+    if fname == "gsub" and (type(init) == "string" or type(init) == "table") then
+      -- init is gsub's replacement: the result is at most one per byte
+      local longest = 0
+      if type(init) == "string" then longest = #init
+      else for _, v in next, init do if type(v) == "string" and #v > longest then longest = #v end end end
+      if (n + 1) * longest > MAX_STRING then
+        refuse(fname, format("the result could be %.0f bytes", (n + 1) * longest))
+      end
+    end
+    local r = table.pack(f(s, pat, init, plain, ...))
+    if fname == "gsub" and type(r[1]) == "string" and #r[1] > MAX_STRING then
+      refuse(fname, format("the result is %d bytes", #r[1]))
+    end
+    return table.unpack(r, 1, r.n)
+  end
+end
+
+local function checked_concat(t, sep, i, j)
+  local total, seplen = 0, sep and #tostring(sep) or 0
+  for k = i or 1, j or #t do
+    local v = t[k]
+    total = total + (type(v) == "string" and #v or 32) + seplen
+    if total > MAX_STRING then
+      error(format("table.concat: the result would be over %d bytes (a state file is limited)", MAX_STRING), 2)
+    end
+  end
+  return table.concat(t, sep, i, j)
+end
+
+local function checked_format(fmt, ...)
+  local total = #tostring(fmt)
+  for i = 1, select("#", ...) do
+    local v = select(i, ...)
+    total = total + (type(v) == "string" and #v or 0) + 100
+  end
+  if total > MAX_STRING then refuse("format", format("the result could be %d bytes", total)) end
+  return string.format(fmt, ...)
+end
+
+local MAX_MOVE = 1000000
+local function checked_move(a1, f, e, t, a2)
+  if type(f) == "number" and type(e) == "number" and e - f > MAX_MOVE then
+    error(format("table.move: %.0f elements (a state file is limited to %d)", e - f + 1, MAX_MOVE), 2)
+  end
+  return table.move(a1, f, e, t, a2)
+end
+
+-- A finalizer would run later, in the host, outside every limit.
+local function checked_setmetatable(t, mt)
+  if type(mt) == "table" and rawget(mt, "__gc") ~= nil then
+    error("setmetatable: a __gc metamethod is not available in a state file", 2)
+  end
+  return setmetatable(t, mt)
+end
+
+-- A copy of a table (one level): the file may change its copy, never the
+-- host's table (the rule builders are the host's module).
+local function copy_of(t)
+  local c = {}
+  for k, v in pairs(t) do c[k] = v end
+  return c
+end
 
 -- A fresh environment for one state file: copies, so the file cannot change
 -- the host's tables. Reading any other global raises an error naming it
 -- (`os is not available in a state file ...`), so `os.execute(...)` fails
 -- with a clear message rather than "attempt to index a nil value".
 local function sandbox_env()
-  local env = { rules = rules }
+  -- null: cfaccess.null (lua-cjson's), for `session_duration = null` as dump writes it
+  local env = { rules = copy_of(rules), null = cjson().null }
   for _, name in ipairs(SAFE_GLOBALS) do env[name] = _G[name] end
-  for lib in pairs(SAFE_LIBS) do
-    local copy = {}
-    for k, v in pairs(_G[lib]) do copy[k] = v end
-    if lib == "string" then copy.dump = nil end
-    env[lib] = copy
-  end
+  for lib in pairs(SAFE_LIBS) do env[lib] = copy_of(_G[lib]) end
+  env.setmetatable = checked_setmetatable
+  local str = env.string
+  -- string.pack("c2000000000", "") makes 2 GB in one call
+  str.dump, str.pack, str.unpack, str.packsize = nil, nil, nil, nil
+  env.table.move = checked_move
+  str.rep, str.format = checked_rep, checked_format
+  for _, fname in ipairs{ "find", "match", "gmatch", "gsub" } do str[fname] = pattern_guard(fname, string[fname]) end
+  env.table.concat = checked_concat
   env._G = env
   return setmetatable(env, {
     __index = function(_, k)
@@ -45,24 +153,86 @@ local function sandbox_env()
   })
 end
 
-local HOOK_EVERY = 10000
+local HOOK_EVERY = 1000
 
--- Run chunk in its own coroutine with a count hook on that coroutine only
--- (so the host's hooks, e.g. a coverage tool's, are left alone); at most
--- max_instructions instructions.
-local function run_bounded(chunk, max_instructions)
+-- Run chunk in its own coroutine with hooks on that coroutine only (so the
+-- host's hooks, e.g. a coverage tool's, are left alone): at most
+-- max_instructions instructions and M.MAX_MEMORY_KB more memory, checked on
+-- every new line and loop iteration too ("l": `s = s .. s` in a loop grows
+-- fast). Once a limit is passed every later hook raises again, so a file
+-- that catches the error with pcall cannot go on. String methods
+-- (`("x"):rep(n)`) go through the string metatable, shared with the host:
+-- its __index is the sandbox's checked string table while the chunk runs,
+-- and the host's again afterwards, whatever happened.
+local function run_bounded(chunk, max_instructions, strlib)
   local co = coroutine.create(chunk)
-  local used = 0
-  debug.sethook(co, function()
-    used = used + HOOK_EVERY
+  local used, stop = 0, nil
+  local base = collectgarbage("count")
+  debug.sethook(co, function(event)
+    if stop then error(stop, 2) end
+    if event == "count" then used = used + HOOK_EVERY end
     if used > max_instructions then
-      error(format("gave up after %d instructions (an endless loop?)", max_instructions), 2)
+      stop = format("gave up after %d instructions (an endless loop?)", max_instructions)
+    elseif collectgarbage("count") - base > M.MAX_MEMORY_KB then
+      collectgarbage()
+      if collectgarbage("count") - base > M.MAX_MEMORY_KB then
+        stop = format("gave up: the file used more than %d MiB of memory", M.MAX_MEMORY_KB // 1024)
+      end
     end
-  end, "", HOOK_EVERY)
-  local ok, res = coroutine.resume(co)
+    if stop then
+      debug.sethook(co, function() error(stop, 2) end, "l", 1)
+      error(stop, 2)
+    end
+  end, "l", HOOK_EVERY)
+  local smt = getmetatable("")
+  local host_index = smt.__index
+  smt.__index = strlib
+  local pok, ok, res = pcall(coroutine.resume, co)
+  smt.__index = host_index
+  if not pok then ok, res = false, ok end
   if not ok then return nil, tostring(res) end
+  if stop then return nil, stop end
   if coroutine.status(co) ~= "dead" then return nil, "the chunk yielded" end
   return true, res
+end
+
+--- The deepest a state's tables may nest (a state is a few levels deep).
+M.MAX_DEPTH = 200
+--- The most tables a state may hold.
+M.MAX_TABLES = 200000
+
+-- A copy of what a `.lua` file returned as plain tables: raw reads only, no
+-- metatables, so no code of the file (__index, __pairs, __len, __eq ...)
+-- runs later in the host, outside the sandbox's limits. A table that
+-- contains itself, one nested deeper than M.MAX_DEPTH, more than
+-- M.MAX_TABLES tables, or a key that is not a string or a number is an error
+-- with its path.
+local function plain_copy(v, path, depth, open)
+  local at = path == "" and "the returned table" or path
+  if type(v) ~= "table" then
+    if type(v) == "function" or type(v) == "thread" or (type(v) == "userdata" and v ~= cjson().null) then
+      return nil, at .. ": expected data, got a " .. type(v)
+    end
+    return v
+  end
+  if open[v] then return nil, at .. ": the table contains itself" end
+  if depth > M.MAX_DEPTH then return nil, at .. ": nested deeper than " .. M.MAX_DEPTH .. " levels" end
+  open.count = (open.count or 0) + 1
+  if open.count > M.MAX_TABLES then
+    return nil, at .. ": more than " .. M.MAX_TABLES .. " tables (shared ones count each time they are reached)"
+  end
+  open[v] = true
+  local c = {}
+  for k, x in next, v do
+    local kt = type(k)
+    if kt ~= "string" and kt ~= "number" then return nil, at .. ": a key of type " .. kt end
+    local sub = kt == "string" and (path == "" and k or path .. "." .. k) or (path .. "[" .. tostring(k) .. "]")
+    local cx, err = plain_copy(x, sub, depth + 1, open)
+    if err then return nil, err end
+    c[k] = cx
+  end
+  open[v] = nil
+  return c
 end
 
 local function read_all(path)
@@ -161,10 +331,17 @@ function M.load(path, max_instructions)
     if derr then return nil, derr end
     value = v
   elseif path:match("%.lua$") then
-    local chunk, lerr = load(text, "@" .. path, "t", sandbox_env())
+    local env = sandbox_env()
+    local chunk, lerr = load(text, "@" .. path, "t", env)
     if not chunk then return nil, mkerr("invalid", lerr) end
-    local ok, res = run_bounded(chunk, max_instructions)
+    local ok, res = run_bounded(chunk, max_instructions, env.string)
     if not ok then return nil, mkerr("invalid", res) end
+    if type(res) == "table" then
+      local c, cerr = plain_copy(res, "", 1, {})
+      if cerr then cerr = path .. ": " .. cerr end
+      if cerr then return nil, mkerr("invalid", cerr) end
+      res = c
+    end
     value = res
   else
     return nil, mkerr("usage", path .. ": expected a .lua or .json file")
