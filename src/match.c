@@ -212,6 +212,7 @@ typedef struct mctx {
   lua_State *L;
   cf_kind kind;
   int depth;
+  int too_deep;   /* a value nested deeper than MAX_DEPTH was met */
 } mctx;
 
 static int canon(mctx *c, int idx, const mfield *f, cf_buf *b);
@@ -362,7 +363,12 @@ static int canon(mctx *c, int idx, const mfield *f, cf_buf *b) {
         lua_pushnil(L);
         if (lua_next(L, idx)) { lua_pop(L, 2); list = 0; f = NULL; }
       }
-      if (++c->depth > MAX_DEPTH) luaL_error(L, "cfaccess.same: nesting deeper than %d", MAX_DEPTH);
+      if (c->depth >= MAX_DEPTH) {       /* no policy nests this deep: not the same */
+        c->too_deep = 1;
+        cf_buf_addc(L, b, '!');
+        return 1;
+      }
+      c->depth++;
       luaL_checkstack(L, 12, "cfaccess.same: too deep");
       if (list) r = canon_list(c, idx, n, f, b);
       else r = canon_object(c, idx, f && f->type == CF_T_OBJECT ? f : NULL, b);
@@ -416,7 +422,7 @@ static int field_same(mctx *c, int a, int b, const char *k, size_t kn) {
   if (def && !pb) { lua_pushstring(L, def); lua_replace(L, -2); }
   canon_push(c, -2, known ? &f : NULL);
   canon_push(c, -2, known ? &f : NULL);
-  eq = lua_rawequal(L, -1, -2);
+  eq = !c->too_deep && lua_rawequal(L, -1, -2);
   lua_pop(L, 4);
   return eq;
 }
@@ -437,6 +443,10 @@ static int fields_same(mctx *c, int a, int b, int from) {
 }
 
 int cf_policy_same(lua_State *L, int a, int b, cf_kind kind) {
+  return cf_policy_same_ex(L, a, b, kind, NULL);
+}
+
+int cf_policy_same_ex(lua_State *L, int a, int b, cf_kind kind, int *too_deep) {
   mctx c;
   int top = lua_gettop(L), r;
   a = lua_absindex(L, a);
@@ -445,11 +455,13 @@ int cf_policy_same(lua_State *L, int a, int b, cf_kind kind) {
   c.L = L;
   c.kind = kind;
   c.depth = 0;
+  c.too_deep = 0;
   /* every key of a, then every key of b (a key both have is compared
   ** twice: cheaper than remembering which were seen) */
   r = fields_same(&c, a, b, a) && fields_same(&c, a, b, b);
   lua_settop(L, top);
-  return r;
+  if (too_deep) *too_deep = c.too_deep;
+  return r && !c.too_deep;
 }
 
 /* ---- request_body ---------------------------------------------------------- */
@@ -492,7 +504,12 @@ static void body_copy(mctx *c, int idx, const mfield *f) {
   } else if (t == LUA_TTABLE) {
     lua_Integer n = (lua_Integer)lua_rawlen(L, idx), i;
     mfield ef;
-    if (++c->depth > MAX_DEPTH) luaL_error(L, "cfaccess.request_body: nesting deeper than %d", MAX_DEPTH);
+    if (c->depth >= MAX_DEPTH) {         /* no body nests this deep: refused below */
+      c->too_deep = 1;
+      lua_pushboolean(L, 0);
+      return;
+    }
+    c->depth++;
     luaL_checkstack(L, 8, "cfaccess.request_body: too deep");
     lua_createtable(L, (int)n, 0);
     if (f && f->type == CF_T_LIST) {
@@ -547,11 +564,12 @@ static int match_request_body(lua_State *L) {
   cf_encode_opts o;
   mctx c;
   luaL_checktype(L, 1, LUA_TTABLE);
-  if (!kind_arg(L, 2, &o)) { lua_pushnil(L); lua_insert(L, -2); return 2; }
+  if (!kind_arg(L, 2, &o)) return cf_fail(L);
   lua_settop(L, 2);
   c.L = L;
   c.kind = o.kind;
   c.depth = 0;
+  c.too_deep = 0;
   lua_newtable(L);                                     /* 3: the body */
   lua_pushnil(L);
   while (lua_next(L, 1)) {
@@ -575,17 +593,29 @@ static int match_request_body(lua_State *L) {
     lua_rawset(L, 3);
     lua_pop(L, 1);
   }
-  if (!cf_policy_encode(L, 3, &o, NULL, NULL)) { lua_pushnil(L); lua_insert(L, -2); return 2; }
+  if (c.too_deep) {
+    cf_error_push(L, CF_E_INVALID, "cfaccess.request_body: a value nests deeper than %d tables (a cycle?)",
+                  MAX_DEPTH);
+    return cf_fail(L);
+  }
+  if (!cf_policy_encode(L, 3, &o, NULL, NULL)) return cf_fail(L);
   return 1;
 }
 
 /* same(a, b [, kind | opts]) -> boolean | nil, err */
 static int match_same(lua_State *L) {
   cf_encode_opts o;
+  int r, too_deep;
   luaL_checktype(L, 1, LUA_TTABLE);
   luaL_checktype(L, 2, LUA_TTABLE);
-  if (!kind_arg(L, 3, &o)) { lua_pushnil(L); lua_insert(L, -2); return 2; }
-  lua_pushboolean(L, cf_policy_same(L, 1, 2, o.kind));
+  if (!kind_arg(L, 3, &o)) return cf_fail(L);
+  r = cf_policy_same_ex(L, 1, 2, o.kind, &too_deep);
+  if (too_deep) {
+    cf_error_push(L, CF_E_INVALID, "cfaccess.same: a value nests deeper than %d tables (a cycle?)",
+                  MAX_DEPTH);
+    return cf_fail(L);
+  }
+  lua_pushboolean(L, r);
   return 1;
 }
 

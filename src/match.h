@@ -15,6 +15,9 @@
 ** ignored, rules compared as a multiset); 0 otherwise. Raw access only (no
 ** metamethod runs); raises only on memory errors or nesting deeper than 64. */
 CF_INTERNAL int cf_policy_same(lua_State *L, int a, int b, cf_kind kind);
+/* The same, and *too_deep (when not NULL) set to 1 when a value nested
+** deeper than the comparison follows (then the answer is 0: not the same). */
+CF_INTERNAL int cf_policy_same_ex(lua_State *L, int a, int b, cf_kind kind, int *too_deep);
 
 /* Set `same` and `request_body` in the table on top of the stack. */
 CF_INTERNAL void cf_match_open(lua_State *L);

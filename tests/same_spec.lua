@@ -184,10 +184,12 @@ describe("cfaccess.same", function()
     assert.is_false(cfaccess.same({ include = { print } }, { include = { tostring } }))
   end)
 
-  it("a cyclic table is an error, not a crash", function()
+  it("a cyclic table is an invalid error (nil, err), not a crash or a raised error", function()
     local t = {}
     t.x = t
-    assert.has_error(function() cfaccess.same({ include = { t } }, { include = { t } }) end)
+    local ok, err = cfaccess.same({ include = { t } }, { include = { t } })
+    assert.is_nil(ok)
+    assert.are.equal("invalid", err.kind)
   end)
 
   it("reads raw: no metamethod runs", function()
@@ -288,5 +290,32 @@ describe("cfaccess.request_body", function()
     local body, err = cfaccess.request_body(R(), "bogus")
     assert.is_nil(body)
     assert.are.equal("usage", err.kind)
+  end)
+end)
+
+describe("cfaccess.same and request_body on values nested without end", function()
+  -- a cycle (or nesting no policy has) is bad data: nil, err, never a
+  -- raised error (API.md section 4: only wrong argument types raise)
+  local function cyclic()
+    local t = {}
+    t.t = t
+    return P{ future_field = t, include = { { email = { email = "a@example.com", deep = t } } } }
+  end
+
+  it("same: nil and an invalid error, for a cycle on either side", function()
+    local ok, err = cfaccess.same(cyclic(), P())
+    assert.is_nil(ok)
+    assert.are.equal("invalid", err.kind)
+    assert.matches("nests deeper than %d+ tables", err.message)
+    ok, err = cfaccess.same(P(), cyclic())
+    assert.is_nil(ok)
+    assert.are.equal("invalid", err.kind)
+  end)
+
+  it("request_body: nil and an invalid error, for a cycle inside a rule", function()
+    local body, err = cfaccess.request_body(cyclic(), { allow_unknown = true })
+    assert.is_nil(body)
+    assert.are.equal("invalid", err.kind)
+    assert.matches("nests deeper than %d+ tables", err.message)
   end)
 end)
