@@ -146,7 +146,7 @@ describe("issues 10-12 done-when audit", function()
         local nwrites = writes(from)
         c:close()
         assert.is_true(nwrites >= 20, nwrites .. " writes")
-        local interrupted, locked = 0, 0
+        local interrupted = 0
         for k = 1, nwrites do
           fresh()
           c = client({ max_retries = 0, max_retry_wait = 1 })
@@ -161,7 +161,12 @@ describe("issues 10-12 done-when audit", function()
           assert.is_true(injected, "step " .. k)
           assert.is_table(report)
           if report.failed > 0 then interrupted = interrupted + 1 end
-          locked = locked + m:count_status(429)
+          -- the failure really answered a request of this apply
+          if kind == "lockout" then
+            assert.is_true(m:count_status(429) >= 1, "step " .. k .. ": no 429")
+          else
+            assert.are.same({}, m:faults(), "step " .. k .. ": the fault was not reached")
+          end
           c:close()
           m:clear_faults()
           m:lockout(false)
@@ -172,8 +177,10 @@ describe("issues 10-12 done-when audit", function()
           m:assert_invariants()   -- no shared precedence, no empty app, even mid-failure
           c:close()
         end
-        assert.is_true(interrupted >= nwrites // 2, interrupted .. " of " .. nwrites .. " applies failed")
-        if kind == "lockout" then assert.is_true(locked >= nwrites, locked .. " 429s") end
+        -- a 500 or a lockout cuts the apply (a reset create or update the
+        -- client finds committed, or may safely re-send, can still succeed)
+        local least = kind == "reset" and 1 or nwrites // 2
+        assert.is_true(interrupted >= least, interrupted .. " of " .. nwrites .. " applies failed")
       end)
     end
   end)
@@ -266,7 +273,7 @@ describe("issues 10-12 done-when audit", function()
       assert.is_true(waits[1].waiting > 0 and waits[1].waiting <= 1.5, tostring(waits[1].waiting))
       local logged = false
       for _, l in ipairs(lines) do
-        if l:find("wait", 1, true) then logged = true end
+        if l:find("HTTP 429", 1, true) and l:find("retry 1 of 2 in 1.00 s", 1, true) then logged = true end
         assert.is_falsy(l:find(TOKEN, 1, true))
       end
       assert.is_true(logged, table.concat(lines, "\n"))
