@@ -239,6 +239,37 @@ describe("issues 10-12 done-when audit", function()
     end)
   end)
 
+  -- ---- issue 10 item 1: the age guard runs on the server's clock (Date) ------
+  describe("issue 10 item 1", function()
+    it("server clock an hour behind: a create committed before a 500 is found, not made twice", function()
+      local c = client()
+      m:config{ clock_skew = -3600 }
+      m:fault{ action = "commit_then_fail", method = "POST" }
+      local made, err = c:create_app_policy(APP, pol("behind"))
+      assert.is_nil(err, err and tostring(err))
+      assert.are.equal(1, #m:state())
+      assert.are.equal(m:state()[1].id, made.id)
+      assert.are.equal(1, m:count("POST"))
+      c:close()
+    end)
+
+    it("server clock an hour ahead: an identical older policy is not taken for a create that never happened", function()
+      local c = client()
+      m:config{ clock_skew = 3600 }
+      local old = assert(c:create_app_policy(APP, pol("ahead")))
+      -- Date and created_at have one-second resolution: let the older one
+      -- be clearly older (not a timing assertion: only the order matters)
+      require("socket").sleep(2.5)
+      m:fault{ action = "status", status = 502, method = "POST" }   -- never committed
+      local made, err = c:create_app_policy(APP, pol("ahead"))
+      assert.is_nil(err, err and tostring(err))
+      assert.are_not.equal(old.id, made.id)
+      assert.are.equal(2, #m:state())
+      assert.are.equal(3, m:count("POST"))   -- the old one, the 502, the real one
+      c:close()
+    end)
+  end)
+
   -- ---- issue 10 item 12: a mistyped batch option ------------------------------
   describe("issue 10 item 12", function()
     it("a mistyped batch option names the key, with did-you-mean; a non-string key is named by type", function()
