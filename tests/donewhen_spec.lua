@@ -312,6 +312,42 @@ describe("issues 10-12 done-when audit", function()
     end)
   end)
 
+  -- ---- issue 10 item 10: two processes sharing a token under a lockout -------
+  describe("issue 10 item 10, two processes", function()
+    it("two processes sharing a token lose no create under the mock's lockout (10 per 2 s)", function()
+      m:lockout(10, 2)
+      local LUA = os.getenv("LUA") or "lua5.4"
+      local code = ([[
+        local core = require("cfaccess.core")
+        local c = assert(core.client{ account_id = %q, api_token = %q, base_url = %q, timeout = 20 })
+        local ops = {}
+        for i = 1, 15 do ops[i] = { op = "create_app_policy", app_id = %q,
+          policy = { name = "child" .. i, decision = "allow", include = { { everyone = {} } } } } end
+        local res = assert(c:batch(ops, { concurrency = 4 }))
+        local ok = 0
+        for i = 1, 15 do if res[i].ok then ok = ok + 1 end end
+        print("child ok " .. ok)
+        c:close()
+      ]]):format(ACCT, TOKEN, m.base_url, APP)
+      local child = assert(io.popen("timeout 120 " .. mockctl.shell_quote(LUA) .. " -e "
+        .. mockctl.shell_quote(code) .. " 2>&1", "r"))
+      -- the default pacing, as the child has
+      local c = assert(require("cfaccess.core").client{ account_id = ACCT, api_token = TOKEN,
+        base_url = m.base_url, timeout = 20 })
+      local ops = {}
+      for i = 1, 15 do ops[i] = { op = "create_app_policy", app_id = APP, policy = pol("parent" .. i) } end
+      local res = assert(c:batch(ops, { concurrency = 4 }))
+      local out = child:read("a")
+      child:close()
+      for i = 1, 15 do assert.is_true(res[i].ok, "op " .. i .. ": " .. tostring(res[i].err)) end
+      assert.is_truthy(out:find("child ok 15", 1, true), out)
+      assert.is_falsy(out:find(TOKEN, 1, true))
+      assert.are.equal(30, #m:state())
+      m:lockout(false)
+      c:close()
+    end)
+  end)
+
   -- ---- issue 10 item 13: read-modify-write ------------------------------------
   describe("issue 10 item 13", function()
     it("a policy read back goes through request_body to update_* and keeps every stored setting", function()
