@@ -185,6 +185,42 @@ describe("issues 10-12 done-when audit", function()
     end
   end)
 
+  -- ---- issue 12: both reorders in one apply --------------------------------
+  describe("issue 12 reorder", function()
+    it("reverses five legacy and five attached reusable policies in one apply: no 400, exact, nothing parked", function()
+      local c = client()
+      local five = { pol("u1"), pol("u2", { decision = "deny" }), pol("u3"), pol("u4"), pol("u5") }
+      local legacy = { pol("p1"), pol("p2", { decision = "deny" }), pol("p3"), pol("p4"), pol("p5") }
+      converge(c, { policies = five, apps = { [APP] = { "u1", "u2", "u3", "u4", "u5" },
+                                              [APP2] = { legacy = legacy } } })
+      local rev = { "u5", "u4", "u3", "u2", "u1" }
+      local rev_legacy = { legacy[5], legacy[4], legacy[3], legacy[2], legacy[1] }
+      local state = { policies = five, apps = { [APP] = rev, [APP2] = { legacy = rev_legacy } } }
+      local from = #m:log() + 1
+      converge(c, state)
+      local log = m:log()
+      for i = from, #log do
+        assert.is_true(log[i].status < 400, log[i].method .. " " .. log[i].path .. ": " .. tostring(log[i].status))
+      end
+      m:assert_invariants()   -- never two at one precedence, never an empty app
+      local app = assert(c:get_app(APP))
+      local links = {}
+      for _, p in ipairs(app.policies) do links[#links + 1] = p end
+      table.sort(links, function(a, b) return a.precedence < b.precedence end)
+      assert.are.equal(5, #links)
+      for i, p in ipairs(links) do
+        assert.are.equal(rev[i], p.name)
+        assert.are.equal(i, p.precedence)
+      end
+      local final = legacy_of(APP2)
+      assert.are.same({ "p5", "p4", "p3", "p2", "p1" }, names(final))
+      for i, p in ipairs(final) do assert.are.equal(i, p.precedence, p.name) end
+      assert.are.equal(10, #m:state())
+      assert.are.same({}, assert(c:plan(state)).changes)
+      c:close()
+    end)
+  end)
+
   -- ---- issue 12: export round trip through state files ----------------------
   describe("issue 12 export round trip", function()
     it("plan(load(dump(export()))) has no changes for every rule type, in Lua and JSON", function()
