@@ -17,7 +17,7 @@
 **  - IPs compare by address (inet_pton): 192.0.2.1 = 192.0.2.1/32,
 **    2001:db8::1 = 2001:0db8:0:0:0:0:0:1/128; durations by value (1h = 60m);
 **    integral floats equal integers (lua-cjson decodes 1 as 1.0);
-**  - read-only fields (read_only below) are ignored;
+**  - read-only fields (cf_m_read_only, match_common.c) are ignored;
 **  - every list is a multiset: order never counts, repeats do. The API keeps
 **    the order it is given, but the order of rules in include, exclude or
 **    require (or of emails, countries, authenticators) does not change what
@@ -31,15 +31,7 @@
 ** `same` does not validate: it compares whatever it is given, by the rules
 ** above, and never raises for bad data.
 **
-** `request_body` copies a result without its read-only fields, without the
-** fields the kind does not take, and (unless allow_unknown) without fields
-** the schema does not know; single-address IPs lose the /32 or /128 the API
-** adds (Terraform #6059: the API refuses them back on update); integral
-** floats become integers. The copy is then validated as the kind.
-**
-** Everything this file reads from schema.h is in the two functions of the
-** "schema adapter" section, so a change of the schema's representation is
-** a change there only.
+** `request_body` is body.c's; what both share is match_common.c's.
 */
 #include <arpa/inet.h>
 #include <math.h>
@@ -47,18 +39,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "match.h"
+#include "match_int.h"
 #include "schema.h"
 
-#define MAX_DEPTH 64   /* nesting guard (cyclic tables) */
-
 /* ---- knowledge as data ------------------------------------------------- */
-
-/* Top-level fields the API returns and never takes back. */
-static const char *const read_only[] = {
-  "id", "uid", "created_at", "updated_at", "reusable", "app_count",
-  "account_id", NULL
-};
 
 /* Top-level fields whose absence on one side is not a difference (the
 ** server assigns a value of its own). */
@@ -70,94 +54,7 @@ static const struct { const char *name, *value; } server_defaults[] = {
   {"session_duration", "24h"},
 };
 
-static int in_list(const char *const *list, const char *k) {
-  for (; *list; list++)
-    if (strcmp(*list, k) == 0) return 1;
-  return 0;
-}
-
-/* ---- schema adapter: the only code that reads schema.h's tables -------- */
-
-enum { M_PLAIN = 0, M_IP, M_DURATION };
-
-typedef struct mfield {
-  int type;              /* CF_T_* */
-  int cls;               /* M_*: how a string compares */
-  int nullable;          /* null is a value ("" for strings) */
-  int keep_empty;        /* an empty object is a value (a rule body) */
-  const void *child;     /* object: the schema of its fields */
-  const void *elem;      /* list: the descriptor of its elements */
-} mfield;
-
-static void m_fill(const cf_field *f, int keep_empty, mfield *out) {
-  out->type = f->type == CF_T_ONEOF ? 0 : f->type;   /* a one-of: compared as it comes */
-  out->cls = f->fmt == CF_F_IP ? M_IP
-           : (f->fmt == CF_F_DURATION || f->fmt == CF_F_MFA_DURATION) ? M_DURATION : M_PLAIN;
-  out->nullable = (f->flags & CF_FL_NULLABLE) != 0;
-  out->keep_empty = keep_empty;
-  out->child = f->child;
-  out->elem = f->elem;
-}
-
-/* The field named k (n bytes) of schema (NULL: the policy body) that the
-** kind takes, or of a list descriptor's element when elem is not NULL:
-** 1 and *out filled; -1 when the schema has the field but not for this
-** kind; 0 when it does not know the field. */
-static int m_lookup(const void *schema, const void *elem, const char *k, size_t n,
-                    cf_kind kind, mfield *out) {
-  const cf_schema *s = schema ? (const cf_schema *)schema : cf_body_kinds[kind].schema;
-  unsigned i, bit = cf_body_kinds[kind].bit;
-  if (elem) {
-    m_fill((const cf_field *)elem, 0, out);
-    return 1;
-  }
-  for (i = 0; i < s->n; i++) {
-    const cf_field *f = &s->fields[i];
-    if (f->len == n && memcmp(f->name, k, n) == 0) {
-      if (f->kinds && !(f->kinds & bit)) return -1;
-      m_fill(f, (s->flags & CF_S_ONE_KEY) != 0, out);
-      return 1;
-    }
-  }
-  return 0;
-}
-
 /* ---- small helpers ----------------------------------------------------- */
-
-static int is_null(lua_State *L, int idx) {
-  return lua_type(L, idx) == LUA_TLIGHTUSERDATA && lua_touserdata(L, idx) == NULL;
-}
-
-/* An IP or CIDR in canonical form (inet_ntop), without a prefix that
-** covers one address: 1 and buf filled, or 0 when s is not one. */
-static int ip_canon(const char *s, size_t n, char *buf, size_t cap) {
-  char addr[INET6_ADDRSTRLEN + 1];
-  unsigned char bin[16];
-  const char *slash = memchr(s, '/', n);
-  size_t alen = slash ? (size_t)(slash - s) : n;
-  int v6, full, prefix = -1;
-  if (alen == 0 || alen >= sizeof addr) return 0;
-  memcpy(addr, s, alen);
-  addr[alen] = '\0';
-  v6 = memchr(addr, ':', alen) != NULL;
-  if (inet_pton(v6 ? AF_INET6 : AF_INET, addr, bin) != 1) return 0;
-  full = v6 ? 128 : 32;
-  if (slash) {
-    size_t i, plen = n - alen - 1;
-    if (plen == 0 || plen > 3) return 0;
-    prefix = 0;
-    for (i = alen + 1; i < n; i++) {
-      if (s[i] < '0' || s[i] > '9') return 0;
-      prefix = prefix * 10 + (s[i] - '0');
-    }
-    if (prefix > full) return 0;
-    if (prefix == full) prefix = -1;
-  }
-  if (!inet_ntop(v6 ? AF_INET6 : AF_INET, bin, addr, sizeof addr)) return 0;
-  if (prefix < 0) snprintf(buf, cap, "%s", addr);
-  else snprintf(buf, cap, "%s/%d", addr, prefix);
-  return 1;
-}
 
 /* A Go duration ("1h30m", "90m", "1.5h", "0") in nanoseconds: 1, or 0 when
 ** s is not one. */
@@ -212,14 +109,14 @@ typedef struct mctx {
   lua_State *L;
   cf_kind kind;
   int depth;
-  int too_deep;   /* a value nested deeper than MAX_DEPTH was met */
+  int too_deep;   /* a value nested deeper than CF_M_MAX_DEPTH was met */
 } mctx;
 
-static int canon(mctx *c, int idx, const mfield *f, cf_buf *b);
+static int canon(mctx *c, int idx, const cf_mfield *f, cf_buf *b);
 
 /* Canonical text of the value at idx as a new Lua string on top, or nil
 ** when the value counts as absent. */
-static void canon_push(mctx *c, int idx, const mfield *f) {
+static void canon_push(mctx *c, int idx, const cf_mfield *f) {
   lua_State *L = c->L;
   cf_buf *b;
   idx = lua_absindex(L, idx);
@@ -242,12 +139,12 @@ static int mstr_cmp(const void *x, const void *y) {
 
 /* A list (the array part 1..n of the table at idx): its elements' texts,
 ** sorted (a multiset). Empty: absent unless generic. */
-static int canon_list(mctx *c, int idx, lua_Integer n, const mfield *f, cf_buf *b) {
+static int canon_list(mctx *c, int idx, lua_Integer n, const cf_mfield *f, cf_buf *b) {
   lua_State *L = c->L;
   lua_Integer i;
-  mfield ef;
+  cf_mfield ef;
   mstr *v;
-  int have_elem = f && f->elem && m_lookup(NULL, f->elem, NULL, 0, c->kind, &ef);
+  int have_elem = f && f->elem && cf_m_lookup(NULL, f->elem, NULL, 0, c->kind, &ef);
   if (n == 0) return 0;
   lua_createtable(L, (int)n, 0);                   /* anchors the texts */
   v = (mstr *)lua_newuserdatauv(L, sizeof(mstr) * (size_t)n, 0);
@@ -269,7 +166,7 @@ static int canon_list(mctx *c, int idx, lua_Integer n, const mfield *f, cf_buf *
 
 /* An object: its present fields' texts in key order. f NULL: generic (an
 ** empty one is a value); else an empty one is absent unless keep_empty. */
-static int canon_object(mctx *c, int idx, const mfield *f, cf_buf *b) {
+static int canon_object(mctx *c, int idx, const cf_mfield *f, cf_buf *b) {
   lua_State *L = c->L;
   size_t count = 0, i, k = 0;
   mstr *v;
@@ -279,7 +176,7 @@ static int canon_object(mctx *c, int idx, const mfield *f, cf_buf *b) {
   v = (mstr *)lua_newuserdatauv(L, sizeof(mstr) * (count ? count : 1), 0);
   lua_pushnil(L);
   while (lua_next(L, idx)) {
-    mfield cf;
+    cf_mfield cf;
     size_t kn;
     const char *ks;
     int known = 0;
@@ -291,7 +188,7 @@ static int canon_object(mctx *c, int idx, const mfield *f, cf_buf *b) {
     }
     ks = lua_tolstring(L, -1, &kn);
     lua_rawseti(L, -5, (lua_Integer)(2 * k + 1));   /* anchor the key */
-    if (f && f->child) known = m_lookup(f->child, NULL, ks, kn, c->kind, &cf) == 1;
+    if (f && f->child) known = cf_m_lookup(f->child, NULL, ks, kn, c->kind, &cf) == 1;
     canon_push(c, -1, known ? &cf : NULL);
     if (lua_isnil(L, -1)) { lua_pop(L, 2); continue; }
     v[k].s = ks;
@@ -316,7 +213,7 @@ static int canon_object(mctx *c, int idx, const mfield *f, cf_buf *b) {
 /* Append the canonical text of the value at idx (f: its descriptor, NULL
 ** when the schema does not know it) to b: 1, or 0 (nothing appended) when
 ** the value counts as absent. */
-static int canon(mctx *c, int idx, const mfield *f, cf_buf *b) {
+static int canon(mctx *c, int idx, const cf_mfield *f, cf_buf *b) {
   lua_State *L = c->L;
   int t = lua_type(L, idx), r = 1;
   idx = lua_absindex(L, idx);
@@ -324,7 +221,7 @@ static int canon(mctx *c, int idx, const mfield *f, cf_buf *b) {
     case LUA_TNIL:
       return 0;
     case LUA_TLIGHTUSERDATA:
-      if (!is_null(L, idx)) break;
+      if (!cf_m_is_null(L, idx)) break;
       if (f && f->nullable && f->type == CF_T_STRING) { add_chunk(L, b, 's', "", 0); return 1; }
       return 0;
     case LUA_TBOOLEAN:
@@ -346,9 +243,9 @@ static int canon(mctx *c, int idx, const mfield *f, cf_buf *b) {
       const char *s = lua_tolstring(L, idx, &n);
       char tmp[INET6_ADDRSTRLEN + 8];
       double ns;
-      if (f && f->cls == M_IP && ip_canon(s, n, tmp, sizeof tmp)) {
+      if (f && f->cls == CF_M_IP && cf_m_ip_canon(s, n, tmp, sizeof tmp)) {
         add_chunk(L, b, 'i', tmp, strlen(tmp));
-      } else if (f && f->cls == M_DURATION && duration_ns(s, n, &ns)) {
+      } else if (f && f->cls == CF_M_DURATION && duration_ns(s, n, &ns)) {
         cf_buf_addc(L, b, 'd');
         add_num(L, b, ns);
       } else {
@@ -363,7 +260,7 @@ static int canon(mctx *c, int idx, const mfield *f, cf_buf *b) {
         lua_pushnil(L);
         if (lua_next(L, idx)) { lua_pop(L, 2); list = 0; f = NULL; }
       }
-      if (c->depth >= MAX_DEPTH) {       /* no policy nests this deep: not the same */
+      if (c->depth >= CF_M_MAX_DEPTH) {       /* no policy nests this deep: not the same */
         c->too_deep = 1;
         cf_buf_addc(L, b, '!');
         return 1;
@@ -396,27 +293,27 @@ static const char *default_of(const char *k) {
 
 /* Is the value at idx present for the top level (nil and null are not;
 ** null is for a nullable field)? */
-static int present(lua_State *L, int idx, const mfield *f) {
+static int present(lua_State *L, int idx, const cf_mfield *f) {
   if (lua_isnil(L, idx)) return 0;
-  if (is_null(L, idx)) return f && f->nullable;
+  if (cf_m_is_null(L, idx)) return f && f->nullable;
   return 1;
 }
 
 /* Compare top-level field k of the policies at a and b. */
 static int field_same(mctx *c, int a, int b, const char *k, size_t kn) {
   lua_State *L = c->L;
-  mfield f;
+  cf_mfield f;
   int known, pa, pb, eq;
   const char *def;
-  if (strlen(k) != kn || in_list(read_only, k)) return 1;
-  known = m_lookup(NULL, NULL, k, kn, c->kind, &f) == 1;
+  if (strlen(k) != kn || cf_m_in_list(cf_m_read_only, k)) return 1;
+  known = cf_m_lookup(NULL, NULL, k, kn, c->kind, &f) == 1;
   lua_pushlstring(L, k, kn);
   lua_rawget(L, a);
   lua_pushlstring(L, k, kn);
   lua_rawget(L, b);
   pa = present(L, -2, known ? &f : NULL);
   pb = present(L, -1, known ? &f : NULL);
-  if ((!known || in_list(one_sided, k)) && !(pa && pb)) { lua_pop(L, 2); return 1; }
+  if ((!known || cf_m_in_list(one_sided, k)) && !(pa && pb)) { lua_pop(L, 2); return 1; }
   def = known ? default_of(k) : NULL;
   if (def && !pa) { lua_pushstring(L, def); lua_replace(L, -3); }
   if (def && !pb) { lua_pushstring(L, def); lua_replace(L, -2); }
@@ -464,155 +361,17 @@ int cf_policy_same_ex(lua_State *L, int a, int b, cf_kind kind, int *too_deep) {
   return r && !c.too_deep;
 }
 
-/* ---- request_body ---------------------------------------------------------- */
-
-/* Is the value at idx one a body leaves out: a null the field f does not
-** take, or an empty list where f is a list? */
-static int body_drops(lua_State *L, int idx, const mfield *f) {
-  if (is_null(L, idx)) return !(f && f->nullable);
-  if (f && f->type == CF_T_LIST && lua_type(L, idx) == LUA_TTABLE) {
-    int empty;
-    lua_pushnil(L);
-    empty = lua_next(L, idx < 0 ? idx - 1 : idx) == 0;
-    if (!empty) lua_pop(L, 2);
-    return empty;
-  }
-  return 0;
-}
-
-/* Push a copy of the value at idx for a request body (f: its descriptor or
-** NULL): integral floats as integers, single IPs without /32 or /128,
-** nested tables copied (what body_drops says is left out). */
-static void body_copy(mctx *c, int idx, const mfield *f) {
-  lua_State *L = c->L;
-  int t = lua_type(L, idx);
-  idx = lua_absindex(L, idx);
-  if (t == LUA_TNUMBER && !lua_isinteger(L, idx)) {
-    lua_Number d = lua_tonumber(L, idx);
-    lua_Integer i;
-    if (lua_numbertointeger(d, &i) && (lua_Number)i == d) lua_pushinteger(L, i);
-    else lua_pushvalue(L, idx);
-  } else if (t == LUA_TSTRING && f && f->cls == M_IP) {
-    size_t n;
-    const char *s = lua_tolstring(L, idx, &n);
-    char tmp[INET6_ADDRSTRLEN + 8];
-    size_t cut = 0;
-    if (n > 3 && memcmp(s + n - 3, "/32", 3) == 0 && !memchr(s, ':', n)) cut = 3;
-    else if (n > 4 && memcmp(s + n - 4, "/128", 4) == 0 && memchr(s, ':', n)) cut = 4;
-    if (cut && ip_canon(s, n - cut, tmp, sizeof tmp)) lua_pushlstring(L, s, n - cut);
-    else lua_pushvalue(L, idx);
-  } else if (t == LUA_TTABLE) {
-    lua_Integer n = (lua_Integer)lua_rawlen(L, idx), i;
-    mfield ef;
-    if (c->depth >= MAX_DEPTH) {         /* no body nests this deep: refused below */
-      c->too_deep = 1;
-      lua_pushboolean(L, 0);
-      return;
-    }
-    c->depth++;
-    luaL_checkstack(L, 8, "cfaccess.request_body: too deep");
-    lua_createtable(L, (int)n, 0);
-    if (f && f->type == CF_T_LIST) {
-      int have = f->elem && m_lookup(NULL, f->elem, NULL, 0, c->kind, &ef);
-      for (i = 1; i <= n; i++) {
-        lua_rawgeti(L, idx, i);
-        body_copy(c, -1, have ? &ef : NULL);
-        lua_rawseti(L, -3, i);
-        lua_pop(L, 1);
-      }
-    } else {
-      lua_pushnil(L);
-      while (lua_next(L, idx)) {
-        int known = 0;
-        if (lua_type(L, -2) == LUA_TSTRING && f && f->type == CF_T_OBJECT && f->child) {
-          size_t kn;
-          const char *k = lua_tolstring(L, -2, &kn);
-          known = m_lookup(f->child, NULL, k, kn, c->kind, &ef) == 1;
-        }
-        if (body_drops(L, -1, known ? &ef : NULL)) { lua_pop(L, 1); continue; }
-        body_copy(c, -1, known ? &ef : NULL);
-        lua_pushvalue(L, -3);
-        lua_insert(L, -2);
-        lua_rawset(L, -5);
-        lua_pop(L, 1);
-      }
-    }
-    c->depth--;
-  } else {
-    lua_pushvalue(L, idx);
-  }
-}
-
-/* The kind argument at idx: none/nil, a kind name, or { kind =,
-** allow_unknown = }. 0 with a `usage` error pushed for an unknown name. */
-static int kind_arg(lua_State *L, int idx, cf_encode_opts *o) {
-  if (lua_type(L, idx) == LUA_TSTRING) {
-    o->allow_unknown = 0;
-    if (cf_kind_from_name(lua_tostring(L, idx), &o->kind)) return 1;
-    lua_createtable(L, 0, 1);
-    lua_pushvalue(L, idx);
-    lua_setfield(L, -2, "kind");
-    lua_replace(L, idx);
-  } else if (!lua_isnoneornil(L, idx)) {
-    luaL_argexpected(L, lua_istable(L, idx), idx, "kind name or options table");
-  }
-  return cf_encode_opts_read(L, idx, o);
-}
-
-/* request_body(result [, kind | opts]) -> body | nil, err */
-static int match_request_body(lua_State *L) {
-  cf_encode_opts o;
-  mctx c;
-  luaL_checktype(L, 1, LUA_TTABLE);
-  if (!kind_arg(L, 2, &o)) return cf_fail(L);
-  lua_settop(L, 2);
-  c.L = L;
-  c.kind = o.kind;
-  c.depth = 0;
-  c.too_deep = 0;
-  lua_newtable(L);                                     /* 3: the body */
-  lua_pushnil(L);
-  while (lua_next(L, 1)) {
-    mfield f;
-    int known = 0;
-    size_t kn = 0;
-    const char *k = lua_type(L, -2) == LUA_TSTRING ? lua_tolstring(L, -2, &kn) : NULL;
-    if (k && strlen(k) == kn && in_list(read_only, k)) { lua_pop(L, 1); continue; }
-    if (k) known = m_lookup(NULL, NULL, k, kn, o.kind, &f);
-    /* -1: a field of another kind (dropped); 0: unknown (kept only with
-    ** allow_unknown) */
-    if (known == -1 || (known == 0 && !(o.allow_unknown && k))) {
-      lua_pop(L, 1);
-      continue;
-    }
-    known = known == 1;
-    if (body_drops(L, -1, known ? &f : NULL)) { lua_pop(L, 1); continue; }
-    body_copy(&c, -1, known ? &f : NULL);
-    lua_pushvalue(L, -3);
-    lua_insert(L, -2);
-    lua_rawset(L, 3);
-    lua_pop(L, 1);
-  }
-  if (c.too_deep) {
-    cf_error_push(L, CF_E_INVALID, "cfaccess.request_body: a value nests deeper than %d tables (a cycle?)",
-                  MAX_DEPTH);
-    return cf_fail(L);
-  }
-  if (!cf_policy_encode(L, 3, &o, NULL, NULL)) return cf_fail(L);
-  return 1;
-}
-
 /* same(a, b [, kind | opts]) -> boolean | nil, err */
 static int match_same(lua_State *L) {
   cf_encode_opts o;
   int r, too_deep;
   luaL_checktype(L, 1, LUA_TTABLE);
   luaL_checktype(L, 2, LUA_TTABLE);
-  if (!kind_arg(L, 3, &o)) return cf_fail(L);
+  if (!cf_m_kind_arg(L, 3, &o)) return cf_fail(L);
   r = cf_policy_same_ex(L, 1, 2, o.kind, &too_deep);
   if (too_deep) {
     cf_error_push(L, CF_E_INVALID, "cfaccess.same: a value nests deeper than %d tables (a cycle?)",
-                  MAX_DEPTH);
+                  CF_M_MAX_DEPTH);
     return cf_fail(L);
   }
   lua_pushboolean(L, r);
@@ -622,6 +381,6 @@ static int match_same(lua_State *L) {
 void cf_match_open(lua_State *L) {
   lua_pushcfunction(L, match_same);
   lua_setfield(L, -2, "same");
-  lua_pushcfunction(L, match_request_body);
+  lua_pushcfunction(L, cf_match_request_body);
   lua_setfield(L, -2, "request_body");
 }
