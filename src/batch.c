@@ -325,7 +325,46 @@ static int prep_body(lua_State *L, cf_client *c, int op, int i, const cf_resourc
 ** table changed in place is sent as it was checked. */
 typedef struct batch_run {
   kept keep;
+  const cf_resource *lr;    /* the last request built without an item id ... */
+  cf_verb lv;
+  cf_req last;              /* ... its URL fields (the URL: user value 4, its
+                            ** parent id: 5); ops on one app share them */
 } batch_run;
+
+/* Push the URL and path of an op of r/v on the parent id at `parent` (0:
+** none) and fill rq's URL fields, as cf_resource_request does: the last
+** one again when it was for the same parent (the URL string is kept as
+** user value 4, so rq's pointers into it stay good), else built anew. */
+static void op_request(lua_State *L, cf_client *c, int arg, batch_run *br,
+                       const cf_resource *r, cf_verb v, int parent, cf_req *rq) {
+  int hit = br->lr == r && br->lv == v;
+  if (hit && parent) {
+    lua_getiuservalue(L, arg, 5);
+    hit = lua_rawequal(L, -1, parent);
+    lua_pop(L, 1);
+  }
+  if (hit) {
+    lua_getiuservalue(L, arg, 4);
+    lua_pushlightuserdata(L, (void *)br->last.path);
+  } else {
+    cf_resource_request(L, c, r, v, parent, 0, rq);
+    lua_pushvalue(L, -2);
+    lua_setiuservalue(L, arg, 4);
+    if (parent) lua_pushvalue(L, parent); else lua_pushnil(L);
+    lua_setiuservalue(L, arg, 5);
+    br->lr = r;
+    br->lv = v;
+    br->last = *rq;
+  }
+  rq->method = br->last.method;
+  rq->url = br->last.url;
+  rq->path = br->last.path;
+  rq->list = br->last.list;
+  rq->create = br->last.create;
+  rq->list_url = br->last.list_url;
+  rq->match = br->last.match;
+  rq->dup_codes = br->last.dup_codes;
+}
 
 /* prep: build ops[i]'s request (arg: the batch_run). Pushes the URL and
 ** path values it points to, and for a body its warnings (rq->warnings: 3,
@@ -335,7 +374,7 @@ static int prep_op(lua_State *L, cf_client *c, int arg, int i, cf_req *rq,
   int op, parent = 0, item = 0;
   const cf_resource *r;
   cf_verb v;
-  const batch_run *br = (const batch_run *)lua_touserdata(L, arg);
+  batch_run *br = (batch_run *)lua_touserdata(L, arg);
   lua_getiuservalue(L, arg, 1);
   op = lua_gettop(L);
   lua_rawgeti(L, op, i);
@@ -361,7 +400,8 @@ static int prep_op(lua_State *L, cf_client *c, int arg, int i, cf_req *rq,
       return 0;
     }
   }
-  cf_resource_request(L, c, r, v, parent, item, rq);   /* URL, path */
+  if (item) cf_resource_request(L, c, r, v, parent, item, rq);   /* URL, path */
+  else op_request(L, c, arg, br, r, v, parent, rq);
   if (v == CF_LIST) {
     if (lua_getfield(L, op, "page") == LUA_TNUMBER) rq->page = lua_tointeger(L, -1);
     if (lua_getfield(L, op, "per_page") == LUA_TNUMBER) rq->per_page = lua_tointeger(L, -1);
@@ -467,7 +507,7 @@ int cf_client_batch(lua_State *L) {
   if (n > 0x7fffffff) n = 0x7fffffff;
   /* every operation is checked before anything is sent; the bodies are
   ** encoded then (the arena, its places, the warnings; the run's arg) */
-  br = (batch_run *)lua_newuserdatauv(L, sizeof *br, 3);
+  br = (batch_run *)lua_newuserdatauv(L, sizeof *br, 5);
   brx = lua_gettop(L);
   memset(br, 0, sizeof *br);
   lua_pushvalue(L, 2);
