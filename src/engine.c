@@ -502,11 +502,6 @@ static void mark_pending(lua_State *L, cf_engine *e, int res) {
 
 int cf_client_exec(lua_State *L, cf_client *c, const cf_exec_spec *sp) {
   cf_engine *e;
-  /* one slot (every sequential call): the engine lives on the C stack, no
-  ** userdata (and its share of GC work) per call. Nothing points into it
-  ** after this returns: engine_cleanup takes its transfer off the multi
-  ** first, on errors too. */
-  union { cf_engine e; char raw[sizeof(cf_engine) + sizeof(cf_slot)]; } one;
   int k, n = sp->concurrency < sp->n ? sp->concurrency : sp->n, rc, ok;
   int arg = lua_absindex(L, sp->arg);
   int res = sp->results ? lua_absindex(L, sp->results) : 0;
@@ -514,10 +509,7 @@ int cf_client_exec(lua_State *L, cf_client *c, const cf_exec_spec *sp) {
   size_t size;
   if (n < 1) n = 1;
   size = sizeof(cf_engine) + (size_t)n * sizeof(cf_slot);
-  if (n == 1) {
-    e = &one.e;
-    lua_pushnil(L);                             /* where the engine would be */
-  } else e = (cf_engine *)lua_newuserdatauv(L, size, 0);   /* freed by the GC */
+  e = (cf_engine *)lua_newuserdatauv(L, size, 0);   /* freed by the GC */
   memset(e, 0, size);
   e->c = c;
   e->sp = *sp;
