@@ -3,9 +3,12 @@
 ** (API.md section 5). Every operation is checked before anything is sent
 ** (all problems reported, paths "ops[i]..."); then the client's request
 ** engine (engine.c) runs them, up to `concurrency` at once on the client's
-** curl multi handle. Operations are prepared only when a slot takes them
-** (URLs built, policy encoded into the slot's buffer), so a batch of
-** 100,000 holds no more than `concurrency` encoded bodies and easy handles.
+** curl multi handle. A body is validated and encoded once, by the check:
+** the bytes go into one arena (about a fifth of the heap the op's Lua
+** table takes) that the batch sends from, up to BODY_ARENA_MAX bytes; the
+** bodies past that are encoded again when a slot takes them, so memory
+** stays bounded however large the batch. URLs are built when a slot takes
+** the operation, and at most `concurrency` easy handles exist.
 */
 #include <stdarg.h>
 #include <stddef.h>
@@ -17,6 +20,23 @@
 #define MAX_CONCURRENCY 64
 #define MAX_BATCH_PROBLEMS 1000   /* kept in err.problems (all counted) */
 #define MAX_OP_FIELDS 10
+#define BODY_ARENA_MAX (16u << 20)   /* bytes of bodies kept from the check */
+
+/* ops[i]'s body as the check encoded it (enc 0: not kept, encoded again). */
+typedef struct op_body {
+  size_t off, len;
+  int enc, warned;          /* kept; its warnings are in the warnings table */
+  cf_kind kind;
+} op_body;
+
+/* What the check kept for the run: the arena of bodies and their places
+** (op_body per op); warnings: the stack index of a table, warnings[i]. */
+typedef struct kept {
+  cf_buf *arena;
+  op_body *ob;
+  int warnings;
+  int tables;               /* stack index: tables[i], the body table checked */
+} kept;
 
 /* The fields an op of resource r and verb v takes, as descriptors (types
 ** checked by argcheck; ids, the body and its kind by their own checks). */
@@ -60,6 +80,7 @@ static int op_of(lua_State *L, int idx, const cf_resource **r, cf_verb *v) {
 typedef struct checker {
   int problems;             /* stack index of the problems list (0: count only) */
   int count;                /* all problems (more than are kept) */
+  kept *keep;               /* where valid bodies go (NULL: check only) */
 } checker;
 
 /* Add { path = "ops[i]<sub>", message = <formatted> }. */
@@ -178,7 +199,37 @@ static void check_fields(lua_State *L, checker *ck, lua_Integer i, int op,
     }
 }
 
-/* The op's body: present, a table, valid for its kind. */
+/* Encode the valid body at b into the arena (1: kept, its warnings in
+** the warnings table), or leave it to be encoded at the run (1: not
+** kept, the arena is full), or 0: it is not valid (nothing pushed). */
+static int keep_body(lua_State *L, kept *kp, lua_Integer i, int b, const cf_encode_opts *o) {
+  cf_body_opts bo;
+  size_t start = kp->arena->len;
+  op_body *ob = &kp->ob[i - 1];
+  memset(&bo, 0, sizeof bo);
+  bo.kind = o->kind;
+  bo.allow_unknown = o->allow_unknown;
+  if (start >= BODY_ARENA_MAX) return cf_policy_encode(L, b, o, NULL, NULL) ? 1 : (lua_pop(L, 1), 0);
+  if (!cf_body_encode(L, b, &bo, NULL, kp->arena)) {
+    lua_pop(L, 1);
+    return 0;
+  }
+  lua_pushvalue(L, b);
+  lua_rawseti(L, kp->tables, i);
+  ob->off = start;
+  ob->len = kp->arena->len - start;
+  ob->kind = o->kind;
+  ob->enc = 1;
+  if (!lua_isnil(L, -1)) {
+    ob->warned = 1;
+    lua_rawseti(L, kp->warnings, i);
+  } else lua_pop(L, 1);
+  return 1;
+}
+
+/* The op's body: present, a table, valid for its kind. A valid one is
+** encoded once (no path prefix built); only an invalid one is walked again
+** with the "ops[i]..." prefix, for its problems. */
 static void check_body(lua_State *L, cf_client *c, checker *ck, lua_Integer i, int op,
                        const cf_resource *r, cf_verb v) {
   cf_encode_opts o;
@@ -188,7 +239,8 @@ static void check_body(lua_State *L, cf_client *c, checker *ck, lua_Integer i, i
     problem(L, ck, i, lua_pushfstring(L, ".%s", r->body),
             t == LUA_TNIL ? "missing (expected a %s table)" : "expected a %s (a table), got %s",
             r->body, lua_typename(L, t));
-  else if (ok) {
+  else if (ok && !(ck->keep ? keep_body(L, ck->keep, i, op + 1, &o)
+                            : cf_policy_encode(L, op + 1, &o, NULL, NULL) || (lua_pop(L, 1), 0))) {
     const char *prefix = lua_pushfstring(L, "ops[%I].%s", i, r->body);
     if (!cf_policy_encode(L, op + 1, &o, prefix, NULL)) take_problems(L, ck);
   }
@@ -265,16 +317,68 @@ static int prep_body(lua_State *L, cf_client *c, int op, int i, const cf_resourc
   return 1;
 }
 
-/* prep: build ops[i]'s request (arg: the ops table). Pushes the URL and
+/* The run's argument (cf_exec_spec.arg): a userdata holding what the
+** check kept, with the ops table as user value 1, the warnings table as 2
+** and the body tables checked as 3 (the arena's owner stays on
+** cf_client_batch's stack). An op whose body is another table by the
+** time it runs (on_progress replaced it) is encoded and checked again; a
+** table changed in place is sent as it was checked. */
+typedef struct batch_run {
+  kept keep;
+  const cf_resource *lr;    /* the last request built without an item id ... */
+  cf_verb lv;
+  cf_req last;              /* ... its URL fields (the URL: user value 4, its
+                            ** parent id: 5); ops on one app share them */
+} batch_run;
+
+/* Push the URL and path of an op of r/v on the parent id at `parent` (0:
+** none) and fill rq's URL fields, as cf_resource_request does: the last
+** one again when it was for the same parent (the URL string is kept as
+** user value 4, so rq's pointers into it stay good), else built anew. */
+static void op_request(lua_State *L, cf_client *c, int arg, batch_run *br,
+                       const cf_resource *r, cf_verb v, int parent, cf_req *rq) {
+  int hit = br->lr == r && br->lv == v;
+  if (hit && parent) {
+    lua_getiuservalue(L, arg, 5);
+    hit = lua_rawequal(L, -1, parent);
+    lua_pop(L, 1);
+  }
+  if (hit) {
+    lua_getiuservalue(L, arg, 4);
+    lua_pushlightuserdata(L, (void *)br->last.path);
+  } else {
+    cf_resource_request(L, c, r, v, parent, 0, rq);
+    lua_pushvalue(L, -2);
+    lua_setiuservalue(L, arg, 4);
+    if (parent) lua_pushvalue(L, parent); else lua_pushnil(L);
+    lua_setiuservalue(L, arg, 5);
+    br->lr = r;
+    br->lv = v;
+    br->last = *rq;
+  }
+  rq->method = br->last.method;
+  rq->url = br->last.url;
+  rq->path = br->last.path;
+  rq->list = br->last.list;
+  rq->create = br->last.create;
+  rq->list_url = br->last.list_url;
+  rq->match = br->last.match;
+  rq->dup_codes = br->last.dup_codes;
+}
+
+/* prep: build ops[i]'s request (arg: the batch_run). Pushes the URL and
 ** path values it points to, and for a body its warnings (rq->warnings: 3,
-** each logged); the body is encoded into body. */
+** each logged); a body not kept by the check is encoded into body. */
 static int prep_op(lua_State *L, cf_client *c, int arg, int i, cf_req *rq,
                    cf_buf *body) {
   int op, parent = 0, item = 0;
   const cf_resource *r;
   cf_verb v;
-  lua_rawgeti(L, arg, i);
+  batch_run *br = (batch_run *)lua_touserdata(L, arg);
+  lua_getiuservalue(L, arg, 1);
   op = lua_gettop(L);
+  lua_rawgeti(L, op, i);
+  lua_replace(L, op);
   if (lua_type(L, op) != LUA_TTABLE || !op_of(L, op, &r, &v)) {
     /* changed since it was checked (by on_progress?) */
     cf_error_push(L, CF_E_INVALID, "ops[%d]: not a valid operation any more", i);
@@ -296,16 +400,37 @@ static int prep_op(lua_State *L, cf_client *c, int arg, int i, cf_req *rq,
       return 0;
     }
   }
-  cf_resource_request(L, c, r, v, parent, item, rq);   /* URL, path */
+  if (item) cf_resource_request(L, c, r, v, parent, item, rq);   /* URL, path */
+  else op_request(L, c, arg, br, r, v, parent, rq);
   if (v == CF_LIST) {
     if (lua_getfield(L, op, "page") == LUA_TNUMBER) rq->page = lua_tointeger(L, -1);
     if (lua_getfield(L, op, "per_page") == LUA_TNUMBER) rq->per_page = lua_tointeger(L, -1);
     lua_pop(L, 2);
   }
   if (v == CF_CREATE || v == CF_UPDATE) {
-    if (!prep_body(L, c, op, i, r, v, body, &rq->kind)) return 0;
-    rq->body = body->data;
-    rq->body_len = body->len;
+    const op_body *ob = &br->keep.ob[i - 1];
+    int same = 0;
+    if (ob->enc) {   /* the body table checked is still the op's? */
+      lua_getiuservalue(L, arg, 3);
+      lua_rawgeti(L, -1, i);
+      lua_getfield(L, op, r->body);
+      same = lua_rawequal(L, -1, -2);
+      lua_pop(L, 3);
+    }
+    if (same) {   /* its bytes as the check encoded them */
+      rq->body = br->keep.arena->data + ob->off;
+      rq->body_len = ob->len;
+      rq->kind = ob->kind;
+      if (ob->warned) {
+        lua_getiuservalue(L, arg, 2);
+        lua_rawgeti(L, -1, i);
+        lua_remove(L, -2);
+      } else lua_pushnil(L);
+    } else {
+      if (!prep_body(L, c, op, i, r, v, body, &rq->kind)) return 0;
+      rq->body = body->data;
+      rq->body_len = body->len;
+    }
     if (!lua_isnil(L, -1)) {
       int w = lua_gettop(L);
       cf_log_warnings(L, 1, rq->method, lua_pushfstring(L, "%s (ops[%d])", rq->path, i), w);
@@ -337,12 +462,13 @@ static const cf_argdesc batch_args[] = {
 static const cf_argset batch_set = {"batch options", "batch option ", batch_args};
 
 /* Check every operation; 1, or 0 with the `invalid` err pushed. */
-static int check_all(lua_State *L, cf_client *c, lua_Integer n) {
+static int check_all(lua_State *L, cf_client *c, lua_Integer n, kept *keep) {
   checker ck;
   lua_Integer i;
   lua_newtable(L);
   ck.problems = lua_gettop(L);
   ck.count = 0;
+  ck.keep = keep;
   for (i = 1; i <= n; i++) {
     lua_rawgeti(L, 2, i);
     check_op(L, c, &ck, i);
@@ -362,7 +488,8 @@ int cf_client_batch(lua_State *L) {
   lua_Integer n;
   cf_exec_spec sp;
   batch_opts bo;
-  int progress = 0;
+  batch_run *br;
+  int progress = 0, brx;
   bo.concurrency = 8;
   bo.on_progress = bo.results = 0;
   luaL_checktype(L, 2, LUA_TTABLE);
@@ -378,8 +505,25 @@ int cf_client_batch(lua_State *L) {
   }
   n = (lua_Integer)lua_rawlen(L, 2);
   if (n > 0x7fffffff) n = 0x7fffffff;
-  /* every operation is checked before anything is sent */
-  if (!check_all(L, c, n)) return cf_fail(L);
+  /* every operation is checked before anything is sent; the bodies are
+  ** encoded then (the arena, its places, the warnings; the run's arg) */
+  br = (batch_run *)lua_newuserdatauv(L, sizeof *br, 5);
+  brx = lua_gettop(L);
+  memset(br, 0, sizeof *br);
+  lua_pushvalue(L, 2);
+  lua_setiuservalue(L, -2, 1);
+  lua_newtable(L);
+  br->keep.warnings = lua_gettop(L);
+  lua_pushvalue(L, -1);
+  lua_setiuservalue(L, -3, 2);
+  lua_newtable(L);
+  br->keep.tables = lua_gettop(L);
+  lua_pushvalue(L, -1);
+  lua_setiuservalue(L, brx, 3);
+  br->keep.arena = cf_buf_push(L);
+  br->keep.ob = (op_body *)lua_newuserdatauv(L, sizeof(op_body) * (size_t)(n > 0 ? n : 1), 0);
+  memset(br->keep.ob, 0, sizeof(op_body) * (size_t)(n > 0 ? n : 1));
+  if (!check_all(L, c, n, &br->keep)) return cf_fail(L);
   /* results: the caller's table (filled as ops end, so that after an error
   ** raised by on_progress or on_log it still says what happened), or a new one */
   if (bo.results) lua_getfield(L, 3, "results");
@@ -388,7 +532,7 @@ int cf_client_batch(lua_State *L) {
   memset(&sp, 0, sizeof sp);
   sp.n = (int)n;
   sp.concurrency = (int)bo.concurrency;
-  sp.arg = 2;
+  sp.arg = brx;
   sp.prep = prep_op;
   sp.results = lua_gettop(L);
   sp.progress = progress;
@@ -408,7 +552,7 @@ int cf_client_check_ops(lua_State *L) {
   lua_settop(L, 2);
   n = (lua_Integer)lua_rawlen(L, 2);
   if (n > 0x7fffffff) n = 0x7fffffff;
-  if (!check_all(L, c, n)) return cf_fail(L);
+  if (!check_all(L, c, n, NULL)) return cf_fail(L);
   lua_pushboolean(L, 1);
   return 1;
 }

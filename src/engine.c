@@ -119,18 +119,28 @@ static int dedupes(const cf_slot *s) {
   return s->rq.create && s->rq.list_url && s->rq.match;
 }
 
-/* Read slot k's finished exchange. Pushes the decoded envelope (returns 1)
-** or an err with nothing of the credential in it (returns 0); fills t. A
-** create's answers (and its check's) tell the server's clock: the lower
-** bound of when it was first sent only grows. */
-static int interpret(lua_State *L, cf_engine *e, int k, cf_try *t) {
-  cf_slot *s = &e->slots[k];
-  if (s->x.hdrs.ratelimit[0]) cf_pace_header(&e->c->pacer, s->x.hdrs.ratelimit);
+/* A create's answers (and its check's) tell the server's clock: the lower
+** bound of when it was first sent only grows (read a little after the
+** answer came, elapsed is a little more: the bound stays a lower one). */
+static void note_since(cf_slot *s) {
   if (dedupes(s) && s->first_sent > 0 && s->x.hdrs.date[0]) {
     long long since = cf_server_since(cf_http_date(s->x.hdrs.date), cf_now() - s->first_sent);
     if (since > s->since) s->since = since;
   }
-  return cf_response_read(L, &s->x, s->path, e->c->secret, e->c->secret_len, t);
+}
+
+/* Read slot k's finished exchange. Pushes the decoded envelope (returns 1)
+** or an err with nothing of the credential in it (returns 0); fills t.
+** The Date is parsed (curl_getdate: ~11 k instructions) only when the
+** clock may be needed: not for a main request that succeeded (advance_ok
+** notes it when the result is bad after all). */
+static int interpret(lua_State *L, cf_engine *e, int k, cf_try *t) {
+  cf_slot *s = &e->slots[k];
+  int ok;
+  if (s->x.hdrs.ratelimit[0]) cf_pace_header(&e->c->pacer, s->x.hdrs.ratelimit);
+  ok = cf_response_read(L, &s->x, s->path, e->c->secret, e->c->secret_len, t);
+  if (!ok || s->phase != PH_MAIN) note_since(s);
+  return ok;
 }
 
 /* Log "<err>; retry n of m in w s" for the err on top, and pop it (its
@@ -266,6 +276,7 @@ static void advance_ok(lua_State *L, cf_engine *e, int k) {
       lua_remove(L, -2);
       if (dedupes(s)) {
         cf_try t;
+        note_since(s);
         memset(&t, 0, sizeof t);
         t.retryable = t.ambiguous = 1;
         advance_fail(L, e, k, &t);

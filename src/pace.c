@@ -73,9 +73,12 @@ double cf_pace_wait(const cf_pacer *p, double now, int *why) {
       if (t > wait) wait = t;
     }
     if (wait > 0) *why = CF_WAIT_OWN;
-    if (p->budget <= 0 && p->budget_until - now > wait) {
+    /* the header's budget, less our requests in flight (some of them may
+    ** be counted in it already: their answers, when read, tell) */
+    if (p->remaining - p->inflight <= 0 && p->budget_until - now > wait) {
       wait = p->budget_until - now;
-      *why = CF_WAIT_SERVER;
+      /* r > 0: our own requests hold what is left until they are answered */
+      *why = p->remaining > 0 ? CF_WAIT_OWN : CF_WAIT_SERVER;
     }
   }
   if (p->pause_until - now > wait) {
@@ -88,7 +91,6 @@ double cf_pace_wait(const cf_pacer *p, double now, int *why) {
 void cf_pace_take(cf_pacer *p) {
   if (!p->on) return;
   p->inflight++;
-  if (p->budget > 0 && p->budget_until > cf_now()) p->budget--;
 }
 
 void cf_pace_done(cf_pacer *p) {
@@ -106,17 +108,25 @@ void cf_pace_done(cf_pacer *p) {
 }
 
 /* `Ratelimit: "default";r=<remaining>;t=<seconds>`: r more requests may
-** start in the next t seconds, less the ones of ours still in flight (the
-** server has not counted them yet, or counts them after this answer): a
-** batch must not draw 429s from requests it already had out. Answers of
-** the same window (its end within a second of the one known) can arrive
-** out of order: the smallest budget wins. r=0: wait t (the engine fails at
-** once if that is beyond max_retry_wait). */
+** reach the server before its window resets, in t seconds (rounded up).
+** Within one window the least r is the latest the server said: every
+** answer read since came from a request it counted earlier. So what may
+** start is that r less every request of ours still out (cf_pace_wait),
+** exact once they are all answered, never more than the server allows
+** (one client per token). The estimate is recomputed, never kept: the
+** in-flight ones already counted in it (answers read out of the server's
+** order, or counted before the answer was read) are an underestimate
+** that their own answers undo. The window's end is the earliest
+** now + t of its answers: t is rounded up, so that is never before the
+** reset and within the gap between answers of it. Answers whose ends are
+** within 1.5 s of the known one are of the same window; any other one
+** starts a new window (the latest wins: a new window, or a server
+** configured anew). r=0: wait until the end (the engine fails at once if
+** that is beyond max_retry_wait). */
 void cf_pace_header(cf_pacer *p, const char *v) {
   const char *r = strstr(v, ";r="), *t = strstr(v, ";t=");
   long rem, secs;
   double now, until;
-  int left;
   if (!p->on || r == NULL || t == NULL) return;
   rem = strtol(r + 3, NULL, 10);
   secs = strtol(t + 3, NULL, 10);
@@ -124,12 +134,14 @@ void cf_pace_header(cf_pacer *p, const char *v) {
   if (rem > 1000000000L) rem = 1000000000L;
   now = cf_now();
   until = now + (double)secs;
-  left = (int)(rem - p->inflight);
-  if (p->budget_until > now && until - p->budget_until < 1.0 &&
-      p->budget_until - until < 1.0) {
-    if (left < p->budget) p->budget = left;   /* same window */
-  } else p->budget = left;
-  p->budget_until = until;
+  if (p->budget_until > now && until - p->budget_until < 1.5 &&
+      p->budget_until - until < 1.5) {   /* same window */
+    if (rem < p->remaining) p->remaining = (int)rem;
+    if (until < p->budget_until) p->budget_until = until;
+  } else {
+    p->remaining = (int)rem;
+    p->budget_until = until;
+  }
 }
 
 void cf_pace_pause(cf_pacer *p, double until) {

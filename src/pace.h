@@ -16,8 +16,8 @@ typedef struct cf_pacer {
   double *ring;             /* response times of the last `requests` (malloc) */
   int head, count;
   int inflight;             /* paced requests started, not yet answered */
-  int budget;               /* starts the Ratelimit header leaves ... */
-  double budget_until;      /* ... before this monotonic time (its window end) */
+  int remaining;            /* the Ratelimit header's least r this window ... */
+  double budget_until;      /* ... which ends by this monotonic time */
   double pause_until;       /* monotonic time: a 429 (Retry-After) pauses all */
   double max_wait;          /* max_retry_wait (the engine fails beyond it) */
   uint64_t rng;             /* xorshift state for backoff jitter */
@@ -41,7 +41,8 @@ CF_INTERNAL double cf_pace_wait(const cf_pacer *p, double now, int *why);
 CF_INTERNAL void cf_pace_take(cf_pacer *p);   /* a request starts */
 CF_INTERNAL void cf_pace_done(cf_pacer *p);   /* ... and is over */
 /* A `Ratelimit` response header value (read after cf_pace_done of its
-** own request, so `inflight` counts the others still out). */
+** own request; the starts it allows are reckoned in cf_pace_wait, less the
+** requests in flight then). */
 CF_INTERNAL void cf_pace_header(cf_pacer *p, const char *ratelimit);
 /* A 429: no request starts before `until` (monotonic). */
 CF_INTERNAL void cf_pace_pause(cf_pacer *p, double until);
