@@ -41,6 +41,7 @@ local EXPECT = { allowed = "boolean", status = "string", decided_by = "string" }
 local STATUSES = { approved = true, blocked = true, login_required = true, indeterminate = true }
 
 local sorted_keys = require("cfaccess.state.common").sorted_keys
+local copy = require("cfaccess.state.common").copy
 local function sorted(set) return concat(sorted_keys(set), ", ") end
 
 -- Problems of the test file's own shape (not of its policies).
@@ -135,8 +136,7 @@ local function state_policies(s, app)
   if #probs > 0 then return nil, probs end
   local out = {}
   for i, p in ipairs(list) do
-    local c = {}
-    for k, v in pairs(p) do c[k] = v end
+    local c = copy(p)
     c.precedence = i
     out[i] = c
   end

@@ -13,6 +13,7 @@
 -- `invalid` error saying so, never a silent "no match".
 -- @module cfaccess.eval.client
 local evaluate = require("cfaccess.evaluate")
+local copy = require("cfaccess.state.common").copy
 
 local type, pairs, ipairs, next, format = type, pairs, ipairs, next, string.format
 
@@ -75,8 +76,7 @@ function M.load(client, app_id, opts)
   if not all then
     policies = {}
     for i, p in ipairs(live) do
-      local c = {}
-      for k, v in pairs(p) do c[k] = v end
+      local c = copy(p)
       c.precedence = nil
       policies[i] = c
     end

@@ -101,46 +101,96 @@ local function idp_of(r) return r.identity_provider_id or r.connection_id end
 
 local matchers = {}
 
--- q.email is the user's email lowercased, q.domain what follows its last "@"
-matchers.email = function(r)
-  local want = lower(r.email)
-  return function(q)
-    local e = q.email
-    if e == nil then return U, "user.email" end
-    return b(e == want)
+-- Each rule type is defined once: a second definition is an error at load,
+-- so a table-driven matcher and a hand-written one cannot both claim a key.
+local function define(key, compile)
+  if matchers[key] ~= nil then
+    error(format("cfaccess.eval.matchers: rule type %q has two matchers", key), 0)
+  end
+  matchers[key] = compile
+end
+
+local function eq(v, want) return v == want end
+local function not_false(v) return v ~= false end
+
+-- The rules that read one request input: `input` names it (a field of q,
+-- or with "user." a field of q.user) and is what an unknown (nil) value
+-- needs, unless `needs` says otherwise; `want(r, cc)` reads what the rule
+-- asks for once, at compile time; `test(v, want, q)` decides for a known
+-- value.
+local function user_field(name) return function(q) return q.user[name] end end
+local function q_field(name) return function(q) return q[name] end end
+
+local function simple(input, want, test, needs)
+  local name = input:match("^user%.(.+)$")
+  local get = name and user_field(name) or q_field(input)
+  needs = needs or input
+  return function(r, cc)
+    local w = want and want(r, cc)
+    return function(q)
+      local v = get(q)
+      if v == nil then return U, needs end
+      return b(test(v, w, q))
+    end
   end
 end
 
-matchers.email_list = function(r, cc)
-  local set = cc:list(r.id, "email")
-  return function(q)
-    local e = q.email
-    if e == nil then return U, "user.email" end
-    return b(set[e])
+-- The rules that look up a caller-supplied answer: q[input][key], where
+-- `key(r)` is the rule's field; nil needs `input[key]`, else truthiness.
+local function answer(input, key)
+  return function(r)
+    local k = key(r)
+    local needs = format("%s[%q]", input, k)
+    return function(q)
+      local t = q[input]
+      local v = t and t[k]
+      if v == nil then return U, needs end
+      return b(v)
+    end
   end
 end
 
--- the exact domain after the last "@", case-insensitive, no subdomains
-matchers.email_domain = function(r)
-  local want = lower(r.domain)
-  return function(q)
-    if q.email == nil then return U, "user.email" end
-    return b(q.domain == want)
-  end
-end
+-- q.email is the user's email lowercased (needs "user.email"), q.domain
+-- what follows its last "@"; a certificate the request presented is one that chains to the
+-- hostname's CA: the request says so by giving it; service tokens: a
+-- string names the valid token the request carries, false says it carries
+-- none; the user's risk level is one of the listed ones (the API's list),
+-- not a threshold.
+local SIMPLE = {
+  { "email", "email", function(r) return lower(r.email) end, eq, "user.email" },
+  { "email_list", "email", function(r, cc) return cc:list(r.id, "email") end,
+    function(e, set) return set[e] end, "user.email" },
+  -- the exact domain after the last "@", case-insensitive, no subdomains
+  { "email_domain", "email", function(r) return lower(r.domain) end,
+    function(_, want, q) return q.domain == want end, "user.email" },
+  { "certificate", "certificate", nil, not_false },
+  { "login_method", "user.login_method", function(r) return r.id end, eq },
+  { "auth_method", "user.amr", function(r) return r.auth_method end, has },
+  { "service_token", "service_token", function(r) return r.token_id end, eq },
+  { "any_valid_service_token", "service_token", nil, not_false },
+  { "geo", "country", function(r) return upper(r.country_code) end, eq },
+  { "linked_app_token", "linked_app", function(r) return r.app_uid end, eq },
+  { "user_risk_score", "user.risk", function(r) return r.user_risk_score end,
+    function(risk, levels) return has(levels, risk) end },
+}
+for _, s in ipairs(SIMPLE) do define(s[1], simple(s[2], s[3], s[4], s[5])) end
 
-matchers.everyone = function() return function() return T end end
+-- offline, the caller supplies the endpoint's verified answer
+define("external_evaluation", answer("external", function(r) return r.evaluate_url end))
+define("device_posture", answer("posture", function(r) return r.integration_uid end))
 
-matchers.ip = function(r, cc)
+define("everyone", function() return function() return T end end)
+
+define("ip", function(r, cc)
   local range = cc:range(r.ip)
   local contains = cidr.contains
   return function(q)
     if q.ip_hi == nil then return U, "ip" end
     return b(contains(range, q.ip_hi, q.ip_lo, q.ip_bits))
   end
-end
+end)
 
-matchers.ip_list = function(r, cc)
+define("ip_list", function(r, cc)
   local ranges = cc:list(r.id, "ip")
   local contains = cidr.contains
   return function(q)
@@ -150,19 +200,9 @@ matchers.ip_list = function(r, cc)
     end
     return F
   end
-end
+end)
 
--- a certificate the request presented is one that chains to the
--- hostname's CA: the request says so by giving it
-matchers.certificate = function()
-  return function(q)
-    local c = q.certificate
-    if c == nil then return U, "certificate" end
-    return b(c ~= false)
-  end
-end
-
-matchers.common_name = function(r)
+define("common_name", function(r)
   local want = r.common_name
   return function(q)
     local c = q.certificate
@@ -171,14 +211,17 @@ matchers.common_name = function(r)
     if type(c) ~= "table" or c.common_name == nil then return U, "certificate.common_name" end
     return b(c.common_name == want)
   end
-end
+end)
 
-matchers.group = function(r, cc) return cc:group(r.id) end
+define("group", function(r, cc) return cc:group(r.id) end)
 
-matchers.azureAD = function(r) return idp_member(idp_of(r), "groups", r.id) end
+-- IdP groups: membership of the rule's group in user.idp[idp].groups
+define("azureAD", function(r) return idp_member(idp_of(r), "groups", r.id) end)
+define("gsuite", function(r) return idp_member(idp_of(r), "groups", lower(r.email), true) end)
+define("okta", function(r) return idp_member(idp_of(r), "groups", r.name or r.email) end)
 
 -- org and team names compare case-insensitively, as GitHub's do
-matchers["github-organization"] = function(r)
+define("github-organization", function(r)
   local idp, org, team = idp_of(r), lower(r.name), r.team and lower(r.team)
   return function(q)
     local d, needs = idp_data(q, idp)
@@ -194,23 +237,19 @@ matchers["github-organization"] = function(r)
     end
     return F
   end
-end
+end)
 
-matchers.gsuite = function(r) return idp_member(idp_of(r), "groups", lower(r.email), true) end
-
-matchers.okta = function(r) return idp_member(idp_of(r), "groups", r.name or r.email) end
-
-matchers.saml = function(r)
+define("saml", function(r)
   return idp_attr(r.identity_provider_id, "saml", r.attribute_name, r.attribute_value)
-end
+end)
 
-matchers.oidc = function(r)
+define("oidc", function(r)
   return idp_attr(r.identity_provider_id, "oidc", r.claim_name, r.claim_value)
-end
+end)
 
 -- the user passed the Entra conditional access bound to the context:
 -- user.idp[idp].auth_contexts lists the contexts passed (ac_id or id)
-matchers.auth_context = function(r)
+define("auth_context", function(r)
   local idp, ac, id = r.identity_provider_id, r.ac_id, r.id
   local test = idp_member(idp, "auth_contexts", ac)
   return function(q)
@@ -220,95 +259,10 @@ matchers.auth_context = function(r)
     end
     return v, needs
   end
-end
-
-matchers.login_method = function(r)
-  local want = r.id
-  return function(q)
-    local lm = q.user.login_method
-    if lm == nil then return U, "user.login_method" end
-    return b(lm == want)
-  end
-end
-
-matchers.auth_method = function(r)
-  local want = r.auth_method
-  return function(q)
-    local amr = q.user.amr
-    if amr == nil then return U, "user.amr" end
-    return b(has(amr, want))
-  end
-end
-
--- service tokens: a string names the valid token the request carries,
--- false says it carries none
-matchers.service_token = function(r)
-  local want = r.token_id
-  return function(q)
-    local t = q.service_token
-    if t == nil then return U, "service_token" end
-    return b(t == want)
-  end
-end
-
-matchers.any_valid_service_token = function()
-  return function(q)
-    local t = q.service_token
-    if t == nil then return U, "service_token" end
-    return b(t ~= false)
-  end
-end
-
--- offline, the caller supplies the endpoint's verified answer
-matchers.external_evaluation = function(r)
-  local url = r.evaluate_url
-  return function(q)
-    local ext = q.external
-    local v = ext and ext[url]
-    if v == nil then return U, format("external[%q]", url) end
-    return b(v)
-  end
-end
-
-matchers.geo = function(r)
-  local want = upper(r.country_code)
-  return function(q)
-    if q.country == nil then return U, "country" end
-    return b(q.country == want)
-  end
-end
-
-matchers.device_posture = function(r)
-  local uid = r.integration_uid
-  return function(q)
-    local p = q.posture
-    local v = p and p[uid]
-    if v == nil then return U, format("posture[%q]", uid) end
-    return b(v)
-  end
-end
-
-matchers.linked_app_token = function(r)
-  local want = r.app_uid
-  return function(q)
-    local t = q.linked_app
-    if t == nil then return U, "linked_app" end
-    return b(t == want)
-  end
-end
-
--- the user's level is one of the listed ones (the API's list), not a threshold
-matchers.user_risk_score = function(r)
-  local levels = r.user_risk_score
-  return function(q)
-    local risk = q.user.risk
-    if risk == nil then return U, "user.risk" end
-    return b(has(levels, risk))
-  end
-end
+end)
 
 -- without account_id: the policy's own account (opts.account_id)
-matchers.cloudflare_account_member = function(r, cc)
+define("cloudflare_account_member", function(r, cc)
   local want = r.account_id or cc.account_id
   want = want and lower(want)
   return function(q)
@@ -317,7 +271,7 @@ matchers.cloudflare_account_member = function(r, cc)
     if accts == nil then return U, "user.accounts" end
     return b(has_ci(accts, want))
   end
-end
+end)
 
 -- Rules that only a Service Auth policy may hold (EVALUATION.md 1.8).
 M.service_auth_only = { service_token = true, any_valid_service_token = true }

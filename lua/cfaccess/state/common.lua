@@ -29,6 +29,14 @@ function M.is_list(t)
   return n == #t
 end
 
+--- A copy of table `t`, one level deep: the caller may change the copy's
+-- fields, never `t`'s.
+function M.copy(t)
+  local c = {}
+  for k, v in pairs(t) do c[k] = v end
+  return c
+end
+
 --- A Lua-style path component for a table key (`.name`, `["a b"]`, `[3]`).
 function M.keypath(k)
   if type(k) == "string" then

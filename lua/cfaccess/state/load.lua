@@ -122,11 +122,7 @@ end
 
 -- A copy of a table (one level): the file may change its copy, never the
 -- host's table (the rule builders are the host's module).
-local function copy_of(t)
-  local c = {}
-  for k, v in pairs(t) do c[k] = v end
-  return c
-end
+local copy_of = common.copy
 
 -- A fresh environment for one state file: copies, so the file cannot change
 -- the host's tables. Reading any other global raises an error naming it
