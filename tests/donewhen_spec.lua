@@ -187,7 +187,7 @@ describe("issues 10-12 done-when audit", function()
 
   -- ---- issue 12: both reorders in one apply --------------------------------
   describe("issue 12 reorder", function()
-    it("reverses five legacy and five attached reusable policies in one apply: no 400, exact, nothing parked", function()
+    it("reverses five legacy and five linked reusable policies at once: no 400, exact order, none parked", function()
       local c = client()
       local five = { pol("u1"), pol("u2", { decision = "deny" }), pol("u3"), pol("u4"), pol("u5") }
       local legacy = { pol("p1"), pol("p2", { decision = "deny" }), pol("p3"), pol("p4"), pol("p5") }
