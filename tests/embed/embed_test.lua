@@ -23,7 +23,7 @@ assert(ok == nil and err.kind == "invalid", "an invalid policy passed")
 -- a client can be created and closed from the host (no network here)
 if core.client then
   local c = assert(core.client{ account_id = "023e105f4ecef8ad9ca31a8372d0c353",
-    api_token = "embed-token", base_url = "http://127.0.0.1:9/client/v4" })
+    api_token = "embed-T0KEN-for-hosts", base_url = "http://127.0.0.1:9/client/v4" })
   c:close()
   c:close()                                                   -- idempotent
 end

@@ -17,7 +17,7 @@ out=$(mktemp)
 cleanup() { [ -n "$mockpid" ] && kill "$mockpid" 2>/dev/null; rm -f "$out"; }
 trap cleanup EXIT
 if [ -f tests/mock/cfmock.py ]; then
-  python3 tests/mock/cfmock.py --port 0 --token embed-token >"$out" 2>/dev/null &
+  python3 tests/mock/cfmock.py --port 0 --token embed-T0KEN-for-hosts >"$out" 2>/dev/null &
   mockpid=$!
   i=0
   while [ $i -lt 100 ] && ! grep -q "listening" "$out"; do sleep 0.1; i=$((i + 1)); done

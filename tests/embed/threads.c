@@ -47,7 +47,7 @@ static const char script[] =
   "if url == '' or not core.client then return 'encode only' end\n"
   "local app = string.format('%08x-0000-4000-8000-%012x', id, id)\n"
   "local c = assert(core.client{ account_id = '023e105f4ecef8ad9ca31a8372d0c353',\n"
-  "  api_token = 'embed-token', base_url = url .. '/client/v4', timeout = 10,\n"
+  "  api_token = 'embed-T0KEN-for-hosts', base_url = url .. '/client/v4', timeout = 10,\n"
   "  max_retries = 2, rate_limit = false })\n"
   "local ids = {}\n"
   "for i = 1, ncreate do\n"
