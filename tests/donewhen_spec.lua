@@ -8,6 +8,7 @@
 -- keeps every setting the server stored.
 local cfaccess = require("cfaccess")
 local mockctl = require("mockctl")
+local testutil = require("testutil")
 local cjson = require("cjson").new()
 
 local r = cfaccess.rules
@@ -40,39 +41,13 @@ describe("issues 10-12 done-when audit", function()
 
   local function client(opts) return m:client(ACCT, TOKEN, lines, opts) end
 
-  local function writes(from)
-    local n = 0
-    for i, q in ipairs(m:log()) do
-      if i >= (from or 1) and (q.method == "POST" or q.method == "PUT" or q.method == "DELETE") then n = n + 1 end
-    end
-    return n
-  end
+  local function writes(from) return m:writes(from) end
 
-  local function legacy_of(app)
-    local out = {}
-    for _, p in ipairs(m:state()) do
-      if p._app_id == app then out[#out + 1] = p end
-    end
-    table.sort(out, function(a, b) return a.precedence < b.precedence end)
-    return out
-  end
+  local function legacy_of(app) return m:legacy_of(app) end
 
-  local function reusable_live()
-    local out = {}
-    for _, p in ipairs(m:state()) do
-      if p._kind == "reusable" then out[#out + 1] = p end
-    end
-    table.sort(out, function(a, b) return a.name < b.name end)
-    return out
-  end
+  local function reusable_live() return m:reusable_live() end
 
-  local function converge(c, state, opts)
-    local plan = assert(c:plan(state, opts))
-    local report, err = c:apply(plan)
-    assert.is_nil(err, err and tostring(err))
-    assert.are.equal(0, report.failed)
-    return plan, report
-  end
+  local converge = testutil.converge
 
   -- ---- issue 12: interruption ---------------------------------------------
   describe("issue 12 interruption", function()

@@ -300,6 +300,39 @@ function Mock:state()
   return self:control("GET", "/state").policies
 end
 
+--- The write requests (POST, PUT, DELETE) of the current generation's log
+-- from entry `from` (default 1) on: their count, and the list.
+function Mock:writes(from)
+  local n, list = 0, {}
+  for i, req in ipairs(self:log()) do
+    if i >= (from or 1) and (req.method == "POST" or req.method == "PUT" or req.method == "DELETE") then
+      n = n + 1
+      list[#list + 1] = req
+    end
+  end
+  return n, list
+end
+
+--- The stored legacy policies of application `app`, in precedence order.
+function Mock:legacy_of(app)
+  local out = {}
+  for _, p in ipairs(self:state()) do
+    if p._app_id == app then out[#out + 1] = p end
+  end
+  table.sort(out, function(a, b) return a.precedence < b.precedence end)
+  return out
+end
+
+--- The stored reusable policies, by name.
+function Mock:reusable_live()
+  local out = {}
+  for _, p in ipairs(self:state()) do
+    if p._kind == "reusable" then out[#out + 1] = p end
+  end
+  table.sort(out, function(a, b) return a.name < b.name end)
+  return out
+end
+
 --- The whole store: { policies = ..., apps = ..., groups = ... }.
 function Mock:snapshot()
   return self:control("GET", "/state")

@@ -7,6 +7,7 @@
 -- has applications with policy lists; until then they are pending.
 local cfaccess = require("cfaccess")
 local mockctl = require("mockctl")
+local testutil = require("testutil")
 local cjson = require("cjson").new()
 
 local r = cfaccess.rules
@@ -40,45 +41,13 @@ describe("client:plan / apply / export", function()
 
   local function client(opts) return m:client(ACCT, TOKEN, lines, opts) end
 
-  -- Writes (POST, PUT, DELETE) in the mock's log from entry `from` on.
-  local function writes(from)
-    local n, list = 0, {}
-    for i, q in ipairs(m:log()) do
-      if i >= (from or 1) and (q.method == "POST" or q.method == "PUT" or q.method == "DELETE") then
-        n = n + 1
-        list[#list + 1] = q
-      end
-    end
-    return n, list
-  end
+  local function writes(from) return m:writes(from) end
 
-  -- The app's stored legacy policies, in precedence order.
-  local function legacy_of(app)
-    local out = {}
-    for _, p in ipairs(m:state()) do
-      if p._app_id == app then out[#out + 1] = p end
-    end
-    table.sort(out, function(a, b) return a.precedence < b.precedence end)
-    return out
-  end
+  local function legacy_of(app) return m:legacy_of(app) end
 
-  local function reusable_live()
-    local out = {}
-    for _, p in ipairs(m:state()) do
-      if p._kind == "reusable" then out[#out + 1] = p end
-    end
-    table.sort(out, function(a, b) return a.name < b.name end)
-    return out
-  end
+  local function reusable_live() return m:reusable_live() end
 
-  -- Apply `state` and return the report (asserting success).
-  local function converge(c, state, opts)
-    local plan = assert(c:plan(state, opts))
-    local report, err = c:apply(plan)
-    assert.is_nil(err, err and tostring(err))
-    assert.are.equal(0, report.failed)
-    return plan, report
-  end
+  local converge = testutil.converge
 
   -- The app's legacy policies now: { [name] = precedence }, { [id] = name }.
   local function snapshot(app)

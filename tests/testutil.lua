@@ -92,4 +92,14 @@ function M.creates(n, prefix, app, make)
   return ops
 end
 
+--- Plan `state` on client `c` and apply it, asserting the apply failed
+-- nothing; returns the plan and the report.
+function M.converge(c, state, opts)
+  local plan = assert(c:plan(state, opts))
+  local report, err = c:apply(plan)
+  assert(err == nil, err and tostring(err))
+  assert(report.failed == 0, "failed changes: " .. tostring(report.failed))
+  return plan, report
+end
+
 return M
