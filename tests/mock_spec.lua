@@ -1154,7 +1154,7 @@ describe("cfmock", function()
   describe("log generations", function()
     it("does not count a request sent before a reset and read after it", function()
       local old = m:reset()
-      m:fault{ action = "delay", seconds = 3, method = "GET" }
+      m:fault{ action = "delay", seconds = 1.5, method = "GET" }
       socket.sleep(0.1)   -- arrival times are known to a few ms (TCP_INFO): keep clear of the reset
       -- two pipelined requests on one connection: the mock reads the second
       -- only after the first's delay, by when the reset below has happened
