@@ -150,14 +150,6 @@ return {
   apps = { ["]] .. APP .. [["] = { "staff" } },
 }
 ]]
-  local function writes()
-    local n = 0
-    for _, req in ipairs(mock:log()) do
-      if req.method ~= "GET" then n = n + 1 end
-    end
-    return n
-  end
-
   it("plan 2, apply refused without --yes, apply --yes 0, plan 0, export round trip, list", function()
     write("state.lua", STATE)
     local r = run({ "plan", "state.lua" }, { env = env() })
@@ -165,7 +157,7 @@ return {
     assert.matches('%+ [^\n]*"staff"', r.out)
     r = run({ "apply", "state.lua" }, { env = env() })
     expect(r, 1, nil, "cfaccess: not applied: no terminal to ask on; run with --yes to apply\n")
-    assert.are.equal(0, writes())
+    assert.are.equal(0, (mock:writes()))
     r = run({ "apply", "--yes", "state.lua" }, { env = env() })
     expect(r, 0, nil, "")
     assert.matches("\nApplied %d+, failed 0, skipped 0%.\n$", r.out)

@@ -324,14 +324,6 @@ return {
 }
 ]]
 
-  local function writes()
-    local n = 0
-    for _, req in ipairs(mock:log()) do
-      if req.method ~= "GET" then n = n + 1 end
-    end
-    return n
-  end
-
   it("plan exits 2 with the changes, apply without --yes and no terminal refuses and sends nothing", function()
     write("state.lua", STATE)
     local r = cfaccess({ "plan", "state.lua" }, { env = env() })
@@ -345,7 +337,7 @@ return {
     assert.are.equal(2, data.summary.create)
     r = cfaccess({ "apply", "state.lua" }, { env = env() })
     expect(r, 1, nil, "cfaccess: not applied: no terminal to ask on; run with --yes to apply\n")
-    assert.are.equal(0, writes())
+    assert.are.equal(0, (mock:writes()))
     no_token(r)
   end)
 

@@ -123,8 +123,7 @@ io.stdout:write("driver: ", #results, " created, info.waiting ", tostring(waited
       assert(tmux_available(), "tmux is not installed (make deps installs it)")
       write("driver.lua", DRIVER)
       queue_faults()
-      local envs = { CLOUDFLARE_API_TOKEN = TOKEN, CLOUDFLARE_ACCOUNT_ID = ACCT, CLOUDFLARE_BASE_URL = mock.base_url,
-                     NO_PROXY = "127.0.0.1" }
+      local envs = T.env(mock, { NO_PROXY = "127.0.0.1" })
       local captures, screen, rc = in_terminal(command_line({ path("driver.lua") }, envs))
       assert.are.equal(0, rc, screen)
       assert.is_truthy(screen:find("driver: 4 created", 1, true), screen)
@@ -168,8 +167,7 @@ io.stdout:write("driver: ", #results, " created, info.waiting ", tostring(waited
         local waits = core_reports_waits()
       write("bars.lua", bar_state())
       queue_faults()
-      local envs = { CLOUDFLARE_API_TOKEN = TOKEN, CLOUDFLARE_ACCOUNT_ID = ACCT, CLOUDFLARE_BASE_URL = mock.base_url,
-                     NO_PROXY = "127.0.0.1" }
+      local envs = T.env(mock, { NO_PROXY = "127.0.0.1" })
       local captures, screen, rc = in_terminal(command_line({ ROOT .. "/bin/cfaccess", "apply", "--yes", "bars.lua" }, envs))
       assert.are.equal(0, rc, screen)
       assert.is_truthy(screen:find("Applied 4, failed 0, skipped 0.", 1, true), screen)
@@ -187,8 +185,7 @@ io.stdout:write("driver: ", #results, " created, info.waiting ", tostring(waited
     it("cfaccess apply asks on a terminal: n applies nothing, y applies; --quiet shows no bar", function()
       assert(tmux_available(), "tmux is not installed (make deps installs it)")
         write("bars.lua", bar_state())
-      local envs = { CLOUDFLARE_API_TOKEN = TOKEN, CLOUDFLARE_ACCOUNT_ID = ACCT, CLOUDFLARE_BASE_URL = mock.base_url,
-                     NO_PROXY = "127.0.0.1" }
+      local envs = T.env(mock, { NO_PROXY = "127.0.0.1" })
       local function answer(key)
         local asked = false
         return function(sc)
@@ -212,7 +209,7 @@ io.stdout:write("driver: ", #results, " created, info.waiting ", tostring(waited
       write("driver.lua", DRIVER)
       queue_faults()
       local r = cfaccess({ path("driver.lua") }, { command = path("driver.lua"),
-        env = { CLOUDFLARE_API_TOKEN = TOKEN, CLOUDFLARE_ACCOUNT_ID = ACCT, CLOUDFLARE_BASE_URL = mock.base_url } })
+        env = T.env(mock) })
       expect(r, 0, nil, "")
       assert.matches("^driver: 4 created", r.out)
     end)

@@ -300,12 +300,12 @@ function Mock:state()
   return self:control("GET", "/state").policies
 end
 
---- The write requests (POST, PUT, DELETE) of the current generation's log
+--- The write requests (every method but GET and HEAD) of the current generation's log
 -- from entry `from` (default 1) on: their count, and the list.
 function Mock:writes(from)
   local n, list = 0, {}
   for i, req in ipairs(self:log()) do
-    if i >= (from or 1) and (req.method == "POST" or req.method == "PUT" or req.method == "DELETE") then
+    if i >= (from or 1) and req.method ~= "GET" and req.method ~= "HEAD" then
       n = n + 1
       list[#list + 1] = req
     end
