@@ -324,6 +324,91 @@ describe("client:plan / apply / export", function()
       c:close()
     end)
 
+    -- a colleague's edit between plan and apply (the y/N prompt, a CI
+    -- approval step): each change it touches is a conflict, nothing is
+    -- overwritten or deleted unseen; plan again converges
+    it("a policy changed live between plan and apply: its update or delete is a conflict, the edit kept", function()
+      local c = client()
+      converge(c, state)
+      local by = {}
+      for _, p in ipairs(reusable_live()) do by[p.name] = p end
+      for _, p in ipairs(legacy_of(APP)) do by[p.name] = p end
+      local want = { policies = { pol("staff", { include = { r.email_domain("example.com") }, session_duration = "4h" }) },
+                     apps = { [APP] = { legacy = { pol("allow staff", { include = { r.email("new@example.com") } }) } } } }
+      local plan = assert(c:plan(want, { prune = true }))
+      assert.are.same({ create = 0, update = 2, delete = 2, attach = 0, detach = 0 }, plan.summary)
+      -- the colleague edits all four
+      local other = client()
+      local edited = {
+        staff = assert(other:update_policy(by.staff.id, pol("staff", { session_duration = "1h" }))),
+        contractors = assert(other:update_policy(by.contractors.id, pol("contractors", { session_duration = "2h" }))),
+        ["allow staff"] = assert(other:update_app_policy(APP, by["allow staff"].id,
+          pol("allow staff", { precedence = by["allow staff"].precedence, session_duration = "3h" }))),
+        ["deny bad"] = assert(other:update_app_policy(APP, by["deny bad"].id,
+          pol("deny bad", { decision = "deny", precedence = by["deny bad"].precedence, session_duration = "5h" }))),
+      }
+      other:close()
+      local from = #m:log() + 1
+      local report, err = c:apply(plan)
+      assert.are.equal("conflict", err.kind)
+      assert.are.equal(0, report.applied)
+      assert.are.equal(0, writes(from), "a write went out")
+      for _, res in ipairs(report.results) do
+        local id = by[res.change.name].id
+        assert.is_false(res.ok)
+        assert.are.equal("conflict", res.err.kind)
+        if not res.skipped then
+          assert.matches("changed since the plan", tostring(res.err), 1, true)
+          assert.matches(id, tostring(res.err), 1, true)
+          assert.are.same({ id }, res.err.ids)
+        end
+      end
+      -- every edit is still live as the colleague made it
+      local now = {}
+      for _, p in ipairs(reusable_live()) do now[p.name] = p end
+      for _, p in ipairs(legacy_of(APP)) do now[p.name] = p end
+      for name, e in pairs(edited) do
+        assert.is_table(now[name], name .. " was deleted")
+        assert.are.equal(e.session_duration, now[name].session_duration, name)
+        assert.are.equal(e.updated_at, now[name].updated_at, name)
+      end
+      -- plan again: the plan sees the edits, and it converges
+      converge(c, want, { prune = true })
+      assert.are.same({}, assert(c:plan(want, { prune = true })).changes)
+      c:close()
+    end)
+
+    it("a policy deleted live between plan and apply: its update is a conflict, its delete is done", function()
+      local c = client()
+      converge(c, state)
+      local by = {}
+      for _, p in ipairs(reusable_live()) do by[p.name] = p end
+      local want = { policies = { pol("staff", { include = { r.email_domain("example.com") }, session_duration = "4h" }) },
+                     apps = state.apps }
+      local plan = assert(c:plan(want, { prune = true }))
+      assert.are.same({ create = 0, update = 1, delete = 1, attach = 0, detach = 0 }, plan.summary)
+      local other = client()
+      assert(other:delete_policy(by.staff.id))
+      assert(other:delete_policy(by.contractors.id))
+      other:close()
+      local report, err = c:apply(plan)
+      assert.are.equal("conflict", err.kind)
+      assert.are.same({ 1, 1, 0 }, { report.applied, report.failed, report.skipped })
+      for _, res in ipairs(report.results) do
+        if res.change.action == "update" then
+          assert.is_false(res.ok)
+          assert.matches('not updated: reusable policy "staff" (' .. by.staff.id .. ") was deleted since the plan",
+            tostring(res.err), 1, true)
+        else
+          assert.is_true(res.ok, tostring(res.err))
+        end
+      end
+      assert.are.same({}, reusable_live())
+      converge(c, want, { prune = true })
+      assert.are.same({ "staff" }, names(reusable_live()))
+      c:close()
+    end)
+
     it("without prune, live policies the state does not list are kept (legacy ones after the listed ones)", function()
       local c = client()
       assert(c:create_app_policy(APP, pol("extra")))   -- at precedence 1

@@ -11,9 +11,11 @@
 --   4. deletes (only in a plan made with prune): after the lists that
 --      detach them, a 404 counting as done.
 -- A change that fails skips the changes that depend on it; the rest go on.
--- Before phase 1, the names that creates will take are read again (one
--- listing per scope with creates): a name taken since the plan is a
--- `conflict` for that create, never a second live policy of that name.
+-- Before phase 1, the policies the plan writes are read again (one listing
+-- per scope): a name taken since the plan is a `conflict` for that create,
+-- never a second live policy of that name, and a policy changed or deleted
+-- since the plan is a `conflict` for its update or delete, never a change
+-- overwritten unseen.
 --
 -- Legacy precedences: the API refuses two policies of an app at one
 -- precedence, so each app's chain moves a policy only into a free slot.
@@ -272,20 +274,32 @@ local function run_deletes(run, ph, broken)
   run_steps(run, ready)
 end
 
--- Creates whose name the live state took since the plan was made (another
--- run, a colleague): sent anyway they would make two live policies with one
--- name, which every later plan refuses. One listing per scope that has
--- creates (the reusable list; each app with legacy creates), read-only, as
--- plan reads them; such a create fails as a `conflict` naming the live id,
+-- What the live state did since the plan was made (another run, a
+-- colleague in the dashboard), read again before the first write: one
+-- listing per scope that has creates, updates or prune deletes (the
+-- reusable list; each app with such legacy changes), read-only, as plan
+-- reads them.
+-- - A create whose name is taken now would make two live policies with one
+--   name, which every later plan refuses.
+-- - An update or delete of a policy whose `updated_at` is not the one the
+--   plan saw would overwrite or remove a change nobody has reviewed; an
+--   update of a policy deleted since would fail later, or recreate nothing.
+-- Each such change fails as a `conflict` naming the live id ("plan again"),
 -- and what depends on it is skipped. A listing that cannot be read fails
--- its creates too: no create is sent blind.
-local function refuse_taken_names(run)
+-- its changes too: nothing is sent blind. A delete of a policy already gone
+-- goes ahead (its 404 counts as done); a change without `updated_at` (a
+-- plan of a server that sends none) is checked by name only.
+-- Migration deletes (after_set) are not checked: the list they follow is
+-- guarded by its own `expect`.
+local function recheck(run)
   local reusable, apps, app_order = {}, {}, {}
   for i, c in ipairs(run.changes) do
-    if c.action == "create" and c.type == "reusable" then reusable[#reusable + 1] = i
-    elseif c.action == "create" and c.type == "policy" then
-      if not apps[c.app_id] then apps[c.app_id] = {}; app_order[#app_order + 1] = c.app_id end
-      table.insert(apps[c.app_id], i)
+    if (c.action == "create" or c.action == "update" or c.action == "delete") and not c.after_set then
+      if c.type == "reusable" then reusable[#reusable + 1] = i
+      elseif c.type == "policy" then
+        if not apps[c.app_id] then apps[c.app_id] = {}; app_order[#app_order + 1] = c.app_id end
+        table.insert(apps[c.app_id], i)
+      end
     end
   end
   local ops, whose = {}, {}
@@ -301,20 +315,33 @@ local function refuse_taken_names(run)
   local rs, berr = run.client:batch(ops, { concurrency = run.concurrency })
   for n = 1, #ops do
     local r = rs and rs[n] or { ok = false, err = berr }
-    local live = {}
+    local byname, byid = {}, {}
     if r.ok and type(r.result) == "table" then
       for _, p in ipairs(r.result) do
-        if type(p) == "table" and p.name ~= nil then live[p.name] = live[p.name] or p.id end
+        if type(p) == "table" and p.name ~= nil then byname[p.name] = byname[p.name] or p.id end
+        if type(p) == "table" and p.id ~= nil then byid[p.id] = p end
       end
     end
     for _, i in ipairs(whose[n]) do
       local c = run.changes[i]
+      local verb = c.action == "create" and "created" or c.action == "update" and "updated" or "deleted"
+      local what = ("not %s: %s %q (%s)"):format(verb, c.type == "reusable" and "reusable policy" or "policy",
+        tostring(c.name), tostring(c.id))
+      local live = byid[c.id]
       if not r.ok then
         run.refused[i] = new_err(type(r.err) == "table" and r.err.kind or "network",
-          "not created: the live policies could not be read again before the create: " .. tostring(r.err))
-      elseif live[c.name] then
-        run.refused[i] = new_err("conflict", ("not created: a policy named %q (%s) was created since the plan; "
-          .. "plan again"):format(tostring(c.name), tostring(live[c.name])), { ids = { live[c.name] } })
+          ("not %s: the live policies could not be read again before the %s: %s")
+          :format(verb, c.action, tostring(r.err)))
+      elseif c.action == "create" then
+        if byname[c.name] then
+          run.refused[i] = new_err("conflict", ("not created: a policy named %q (%s) was created since the plan; "
+            .. "plan again"):format(tostring(c.name), tostring(byname[c.name])), { ids = { byname[c.name] } })
+        end
+      elseif c.action == "update" and not live then
+        run.refused[i] = new_err("conflict", what .. " was deleted since the plan; plan again", { ids = { c.id } })
+      elseif live and c.updated_at ~= nil and live.updated_at ~= c.updated_at then
+        run.refused[i] = new_err("conflict", ("%s was changed since the plan (updated_at %s, the plan read %s); "
+          .. "plan again"):format(what, tostring(live.updated_at), tostring(c.updated_at)), { ids = { c.id } })
       end
     end
   end
@@ -356,7 +383,7 @@ function M.apply(client, plan, opts)
                 on_progress = opts.on_progress, total = ph.total, done = 0,
                 status = {}, results = {}, created = {}, refused = {} }
   for i, c in ipairs(plan.changes) do run.results[i] = { change = c } end
-  refuse_taken_names(run)
+  recheck(run)
 
   progress(run, 0)
   -- 1. reusable creates and updates

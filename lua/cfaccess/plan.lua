@@ -17,6 +17,8 @@
 --   { action = "create" | "update" | "delete", type = "policy", app_id =, name =, id =, kind =,
 --     body =, from = live precedence, to = target precedence, fields = }
 -- `fields` of an update: { { field = "require", old = <live value>, new = <state value> }, ... }.
+-- Updates and prune deletes also carry `updated_at`, the live policy's as
+-- the plan read it: apply refuses the change if the policy has changed since.
 --
 -- The parts: cfaccess.plan.check (the state, checked before anything is
 -- read), cfaccess.plan.live (reading the live state), cfaccess.plan.diff

@@ -178,7 +178,8 @@ local function diff_app_legacy(plan, live, a, opts)
       if from ~= i then table.insert(fields, 1, { field = "precedence", old = from, new = i }) end
       if #fields > 0 then
         changes[#changes + 1] = { action = "update", type = "policy", app_id = a.app_id, name = sp.name,
-          id = lp.id, kind = a.kind, body = copy(sp), from = from, to = i, fields = fields }
+          id = lp.id, kind = a.kind, body = copy(sp), from = from, to = i, fields = fields,
+          updated_at = lp.updated_at }
       end
     end
   end
@@ -188,7 +189,7 @@ local function diff_app_legacy(plan, live, a, opts)
       local from = num(lp.precedence)
       if opts.prune then
         plan.deletes[#plan.deletes + 1] = { action = "delete", type = "policy", app_id = a.app_id,
-          name = lp.name, id = lp.id, from = from, kind = a.kind }
+          name = lp.name, id = lp.id, from = from, kind = a.kind, updated_at = lp.updated_at }
       else
         next_to = next_to + 1
         plan.warnings[#plan.warnings + 1] = ("%s: legacy policy %q (%s) is not in the state; kept after the "
@@ -204,7 +205,7 @@ local function diff_app_legacy(plan, live, a, opts)
           body.precedence = nil
           changes[#changes + 1] = { action = "update", type = "policy", app_id = a.app_id, name = lp.name,
             id = lp.id, kind = a.kind, body = body, from = from, to = next_to,
-            fields = { { field = "precedence", old = from, new = next_to } } }
+            fields = { { field = "precedence", old = from, new = next_to } }, updated_at = lp.updated_at }
         end
       end
     end
@@ -229,7 +230,7 @@ local function diff_reusable(plan, st, live)
       st.byname[sp.name].id = lp.id
       if not same(sp, lp, "reusable") then
         plan.changes[#plan.changes + 1] = { action = "update", type = "reusable", name = sp.name, id = lp.id,
-          body = copy(sp), fields = field_diffs(sp, lp, "reusable") }
+          body = copy(sp), fields = field_diffs(sp, lp, "reusable"), updated_at = lp.updated_at }
       end
     end
   end
@@ -252,7 +253,7 @@ local function prune_reusable(plan, st, live, referenced, detached_by)
                   count - in_state == 1 and "s" or "")
       else
         plan.deletes[#plan.deletes + 1] = { action = "delete", type = "reusable", name = lp.name, id = lp.id,
-          after_apps = detached_by[lp.id] }
+          after_apps = detached_by[lp.id], updated_at = lp.updated_at }
       end
     end
   end
