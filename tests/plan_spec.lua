@@ -116,6 +116,13 @@ describe("client:plan / apply / export", function()
         assert.is_true(found, ("no problem at %s in: %s"):format(case[3], cjson.encode(err.problems)))
         assert.are.equal(0, #m:log())
         c:close()
+        -- one checker: `cfaccess validate` (state.problems, offline) says the same
+        local offline = require("cfaccess.state").problems(case[2])
+        found = false
+        for _, p in ipairs(offline) do
+          if p.path == case[3] and p.message:find(case[4], 1, true) then found = true end
+        end
+        assert.is_true(found, ("state.problems has no problem at %s: %s"):format(case[3], cjson.encode(offline)))
       end)
     end
 

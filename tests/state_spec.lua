@@ -69,8 +69,8 @@ local function full_state()
     apps = {
       [APP1] = { "every rule", "team optional", "3a4b5c6d-0000-4000-8000-00000000000a" },
       [APP2] = { legacy = {
-        { name = "old allow", decision = "allow", include = { r.ip("10.0.0.1") }, precedence = 1 },
-        { name = "old deny", decision = "deny", include = { r.everyone() }, precedence = 2 },
+        { name = "old allow", decision = "allow", include = { r.ip("10.0.0.1") } },
+        { name = "old deny", decision = "deny", include = { r.everyone() } },
       } },
     },
   }

@@ -1,5 +1,9 @@
 --- Validating what a state file gives (a state, a list of policies or one
 -- policy): every problem and warning with its path from the file's top.
+-- The one checker of states: `cfaccess validate` runs it offline and
+-- `client:plan` (cfaccess.plan.check) before it reads anything, with the
+-- client's scope (`opts.zone`) and names that may refer to live policies
+-- (`opts.live_refs`).
 -- @module cfaccess.state.check
 local core = require("cfaccess.core")
 local common = require("cfaccess.state.common")
@@ -80,78 +84,107 @@ local function describe(v)
   return type(v)
 end
 
+-- An app given its legacy policies: `{ legacy = {...} [, kind =] }` at `at`.
+local function check_legacy_app(entry, at, opts, problems, warnings)
+  local function add(path, message) problems[#problems + 1] = { path = path, message = message } end
+  for k in pairs(entry) do
+    if k ~= "legacy" and k ~= "kind" then
+      add(at .. keypath(k), "unexpected next to legacy (an application has either a list of reusable "
+        .. "policies or legacy policies)")
+    end
+  end
+  local kind = opts.legacy_kind or (opts.zone and "zone") or "app"
+  if entry.kind ~= nil then
+    if not LEGACY_KINDS[entry.kind] then
+      add(at .. ".kind", "expected \"app\", \"zone\" or \"infrastructure\", got " .. describe(entry.kind))
+    else
+      kind = entry.kind
+    end
+  end
+  if not is_list(entry.legacy) then
+    add(at .. ".legacy", "expected a list of application policies")
+    return
+  end
+  for i, p in ipairs(entry.legacy) do
+    local pp = format("%s.legacy[%d]", at, i)
+    check_policy(p, kind, pp, opts, problems, warnings)
+    if type(p) == "table" and p.precedence ~= nil then
+      add(pp .. ".precedence", "is set by the list order (leave it out)")
+    end
+  end
+  unique_names(entry.legacy, at .. ".legacy", problems)
+end
+
+-- An app given its reusable policies (a list of names or ids) at `at`;
+-- `names`: the state's policies by name.
+local function check_list_app(entry, at, names, opts, problems)
+  local function add(path, message) problems[#problems + 1] = { path = path, message = message } end
+  if not is_list(entry) then return add(at, NOT_A_LIST) end
+  if opts.zone then return add(at, "a zone client's apps take legacy policies only ({ legacy = {...} })") end
+  local seen = {}
+  for i, ref in ipairs(entry) do
+    local p = format("%s[%d]", at, i)
+    if type(ref) ~= "string" or ref == "" then
+      add(p, "expected a policy name or id, got " .. (ref == "" and "an empty string" or type(ref)))
+    elseif not names[ref] and not is_uuid(ref) and not opts.live_refs then
+      add(p, format("%q is not a policy of this state (nor a policy id)", ref))
+    elseif seen[ref] then
+      add(p, format("%q is listed twice (also %s[%d])", ref, at, seen[ref]))
+    end
+    if type(ref) == "string" then seen[ref] = seen[ref] or i end
+  end
+end
+
 local function check_state(s, opts, problems, warnings)
   local function add(path, message) problems[#problems + 1] = { path = path, message = message } end
   for _, k in ipairs(sorted_keys(s)) do
     if not STATE_KEYS[k] then
-      problems[#problems + 1] = { path = tostring(k):match("^[%a_][%w_]*$") and tostring(k) or keypath(k),
-        message = "unknown field (a state has policies and apps)" }
+      add(tostring(k):match("^[%a_][%w_]*$") and tostring(k) or keypath(k),
+        "unknown field (a state has policies and apps)")
     end
   end
   local names = {}
   if s.policies ~= nil then
     if not is_list(s.policies) then
-      problems[#problems + 1] = { path = "policies", message = "expected a list of reusable policies" }
+      add("policies", "expected a list of reusable policies")
     else
+      if opts.zone and #s.policies > 0 then
+        add("policies", "a zone client has no reusable policies (give each app its legacy policies)")
+      end
       for i, p in ipairs(s.policies) do
         check_policy(p, "reusable", format("policies[%d]", i), opts, problems, warnings)
       end
       names = unique_names(s.policies, "policies", problems)
     end
   end
-  if s.apps ~= nil then
-    if type(s.apps) ~= "table" or (s.apps[1] ~= nil) then
-      problems[#problems + 1] = { path = "apps", message = "expected a table of applications by id" }
-      return
-    end
-    for _, id in ipairs(sorted_keys(s.apps)) do
-      local entry, at = s.apps[id], "apps" .. keypath(id)
-      if not is_app_id(id) then
-        problems[#problems + 1] = { path = at, message = "an application id is a UUID (or 32 hex characters)" }
-      end
-      if type(entry) ~= "table" then
-        add(at, NOT_A_LIST .. ", got " .. type(entry))
-      elseif entry.legacy ~= nil then
-        for k in pairs(entry) do
-          if k ~= "legacy" and k ~= "kind" then
-            add(at .. keypath(k), "unexpected next to legacy (an application has either a list of reusable "
-              .. "policies or legacy policies)")
-          end
-        end
-        local kind = opts.legacy_kind or "app"
-        if entry.kind ~= nil then
-          if not LEGACY_KINDS[entry.kind] then
-            add(at .. ".kind", "expected \"app\", \"zone\" or \"infrastructure\", got " .. describe(entry.kind))
-          else
-            kind = entry.kind
-          end
-        end
-        if not is_list(entry.legacy) then
-          problems[#problems + 1] = { path = at .. ".legacy", message = "expected a list of application policies" }
-        else
-          for i, p in ipairs(entry.legacy) do
-            check_policy(p, kind, format("%s.legacy[%d]", at, i), opts, problems, warnings)
-          end
-          unique_names(entry.legacy, at .. ".legacy", problems)
-        end
-      elseif not is_list(entry) then
-        add(at, NOT_A_LIST)
-      else
-        local seen = {}
-        for i, ref in ipairs(entry) do
-          local p = format("%s[%d]", at, i)
-          if type(ref) ~= "string" or ref == "" then
-            add(p, "expected a policy name or id, got " .. (ref == "" and "an empty string" or type(ref)))
-          elseif not names[ref] and not is_uuid(ref) then
-            add(p, format("%q is not a policy of this state (nor a policy id)", ref))
-          elseif seen[ref] then
-            add(p, format("%q is listed twice (also %s[%d])", ref, at, seen[ref]))
-          end
-          if type(ref) == "string" then seen[ref] = seen[ref] or i end
-        end
-      end
+  if s.apps == nil then return end
+  if type(s.apps) ~= "table" or (s.apps[1] ~= nil) then
+    return add("apps", "expected a table of applications by id")
+  end
+  for _, id in ipairs(sorted_keys(s.apps)) do
+    local entry, at = s.apps[id], "apps" .. keypath(id)
+    if not is_app_id(id) then add(at, "an application id is a UUID (or 32 hex characters)") end
+    if type(entry) ~= "table" then
+      add(at, NOT_A_LIST .. ", got " .. type(entry))
+    elseif entry.legacy ~= nil then
+      check_legacy_app(entry, at, opts, problems, warnings)
+    else
+      check_list_app(entry, at, names, opts, problems)
     end
   end
+end
+
+--- Every problem and warning of `s` taken as a state (whatever its shape:
+-- `{}` is an empty state), as `problems` gives them for a state.
+-- @tparam table s
+-- @tparam[opt] table opts as for `problems`, and `zone` (a zone client's
+-- state: no reusable policies, apps with legacy policies only, `"zone"`
+-- their default kind), `live_refs` (an app's list may name a policy that
+-- is not in the state: plan looks it up live)
+function M.state_problems(s, opts)
+  local problems, warnings = {}, {}
+  check_state(s, opts or {}, problems, warnings)
+  return problems, warnings
 end
 
 --- Every problem (and warning) of a state, a policy or a list of policies,
