@@ -1,7 +1,8 @@
 /*
 ** cfaccess.core: module entry. Registers its parts from one table: the
 ** response decoder (lua-cjson), encode/validate/_VERSION, the client,
-** the read-only schema (core.schema, core.null), same/request_body (match.c).
+** the read-only schema (core.schema, core.null), same/request_body (match.c),
+** the memory-capped call of the state sandbox (memcap.c).
 */
 #include "cfaccess.h"
 #include "match.h"
@@ -62,6 +63,7 @@ static const struct {
   {"client", cf_client_open},
   {"schema", cf_schema_open},
   {"match", cf_match_open},
+  {"memcap", cf_memcap_open},
   {NULL, NULL}
 };
 

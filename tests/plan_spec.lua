@@ -340,8 +340,9 @@ describe("client:plan / apply / export", function()
       local by = {}
       for _, p in ipairs(reusable_live()) do by[p.name] = p end
       for _, p in ipairs(legacy_of(APP)) do by[p.name] = p end
-      local want = { policies = { pol("staff", { include = { r.email_domain("example.com") }, session_duration = "4h" }) },
-                     apps = { [APP] = { legacy = { pol("allow staff", { include = { r.email("new@example.com") } }) } } } }
+      local staff4h = pol("staff", { include = { r.email_domain("example.com") }, session_duration = "4h" })
+      local allow_new = pol("allow staff", { include = { r.email("new@example.com") } })
+      local want = { policies = { staff4h }, apps = { [APP] = { legacy = { allow_new } } } }
       local plan = assert(c:plan(want, { prune = true }))
       assert.are.same({ create = 0, update = 2, delete = 2, attach = 0, detach = 0 }, plan.summary)
       -- the colleague edits all four
@@ -390,8 +391,8 @@ describe("client:plan / apply / export", function()
       converge(c, state)
       local by = {}
       for _, p in ipairs(reusable_live()) do by[p.name] = p end
-      local want = { policies = { pol("staff", { include = { r.email_domain("example.com") }, session_duration = "4h" }) },
-                     apps = state.apps }
+      local staff4h = pol("staff", { include = { r.email_domain("example.com") }, session_duration = "4h" })
+      local want = { policies = { staff4h }, apps = state.apps }
       local plan = assert(c:plan(want, { prune = true }))
       assert.are.same({ create = 0, update = 1, delete = 1, attach = 0, detach = 0 }, plan.summary)
       local other = client()

@@ -220,6 +220,28 @@ return { has_dump = string.dump ~= nil, rep = ("ab"):rep(2), max = math.max(1, 5
     assert.matches("gave up: the file used more than 64 MiB of memory", err.message, 1, true)
   end)
 
+  -- one concatenation of 40 operands of 16 MiB asks for 640 MiB at once,
+  -- between two hooks: the allocator refuses it before it is made (the
+  -- process's peak RSS stays far below it), and the host goes on
+  it("stops one instruction that would allocate far past the limit (s .. s .. s ...), before it allocates", function()
+    local function peak_kb()
+      local f = assert(io.open("/proc/self/status"))
+      local kb = tonumber(f:read("a"):match("VmHWM:%s*(%d+)"))
+      f:close()
+      return kb
+    end
+    local before = peak_kb()
+    local text = 'local s = ("x"):rep(16 * 1024 * 1024)\nreturn { s' .. (" .. s"):rep(39) .. " }\n"
+    local s, err = state.load(write("bomb_concat.lua", text))
+    assert.is_true(s == nil, "the file loaded")   -- not is_nil(s): it would print 640 MiB
+    assert.matches("gave up: the file used more than 64 MiB of memory", err.message, 1, true)
+    assert.is_true(peak_kb() - before < 300 * 1024, ("peak RSS grew by %d KiB"):format(peak_kb() - before))
+    assert.are.equal(10, #(("x"):rep(5) .. ("y"):rep(5)), "the host allocates as before")
+    local t = {}
+    for i = 1, 100000 do t[i] = { i } end
+    assert.are.equal(100000, #t)
+  end)
+
   it("refuses patterns that would backtrack for hours in one call, and runs ordinary ones", function()
     local s, err = state.load(write("bomb_pattern.lua", 'local s = ("a"):rep(40)\nreturn { s:find((".-"):rep(12) .. "b") }\n'))
     assert.is_nil(s)

@@ -2,6 +2,7 @@
 -- safe basics, a bounded number of instructions) or `.json` decoded with
 -- lua-cjson (syntax errors with line:column).
 -- @module cfaccess.state.load
+local core = require("cfaccess.core")
 local rules = require("cfaccess.rules")
 local common = require("cfaccess.state.common")
 
@@ -159,7 +160,11 @@ local HOOK_EVERY = 1000
 -- that catches the error with pcall cannot go on. String methods
 -- (`("x"):rep(n)`) go through the string metatable, shared with the host:
 -- its __index is the sandbox's checked string table while the chunk runs,
--- and the host's again afterwards, whatever happened.
+-- and the host's again afterwards, whatever happened. The hook sees memory
+-- only between instructions, and one instruction can allocate gigabytes
+-- (`s .. s .. s ...`, 200 operands of 16 MiB, is one concatenation), so the
+-- chunk also runs under the core's capped allocator (core._memcap_call):
+-- an allocation that would pass the same limit is refused before it is made.
 local function run_bounded(chunk, max_instructions, strlib)
   local co = coroutine.create(chunk)
   local used, stop = 0, nil
@@ -183,9 +188,12 @@ local function run_bounded(chunk, max_instructions, strlib)
   local smt = getmetatable("")
   local host_index = smt.__index
   smt.__index = strlib
-  local pok, ok, res = pcall(coroutine.resume, co)
+  local capped, pok, ok, res = core._memcap_call(M.MAX_MEMORY_KB * 1024, coroutine.resume, co)
   smt.__index = host_index
   if not pok then ok, res = false, ok end
+  if capped and not ok then
+    return nil, format("gave up: the file used more than %d MiB of memory", M.MAX_MEMORY_KB // 1024)
+  end
   if not ok then return nil, tostring(res) end
   if stop then return nil, stop end
   if coroutine.status(co) ~= "dead" then return nil, "the chunk yielded" end
