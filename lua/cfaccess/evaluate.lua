@@ -73,10 +73,11 @@ end
 -- the start value, or from the unknown (U) and login-dependent (L) rules
 -- the larger for OR and the smaller for AND, with the first rule of that
 -- value and what it needs. (One loop for both, so OR and AND cannot drift.)
-local function section(list, q, settle, start)
+-- `from`: the rules before it are known to give `start`.
+local function section_from(list, q, settle, start, from)
   local acc, un, up, ln, lp = start
   local larger = settle == T
-  for i = 1, #list do
+  for i = from, #list do
     local r = list[i]
     local v, needs
     if r.identity and q.user == nil then v, needs = q.nouser, "user" else v, needs = r.test(q) end
@@ -95,9 +96,27 @@ local function section(list, q, settle, start)
   return L, ln, lp
 end
 
-local function eval_body(b, q)
-  local inc, ineeds, ipath = section(b.include, q, T, F)
-  if inc == F then return F end
+-- The same, first through the list's bare tests (compile.lua: list.tests;
+-- list.identity says whether one is an identity rule) while they give
+-- `start`, the usual case; the first other value settles the section or
+-- hands over to section_from at that rule, which runs it again (a rule is
+-- a pure function of the request) to learn what it needs.
+local function section(list, q, settle, start)
+  if q.user == nil and list.identity then return section_from(list, q, settle, start, 1) end
+  local tests = list.tests
+  for i = 1, #tests do
+    local v = tests[i](q)
+    if v ~= start then
+      if v == settle then return settle end
+      return section_from(list, q, settle, start, i)
+    end
+  end
+  return start
+end
+
+-- The body once its include is known to be `inc` (not F): require and
+-- exclude, and for U/L the first section that gives the value.
+local function body_rest(b, q, inc, ineeds, ipath)
   local req, rneeds, rpath = T, nil, nil   -- an empty require holds
   if b.require[1] then
     req, rneeds, rpath = section(b.require, q, F, T)
@@ -119,6 +138,28 @@ local function eval_body(b, q)
     return v, eneeds, epath
   end
   return v
+end
+
+-- Most bodies a request meets match nothing: their include rules are all
+-- F, which the loop here finds without a call to section.
+local function eval_body(b, q)
+  local inc = b.include
+  if q.user ~= nil or not inc.identity then
+    local tests = inc.tests
+    for i = 1, #tests do
+      local v = tests[i](q)
+      if v ~= F then
+        if v == T then return body_rest(b, q, T) end
+        local x, needs, path = section_from(inc, q, T, F, i)
+        if x == T then return body_rest(b, q, T) end
+        return body_rest(b, q, x, needs, path)
+      end
+    end
+    return F
+  end
+  local x, needs, path = section_from(inc, q, T, F, 1)
+  if x == F then return F end
+  return body_rest(b, q, x, needs, path)
 end
 M.eval_body = eval_body
 

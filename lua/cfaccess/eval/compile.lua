@@ -122,9 +122,12 @@ function Run:list(id, kind)
 end
 
 -- Compile one rule list (include, require or exclude) into
--- { { path =, key =, test = }, ... }, checking decision compatibility.
+-- { { path =, key =, test =, identity = }, ..., tests = { test, ... },
+-- identity = any rule's }, checking decision compatibility. `tests` is
+-- the bare functions in order, for evaluate.lua's loop over a list whose
+-- rules all run (a user, or no identity rule).
 function Run:rules(list, abs, rel, decision)
-  local out = {}
+  local out, tests, any = {}, {}, nil
   for j, rule in ipairs(list or {}) do
     local rkey, inner = next(rule)
     local path = rel .. "[" .. j .. "]"       -- in the trace: relative to its body
@@ -141,9 +144,11 @@ function Run:rules(list, abs, rel, decision)
     self.path = saved
     -- identity rules other than group (whose own rules decide) are not
     -- run without a user: the engine answers for them
-    out[j] = { path = path, key = rkey, test = test,
-               identity = identity(rkey) and rkey ~= "group" or nil }
+    local id = identity(rkey) and rkey ~= "group" or nil
+    out[j] = { path = path, key = rkey, test = test, identity = id }
+    tests[j], any = test, any or id
   end
+  out.tests, out.identity = tests, any
   return out
 end
 
