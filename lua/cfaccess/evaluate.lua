@@ -312,6 +312,7 @@ local function view(r)
     else
       check_user(problems, u)
       q.user = u
+      q.login_method, q.amr, q.risk = u.login_method, u.amr, u.risk   -- for the matchers
       if type(u.email) == "string" then
         q.email = u.email:lower()
         q.domain = q.email:match("@([^@]*)$") or ""
