@@ -128,7 +128,8 @@ end
 
 local function request()
   local q = { ip = pick{ "203.0.113.7", "198.51.100.7", "2001:db8::9", "2001:db8:abcd::1", "192.0.2.9",
-                         "::ffff:203.0.113.8" },
+                         "::ffff:203.0.113.8", "2001:DB8:0:0:0:0:0:1", "::1", "::ffff:c000:209",
+                         "2001:db8::203.0.113.1", "198.51.100.255", "0.0.0.0" },
               country = pick{ "DE", "FR", "KP", "US", "de" }, service_token = pick{ false, false, "tok-1", "tok-2" },
               certificate = pick{ false, true, { common_name = "dev1.example.com" }, { common_name = "x" } },
               linked_app = pick{ false, "app-1" }, posture = { warp = rnd(2) == 1 },
@@ -138,14 +139,32 @@ local function request()
   end
   local u = rnd(6)
   if u == 1 then q.user = nil elseif u == 2 then q.user = false end
-  if rnd(40) == 1 then q.ip = "300.1.2.3" end        -- invalid: the error is part of the answer
-  if rnd(60) == 1 then q.colour = "blue" end
+  -- invalid requests: the error (its first problem and the count) is the answer
+  local bad = rnd(80)
+  if bad == 1 then q.ip = pick{ "300.1.2.3", "2001:db8:::1", "1.2.3.04", "::ffff:1.2.3", "1:2:3:4:5:6:7:8:9" }
+  elseif bad == 2 then q.colour = "blue"
+  elseif bad == 3 then q.posture = { warp = "yes", [2] = 1 }
+  elseif bad == 4 and type(q.user) == "table" then
+    q.user.idp = { [OKTA] = { groups = { "sre", 7 }, colour = 1 },
+                   [GH] = { github = { { org = "acme", teams = { 1 } }, "x" } },
+                   [SAML] = { saml = { department = { 1 }, team = "a" } }, [OIDC] = "no" }
+  elseif bad == 5 and type(q.user) == "table" then
+    q.user.risk, q.user.amr, q.user.shoe = "extreme", "mfa", 42
+  end
   return q
 end
 
 -- The result in full, as text: every field, in a fixed order.
 local function text(res, err)
-  if not res then return "error " .. tostring(err.kind) .. " " .. tostring(err) end
+  if not res then
+    -- every problem; sorted, as the checks walk some tables with pairs,
+    -- whose order (and so which problem is first) may differ between runs
+    local probs = {}
+    for i, p in ipairs(err.problems or {}) do probs[i] = tostring(p.path) .. ": " .. tostring(p.message) end
+    table.sort(probs)
+    local msg = #probs > 1 and tostring(err):match("%(and %d+ more problems?%)$") or tostring(err)
+    return table.concat({ "error", tostring(err.kind), msg, table.concat(probs, " / ") }, " ")
+  end
   local out = {}
   local function add(...) for i = 1, select("#", ...) do out[#out + 1] = tostring((select(i, ...))) end end
   add(res.allowed, res.status, res.reason, tostring(res), table.concat(res.steps, ","))
