@@ -206,35 +206,52 @@ end
 local IDP = { groups = true, auth_contexts = true, github = true, saml = true, oidc = true }
 local IDP_KNOWN = known(IDP)
 
-local function check_idp(problems, path, d)
+-- Is v a list of strings (as `strings` reads it)? The checks below ask
+-- this first and build a path only for a problem to report.
+local function all_strings(v)
+  if type(v) ~= "table" then return false end
+  for _, s in ipairs(v) do
+    if type(s) ~= "string" then return false end
+  end
+  return true
+end
+
+local function idp_path(id, k) return format("request.user.idp[%q].%s", tostring(id), tostring(k)) end
+
+local function check_idp(problems, id, d)
   for k, v in pairs(d) do
-    local p = path .. "." .. tostring(k)
     if not IDP[k] then
-      problems[#problems + 1] = { path = p, message = "unknown field (known: " .. IDP_KNOWN .. ")" }
+      problems[#problems + 1] = { path = idp_path(id, k), message = "unknown field (known: " .. IDP_KNOWN .. ")" }
     elseif k == "groups" or k == "auth_contexts" then
-      strings(problems, p, v)
+      if not all_strings(v) then strings(problems, idp_path(id, k), v) end
     elseif k == "github" then
       if type(v) ~= "table" then
-        problems[#problems + 1] = { path = p, message = "expected a list of { org =, teams = }, got " .. type(v) }
+        problems[#problems + 1] = { path = idp_path(id, k),
+                                    message = "expected a list of { org =, teams = }, got " .. type(v) }
       else
         for i, m in ipairs(v) do
-          local pi = p .. "[" .. i .. "]"
           if type(m) ~= "table" or type(m.org) ~= "string" then
-            problems[#problems + 1] = { path = pi, message = "expected { org = string, teams = { ... } }" }
-          elseif m.teams ~= nil then
-            strings(problems, pi .. ".teams", m.teams)
+            problems[#problems + 1] = { path = idp_path(id, k) .. "[" .. i .. "]",
+                                        message = "expected { org = string, teams = { ... } }" }
+          elseif m.teams ~= nil and not all_strings(m.teams) then
+            strings(problems, idp_path(id, k) .. "[" .. i .. "]" .. ".teams", m.teams)
           end
         end
       end
     elseif type(v) ~= "table" then   -- saml attributes, oidc claims
-      problems[#problems + 1] = { path = p, message = "expected a table of names to values, got " .. type(v) }
+      problems[#problems + 1] = { path = idp_path(id, k),
+                                  message = "expected a table of names to values, got " .. type(v) }
     else
       for name, val in pairs(v) do
-        if type(val) ~= "string" then strings(problems, format("%s[%q]", p, tostring(name)), val) end
+        if type(val) ~= "string" and not all_strings(val) then
+          strings(problems, format("%s[%q]", idp_path(id, k), tostring(name)), val)
+        end
       end
     end
   end
 end
+
+local USER_STRINGS = { "email", "login_method" }
 
 local function check_user(problems, u)
   for k in pairs(u) do
@@ -243,7 +260,7 @@ local function check_user(problems, u)
                                   message = "unknown field (known: " .. USER_KNOWN .. ")" }
     end
   end
-  for _, f in ipairs{ "email", "login_method" } do
+  for _, f in ipairs(USER_STRINGS) do
     if u[f] ~= nil and type(u[f]) ~= "string" then
       problems[#problems + 1] = { path = "request.user." .. f, message = "expected a string, got " .. type(u[f]) }
     end
@@ -263,12 +280,14 @@ local function check_user(problems, u)
           problems[#problems + 1] = { path = format("request.user.idp[%q]", tostring(id)),
                                       message = "expected a table, got " .. type(d) }
         else
-          check_idp(problems, format("request.user.idp[%q]", tostring(id)), d)
+          check_idp(problems, id, d)
         end
       end
     end
   end
 end
+
+local TOKENS = { "service_token", "linked_app" }
 
 local function view(r)
   local problems = {}
@@ -291,7 +310,7 @@ local function view(r)
     else problems[#problems + 1] = { path = "request.country",
                                      message = format("%q is not a two-letter country code", tostring(r.country)) } end
   end
-  for _, f in ipairs{ "service_token", "linked_app" } do
+  for _, f in ipairs(TOKENS) do
     local v = r[f]
     if v ~= nil and v ~= false and type(v) ~= "string" then
       problems[#problems + 1] = { path = "request." .. f, message = "expected a string or false, got " .. tostring(v) }
