@@ -331,7 +331,11 @@ local function view(r)
     else
       check_user(problems, u)
       q.user = u
-      q.login_method, q.amr, q.risk = u.login_method, u.amr, u.risk   -- for the matchers
+      -- for the matchers: the user's fields they read, and what the IdP of
+      -- the login told (nil for a login_method that is not a string: a
+      -- problem above)
+      q.login_method, q.amr, q.risk = u.login_method, u.amr, u.risk
+      if type(u.idp) == "table" and type(u.login_method) == "string" then q.login_idp = u.idp[u.login_method] end
       if type(u.email) == "string" then
         q.email = u.email:lower()
         q.domain = q.email:match("@([^@]*)$") or ""
@@ -411,8 +415,36 @@ end
 -- Walk phase `ph` (1 or 2): returns the first policy that is T (or, with
 -- `stop_l`, T or L), and the first undecided one before it:
 -- { cp =, needs =, path = }. seen[ph] counts the policies looked at.
+--
+-- With a user every rule runs as it is, so the walk can go through the
+-- include tests of the whole phase in one run (compile.lua: list.tests,
+-- list.owner, list.first): a policy whose include rules are all F is F
+-- and is passed over with no call of its own; the first include rule that
+-- is not F has its policy evaluated in full (eval_body, which runs the
+-- include again from its first rule), and the run goes on after it.
 local function walk(list, q, seen, ph, stop_l)
   local pending
+  if q.user ~= nil then
+    local tests, owner, first = list.tests, list.owner, list.first
+    local j, n = 1, #tests
+    while j <= n do
+      if tests[j](q) == F then
+        j = j + 1
+      else
+        local k = owner[j]
+        local cp = list[k]
+        local v, needs, path = eval_body(cp.body, q)
+        if v == T or (stop_l and v == L) then
+          seen[ph] = k
+          return cp, pending
+        end
+        if v ~= F and not pending then pending = { cp = cp, needs = needs, path = path } end
+        j = first[k + 1]
+      end
+    end
+    seen[ph] = #list
+    return nil, pending
+  end
   for k = 1, #list do
     local cp = list[k]
     local v, needs, path = eval_body(cp.body, q)

@@ -190,7 +190,16 @@ function Run:group(id)
   if self:validate_group(gb, prefix) then
     local cb = self:body(gb, prefix .. ".", nil)
     local name, eval_body = g.name, self.eval_body
+    local inc = cb.include
+    local tests, n, ident = inc.tests, #inc.tests, inc.identity
     test = function(q)
+      -- eval_body's first loop, here (a group rule runs for every policy
+      -- that names the group): include rules all F make the group F
+      if q.user ~= nil or not ident then
+        local i = 1
+        while i <= n and tests[i](q) == F do i = i + 1 end
+        if i > n then return F end
+      end
       local v, needs, where = eval_body(cb, q)
       if needs then needs = format("%s (in group %q, %s)", needs, name, where) end
       return v, needs
@@ -305,6 +314,21 @@ function M.compile(policies, opts, eval_body)
     cp.pos = pos   -- its place in evaluation order (and in the trace)
     local list = cp.phase == 1 and set.phase1 or set.phase2
     list[#list + 1] = cp
+  end
+  -- each phase's include tests in one run, for evaluate.lua's walk:
+  -- tests[j] is a rule of the include of policy list[owner[j]], and the
+  -- include of list[k] starts at first[k] (first[#list + 1]: past the end)
+  for _, list in ipairs{ set.phase1, set.phase2 } do
+    local tests, owner, first = {}, {}, {}
+    for k, cp in ipairs(list) do
+      first[k] = #tests + 1
+      for _, t in ipairs(cp.body.include.tests) do
+        local j = #tests + 1
+        tests[j], owner[j] = t, k
+      end
+    end
+    first[#list + 1] = #tests + 1
+    list.tests, list.owner, list.first = tests, owner, first
   end
   return set
 end

@@ -56,17 +56,16 @@ end
 
 -- Membership of `want` in the IdP's `field` list (groups, auth_contexts):
 -- idp_data's reading, written out (it runs for every IdP group rule a
--- request meets), with what a missing input needs made once.
+-- request meets), with what a missing input needs made once; q.login_idp
+-- is user.idp[user.login_method].
 local function idp_member(idp, field, want, ci)
   local dneeds = idp ~= nil and format("user.idp[%q]", idp) or nil
   local fneeds = idp ~= nil and format("user.idp[%q].%s", idp, field) or nil
   return function(q)
-    local u = q.user
-    local lm = u.login_method
+    local lm = q.login_method
     if lm == nil then return U, "user.login_method" end
     if lm ~= idp then return F end
-    local all = u.idp
-    local d = all and all[idp]
+    local d = q.login_idp
     if d == nil then return U, dneeds end
     local list = d[field]
     if list == nil then return U, fneeds end
@@ -123,7 +122,7 @@ end
 -- The rules that read one request input, the field `f` of the request
 -- view q (evaluate.lua's view: q.email lowercased, q.domain, q.country
 -- uppercased, q.service_token, q.certificate, q.linked_app, and the user's
--- q.login_method, q.amr, q.risk). A nil value is unknown and needs `needs`.
+-- q.login_method, q.amr, q.risk, q.login_idp). A nil value is unknown and needs `needs`.
 -- Each kind makes the test for one rule from what the rule asks for, `w`,
 -- read once at compile time; each is one function per request, with no
 -- calls of its own (this runs for every rule a request meets).
