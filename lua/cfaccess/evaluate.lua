@@ -26,7 +26,7 @@ local compile = require("cfaccess.eval.compile")
 
 local format, type, pairs, ipairs, tostring, error, select = string.format, type, pairs, ipairs,
   tostring, error, select
-local concat = table.concat
+local concat, find = table.concat, string.find
 local F, U, L, T = mt.F, mt.U, mt.L, mt.T
 local NOT = { [F] = T, [U] = U, [L] = L, [T] = F }
 local SHOW = { [F] = false, [U] = "unknown", [L] = "unknown", [T] = true }
@@ -41,6 +41,7 @@ local ERR_MT = getmetatable(select(2, core.validate({})))
 -- One line: %q writes a newline as a backslash and a newline; names and
 -- ids from policies and requests may hold one.
 local function oneline(s)
+  if not find(s, "[\r\n]") then return s end   -- the usual case: nothing to replace
   return (s:gsub("\\\n", "\\n"):gsub("[\r\n]", function(c) return c == "\n" and "\\n" or "\\r" end))
 end
 M.oneline = oneline
