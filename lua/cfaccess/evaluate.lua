@@ -426,10 +426,12 @@ end
 local function walk(list, q, seen, ph, stop_l)
   local pending
   if q.user ~= nil then
-    local tests, owner, first = list.tests, list.owner, list.first
+    local tests, owner, first, fields, wants = list.tests, list.owner, list.first, list.fields, list.wants
     local j, n = 1, #tests
     while j <= n do
-      if tests[j](q) == F then
+      local f, v = fields[j], nil
+      if f then v = q[f] end   -- a known value that is not the rule's: F with no call
+      if (v ~= nil and v ~= wants[j]) or tests[j](q) == F then
         j = j + 1
       else
         local k = owner[j]

@@ -123,11 +123,13 @@ end
 
 -- Compile one rule list (include, require or exclude) into
 -- { { path =, key =, test =, identity = }, ..., tests = { test, ... },
--- identity = any rule's }, checking decision compatibility. `tests` is
--- the bare functions in order, for evaluate.lua's loop over a list whose
--- rules all run (a user, or no identity rule).
+-- identity = any rule's, fields =, wants = }, checking decision
+-- compatibility. `tests` is the bare functions in order, for evaluate.lua's
+-- loop over a list whose rules all run (a user, or no identity rule);
+-- fields[j] (or false) and wants[j] say that test j gives F whenever
+-- q[fields[j]] is not nil and not wants[j] (matchers.lua).
 function Run:rules(list, abs, rel, decision)
-  local out, tests, any = {}, {}, nil
+  local out, tests, any, fields, wants = {}, {}, nil, {}, {}
   for j, rule in ipairs(list or {}) do
     local rkey, inner = next(rule)
     local path = rel .. "[" .. j .. "]"       -- in the trace: relative to its body
@@ -140,15 +142,16 @@ function Run:rules(list, abs, rel, decision)
     end
     local saved = self.path
     self.path = where .. "." .. rkey
-    local test = matchers[rkey](inner, self)
+    local test, qf, qw = matchers[rkey](inner, self)
     self.path = saved
     -- identity rules other than group (whose own rules decide) are not
     -- run without a user: the engine answers for them
     local id = identity(rkey) and rkey ~= "group" or nil
     out[j] = { path = path, key = rkey, test = test, identity = id }
     tests[j], any = test, any or id
+    fields[j], wants[j] = qf or false, qw
   end
-  out.tests, out.identity = tests, any
+  out.tests, out.identity, out.fields, out.wants = tests, any, fields, wants
   return out
 end
 
@@ -160,10 +163,14 @@ function Run:body(b, abs, decision)
            exclude = self:rules(b.exclude, abs, "exclude", decision) }
 end
 
--- cc.group: the test of Access group `id` (compiled once; cycles refused).
+-- cc.group: the test of Access group `id` (compiled once; cycles refused),
+-- and for a group of one include rule, that rule's field and want
+-- (matchers.lua): when that rule is F without a call, so is the group.
+-- (Without a user a rule on the user's fields never is: the view has
+-- none of them.)
 function Run:group(id)
   local done = self.group_tests[id]
-  if done then return done end
+  if done then return done[1], done[2], done[3] end
   for i, g in ipairs(self.stack) do
     if g == id then
       local cycle = {}
@@ -185,29 +192,35 @@ function Run:group(id)
     return function() return F end
   end
   local gb = body_of(g)
-  local test = function() return F end
+  local test, qf, qw = function() return F end, nil, nil
   self.stack[#self.stack + 1] = id
   if self:validate_group(gb, prefix) then
     local cb = self:body(gb, prefix .. ".", nil)
     local name, eval_body = g.name, self.eval_body
     local inc = cb.include
-    local tests, n, ident = inc.tests, #inc.tests, inc.identity
+    local tests, n, ident, fields, wants = inc.tests, #inc.tests, inc.identity, inc.fields, inc.wants
     test = function(q)
       -- eval_body's first loop, here (a group rule runs for every policy
       -- that names the group): include rules all F make the group F
       if q.user ~= nil or not ident then
         local i = 1
-        while i <= n and tests[i](q) == F do i = i + 1 end
+        while i <= n do
+          local f, v = fields[i], nil
+          if f then v = q[f] end
+          if not (v ~= nil and v ~= wants[i]) and tests[i](q) ~= F then break end
+          i = i + 1
+        end
         if i > n then return F end
       end
       local v, needs, where = eval_body(cb, q)
       if needs then needs = format("%s (in group %q, %s)", needs, name, where) end
       return v, needs
     end
+    if n == 1 and fields[1] then qf, qw = fields[1], wants[1] end
   end
   self.stack[#self.stack] = nil
-  self.group_tests[id] = test
-  return test
+  self.group_tests[id] = { test, qf, qw }
+  return test, qf, qw
 end
 
 -- The steps an allow policy adds (API.md section 10; EVALUATION.md 4).
@@ -319,16 +332,17 @@ function M.compile(policies, opts, eval_body)
   -- tests[j] is a rule of the include of policy list[owner[j]], and the
   -- include of list[k] starts at first[k] (first[#list + 1]: past the end)
   for _, list in ipairs{ set.phase1, set.phase2 } do
-    local tests, owner, first = {}, {}, {}
+    local tests, owner, first, fields, wants = {}, {}, {}, {}, {}
     for k, cp in ipairs(list) do
       first[k] = #tests + 1
-      for _, t in ipairs(cp.body.include.tests) do
+      local inc = cp.body.include
+      for i, t in ipairs(inc.tests) do
         local j = #tests + 1
-        tests[j], owner[j] = t, k
+        tests[j], owner[j], fields[j], wants[j] = t, k, inc.fields[i], inc.wants[i]
       end
     end
     first[#list + 1] = #tests + 1
-    list.tests, list.owner, list.first = tests, owner, first
+    list.tests, list.owner, list.first, list.fields, list.wants = tests, owner, first, fields, wants
   end
   return set
 end

@@ -13,6 +13,12 @@
 -- Identity rules (schema `identity = true`, except `group`, whose own
 -- rules decide) are never called without a user (q.user): the engine
 -- answers for them (evaluate.lua).
+--
+-- A matcher may return two more values, `field, want`, saying that its
+-- test gives F whenever q[field] is not nil and is not `want` (the "eq"
+-- rules below, and a group of one such rule). The engine then knows such
+-- a rule is false without calling it, which is what most rules of most
+-- policies are; the test still decides every other case.
 -- @module cfaccess.eval.matchers
 local core = require("cfaccess.core")
 local cidr = require("cfaccess.eval.cidr")
@@ -205,7 +211,15 @@ local SIMPLE = {
 local function simple(f, want, kind, needs)
   local make = assert(KIND[kind], kind)
   needs = needs or f
-  return function(r, cc) return make(f, want and want(r, cc), needs) end
+  return function(r, cc)
+    local w = want and want(r, cc)
+    local test = make(f, w, needs)
+    -- eq: F when q[f] is known and not w; domain: q.domain is nil
+    -- exactly when q.email is (evaluate.lua's view sets both)
+    if kind == "eq" then return test, f, w end
+    if kind == "domain" then return test, "domain", w end
+    return test
+  end
 end
 for _, s in ipairs(SIMPLE) do define(s[1], simple(s[2], s[3], s[4], s[5])) end
 
