@@ -429,19 +429,18 @@ local function walk(list, q, seen, ph, stop_l)
     local tests, owner, first, fields, wants = list.tests, list.owner, list.first, list.fields, list.wants
     local j, n = 1, #tests
     while j <= n do
-      local f, v = fields[j], nil
-      if f then v = q[f] end   -- a known value that is not the rule's: F with no call
+      local v = q[fields[j]]   -- (q[false] is nil) a known value not the rule's: F, no call
       if (v ~= nil and v ~= wants[j]) or tests[j](q) == F then
         j = j + 1
       else
         local k = owner[j]
         local cp = list[k]
-        local v, needs, path = eval_body(cp.body, q)
-        if v == T or (stop_l and v == L) then
+        local pv, needs, path = eval_body(cp.body, q)
+        if pv == T or (stop_l and pv == L) then
           seen[ph] = k
           return cp, pending
         end
-        if v ~= F and not pending then pending = { cp = cp, needs = needs, path = path } end
+        if pv ~= F and not pending then pending = { cp = cp, needs = needs, path = path } end
         j = first[k + 1]
       end
     end

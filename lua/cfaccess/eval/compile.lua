@@ -205,9 +205,8 @@ function Run:group(id)
       if q.user ~= nil or not ident then
         local i = 1
         while i <= n do
-          local f, v = fields[i], nil
-          if f then v = q[f] end
-          if not (v ~= nil and v ~= wants[i]) and tests[i](q) ~= F then break end
+          local known = q[fields[i]]   -- q[false] is nil
+          if not (known ~= nil and known ~= wants[i]) and tests[i](q) ~= F then break end
           i = i + 1
         end
         if i > n then return F end
