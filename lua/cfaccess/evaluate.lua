@@ -211,10 +211,13 @@ local IDP_KNOWN = known(IDP)
 -- this first and build a path only for a problem to report.
 local function all_strings(v)
   if type(v) ~= "table" then return false end
-  for _, s in ipairs(v) do
+  local i = 1
+  while true do   -- ipairs' walk (to the first nil), without its iterator calls
+    local s = v[i]
+    if s == nil then return true end
     if type(s) ~= "string" then return false end
+    i = i + 1
   end
-  return true
 end
 
 local function idp_path(id, k) return format("request.user.idp[%q].%s", tostring(id), tostring(k)) end
@@ -266,8 +269,10 @@ local function check_user(problems, u)
       problems[#problems + 1] = { path = "request.user." .. f, message = "expected a string, got " .. type(u[f]) }
     end
   end
-  if u.amr ~= nil then strings(problems, "request.user.amr", u.amr) end
-  if u.accounts ~= nil then strings(problems, "request.user.accounts", u.accounts) end
+  if u.amr ~= nil and not all_strings(u.amr) then strings(problems, "request.user.amr", u.amr) end
+  if u.accounts ~= nil and not all_strings(u.accounts) then
+    strings(problems, "request.user.accounts", u.accounts)
+  end
   if u.risk ~= nil and not RISK[u.risk] then
     problems[#problems + 1] = { path = "request.user.risk",
                                 message = format("%q is not one of low, medium, high, unscored", tostring(u.risk)) }
@@ -298,8 +303,12 @@ local function view(r)
                                   message = "unknown field (known: " .. REQUEST_KNOWN .. ")" }
     end
   end
-  local q = { service_token = r.service_token, certificate = r.certificate,
-              linked_app = r.linked_app, posture = r.posture, external = r.external }
+  -- every field the view can get, named here so that the table is made
+  -- at its full size once (nil ones take no room but are counted)
+  local q = { 0, 0, service_token = r.service_token, certificate = r.certificate,
+              linked_app = r.linked_app, posture = r.posture, external = r.external,
+              ip_hi = nil, ip_lo = nil, ip_bits = nil, country = nil, user = nil, login_method = nil,
+              amr = nil, risk = nil, login_idp = nil, email = nil, domain = nil, nouser = nil, set = nil }
   if r.ip ~= nil then
     local hi, lo, bits = cidr.parse_addr(r.ip)
     if hi then q.ip_hi, q.ip_lo, q.ip_bits = hi, lo, bits
@@ -353,16 +362,18 @@ end
 -- The trace, built the first time `result.trace` is read (most callers
 -- never read it, and building it costs more than deciding): every rule of
 -- every policy the decision looked at is run again, in full, on the same
--- request view, with the same "no login" answer per phase.
+-- request view, with the same "no login" answer per phase. RUNS maps a
+-- result to its request view, which holds the compiled set (q.set) and
+-- how many policies of each phase the decision looked at (q[1], q[2]).
 local RUNS = setmetatable({}, { __mode = "k" })
 
-local function build_trace(set, q, seen)
+local function build_trace(set, q)
   local trace = {}
   local n1 = #set.phase1
   for i, cp in ipairs(set.order) do
     local e = { index = cp.index, name = cp.name, id = cp.id, decision = cp.decision,
                 precedence = cp.precedence, phase = cp.phase, status = "not_evaluated", rules = {} }
-    if (i <= n1 and i <= seen[1]) or (i > n1 and i - n1 <= seen[2]) then
+    if (i <= n1 and i <= q[1]) or (i > n1 and i - n1 <= q[2]) then
       q.nouser = cp.phase == 1 and F or L
       local vals = {}
       for _, sec in ipairs{ "include", "require", "exclude" } do
@@ -394,9 +405,9 @@ local RESULT_MT = {
   __tostring = function(r) return r.reason end,
   __index = function(r, k)
     if k ~= "trace" then return nil end
-    local run = RUNS[r]
-    if not run then return nil end
-    local t = build_trace(run[1], run[2], run[3])
+    local q = RUNS[r]
+    if not q then return nil end
+    local t = build_trace(q.set, q)
     rawset(r, "trace", t)
     RUNS[r] = nil
     return t
@@ -415,7 +426,7 @@ end
 
 -- Walk phase `ph` (1 or 2): returns the first policy that is T (or, with
 -- `stop_l`, T or L), and the first undecided one before it:
--- { cp =, needs =, path = }. seen[ph] counts the policies looked at.
+-- { cp =, needs =, path = }. q[ph] counts the policies looked at.
 --
 -- With a user every rule runs as it is, so the walk can go through the
 -- include tests of the whole phase in one run (compile.lua: list.tests,
@@ -423,7 +434,7 @@ end
 -- and is passed over with no call of its own; the first include rule that
 -- is not F has its policy evaluated in full (eval_body, which runs the
 -- include again from its first rule), and the run goes on after it.
-local function walk(list, q, seen, ph, stop_l)
+local function walk(list, q, ph, stop_l)
   local pending
   if q.user ~= nil then
     local tests, owner, first, fields, wants = list.tests, list.owner, list.first, list.fields, list.wants
@@ -437,20 +448,20 @@ local function walk(list, q, seen, ph, stop_l)
         local cp = list[k]
         local pv, needs, path = eval_body(cp.body, q)
         if pv == T or (stop_l and pv == L) then
-          seen[ph] = k
+          q[ph] = k
           return cp, pending
         end
         if pv ~= F and not pending then pending = { cp = cp, needs = needs, path = path } end
         j = first[k + 1]
       end
     end
-    seen[ph] = #list
+    q[ph] = #list
     return nil, pending
   end
   for k = 1, #list do
     local cp = list[k]
     local v, needs, path = eval_body(cp.body, q)
-    seen[ph] = k
+    q[ph] = k
     if v == T or (stop_l and v == L) then return cp, pending end
     if v ~= F and not pending then pending = { cp = cp, needs = needs, path = path } end
   end
@@ -463,10 +474,10 @@ local function indeterminate(p)
 end
 
 -- The phase-2 outcome (after no phase-1 match).
-local function phase2(set, q, seen)
+local function phase2(set, q)
   q.nouser = L
   if q.user == nil then
-    local cp, pending = walk(set.phase2, q, seen, 2, true)
+    local cp, pending = walk(set.phase2, q, 2, true)
     if cp then
       return { allowed = false, status = "login_required",
                reason = format("login_required: %q (%s) needs a logged-in user, and the request has none",
@@ -474,7 +485,7 @@ local function phase2(set, q, seen)
     end
     if pending then return indeterminate(pending) end
   else
-    local cp, pending = walk(set.phase2, q, seen, 2, false)
+    local cp, pending = walk(set.phase2, q, 2, false)
     if pending then return indeterminate(pending) end
     if cp then
       local allow = cp.decision == "allow"
@@ -491,10 +502,9 @@ end
 local function run(set, request)
   local q, problems = view(request)
   if not q then return nil, invalid(problems) end
-  local seen = { 0, 0 }
   local res
   q.nouser = F   -- phase 1 takes no login: identity rules without a user are false
-  local cp, pending = walk(set.phase1, q, seen, 1, false)
+  local cp, pending = walk(set.phase1, q, 1, false)
   if pending then
     res = indeterminate(pending)
   elseif cp then
@@ -505,7 +515,7 @@ local function run(set, request)
             reason = "blocked: strict service token authentication, and no Service Auth or "
               .. "Bypass policy matched the request's token" }
   else
-    res = phase2(set, q, seen)
+    res = phase2(set, q)
     if set.strict and q.service_token == nil and res.status ~= "blocked" then
       -- a token would have been refused outright: the outcome hangs on it
       res = { allowed = nil, status = "indeterminate",
@@ -515,7 +525,8 @@ local function run(set, request)
   res.steps = res.steps or {}
   res.reason = oneline(res.reason)
   setmetatable(res, RESULT_MT)
-  RUNS[res] = { set, q, seen }
+  q.set = set
+  RUNS[res] = q
   return res
 end
 
