@@ -255,7 +255,9 @@ local function check_idp(problems, id, d)
   end
 end
 
-local USER_STRINGS = { "email", "login_method" }
+local function not_string(problems, u, f)
+  problems[#problems + 1] = { path = "request.user." .. f, message = "expected a string, got " .. type(u[f]) }
+end
 
 local function check_user(problems, u)
   for k in pairs(u) do
@@ -264,11 +266,9 @@ local function check_user(problems, u)
                                   message = "unknown field (known: " .. USER_KNOWN .. ")" }
     end
   end
-  for _, f in ipairs(USER_STRINGS) do
-    if u[f] ~= nil and type(u[f]) ~= "string" then
-      problems[#problems + 1] = { path = "request.user." .. f, message = "expected a string, got " .. type(u[f]) }
-    end
-  end
+  -- email, then login_method (two calls, not a loop: this runs per request)
+  if u.email ~= nil and type(u.email) ~= "string" then not_string(problems, u, "email") end
+  if u.login_method ~= nil and type(u.login_method) ~= "string" then not_string(problems, u, "login_method") end
   if u.amr ~= nil and not all_strings(u.amr) then strings(problems, "request.user.amr", u.amr) end
   if u.accounts ~= nil and not all_strings(u.accounts) then
     strings(problems, "request.user.accounts", u.accounts)
@@ -293,7 +293,9 @@ local function check_user(problems, u)
   end
 end
 
-local TOKENS = { "service_token", "linked_app" }
+local function not_token(problems, f, v)
+  problems[#problems + 1] = { path = "request." .. f, message = "expected a string or false, got " .. tostring(v) }
+end
 
 local function view(r)
   local problems = {}
@@ -320,12 +322,10 @@ local function view(r)
     else problems[#problems + 1] = { path = "request.country",
                                      message = format("%q is not a two-letter country code", tostring(r.country)) } end
   end
-  for _, f in ipairs(TOKENS) do
-    local v = r[f]
-    if v ~= nil and v ~= false and type(v) ~= "string" then
-      problems[#problems + 1] = { path = "request." .. f, message = "expected a string or false, got " .. tostring(v) }
-    end
-  end
+  -- service_token, then linked_app (not a loop: this runs per request)
+  local st, la = r.service_token, r.linked_app
+  if st ~= nil and st ~= false and type(st) ~= "string" then not_token(problems, "service_token", st) end
+  if la ~= nil and la ~= false and type(la) ~= "string" then not_token(problems, "linked_app", la) end
   local c = r.certificate
   if c ~= nil and type(c) ~= "boolean" and (type(c) ~= "table" or
       (c.common_name ~= nil and type(c.common_name) ~= "string")) then
@@ -419,6 +419,36 @@ local function where(cp)
   return format("%s, list position %d", cp.decision, cp.index)
 end
 
+-- The reason a result decided by policy cp gives ("decided": approved or
+-- blocked by it, "login": it needs a login), made the first time and
+-- kept on cp: it depends on the compiled policy alone.
+local REASON = {
+  decided = function(cp)
+    local allow = cp.decision == "allow"
+    if cp.phase == 1 then return format("approved by %q (%s)", tostring(cp.name), where(cp)) end
+    local reason = format("%s by %q (%s)", allow and "approved" or "blocked", tostring(cp.name), where(cp))
+    if allow and #cp.steps > 0 then reason = reason .. "; steps: " .. concat(cp.steps, ", ") end
+    return reason
+  end,
+  login = function(cp)
+    return format("login_required: %q (%s) needs a logged-in user, and the request has none",
+      tostring(cp.name), where(cp))
+  end,
+}
+local function reason(cp, kind)
+  local memo = cp.reasons
+  if not memo then
+    memo = {}
+    cp.reasons = memo
+  end
+  local r = memo[kind]
+  if not r then
+    r = oneline(REASON[kind](cp))
+    memo[kind] = r
+  end
+  return r
+end
+
 local function decided(cp)
   return { index = cp.index, name = cp.name, id = cp.id, decision = cp.decision,
            precedence = cp.precedence, phase = cp.phase }
@@ -470,7 +500,7 @@ end
 
 local function indeterminate(p)
   return { allowed = nil, status = "indeterminate",
-           reason = format("indeterminate: %s of %q needs %s", p.path, tostring(p.cp.name), p.needs) }
+           reason = oneline(format("indeterminate: %s of %q needs %s", p.path, tostring(p.cp.name), p.needs)) }
 end
 
 -- The phase-2 outcome (after no phase-1 match).
@@ -478,27 +508,26 @@ local function phase2(set, q)
   q.nouser = L
   if q.user == nil then
     local cp, pending = walk(set.phase2, q, 2, true)
-    if cp then
-      return { allowed = false, status = "login_required",
-               reason = format("login_required: %q (%s) needs a logged-in user, and the request has none",
-                 tostring(cp.name), where(cp)) }
-    end
+    if cp then return { allowed = false, status = "login_required", reason = reason(cp, "login") } end
     if pending then return indeterminate(pending) end
   else
     local cp, pending = walk(set.phase2, q, 2, false)
     if pending then return indeterminate(pending) end
     if cp then
       local allow = cp.decision == "allow"
-      local steps = allow and { table.unpack(cp.steps) } or {}
-      local reason = format("%s by %q (%s)", allow and "approved" or "blocked", tostring(cp.name), where(cp))
-      if #steps > 0 then reason = reason .. "; steps: " .. concat(steps, ", ") end
+      local steps = {}
+      if allow then
+        local from = cp.steps
+        for i = 1, #from do steps[i] = from[i] end
+      end
       return { allowed = allow, status = allow and "approved" or "blocked", decided_by = decided(cp),
-               steps = steps, reason = reason }
+               steps = steps, reason = reason(cp, "decided") }
     end
   end
   return { allowed = false, status = "blocked", reason = "blocked: no policy matched" }
 end
 
+-- Every reason is one line already (oneline, or a constant).
 local function run(set, request)
   local q, problems = view(request)
   if not q then return nil, invalid(problems) end
@@ -509,7 +538,7 @@ local function run(set, request)
     res = indeterminate(pending)
   elseif cp then
     res = { allowed = true, status = "approved", decided_by = decided(cp), steps = {},
-            reason = format("approved by %q (%s)", tostring(cp.name), where(cp)) }
+            reason = reason(cp, "decided") }
   elseif set.strict and q.service_token then
     res = { allowed = false, status = "blocked",
             reason = "blocked: strict service token authentication, and no Service Auth or "
@@ -523,7 +552,6 @@ local function run(set, request)
     end
   end
   res.steps = res.steps or {}
-  res.reason = oneline(res.reason)
   setmetatable(res, RESULT_MT)
   q.set = set
   RUNS[res] = q
@@ -547,7 +575,7 @@ Evaluator.__name = "cfaccess.evaluator"
 -- @tparam table request what Access would know (API.md section 10)
 -- @treturn table the result (see `cfaccess.evaluate`), or `nil, err`
 function Evaluator:evaluate(request)
-  argcheck(type(request) == "table", 1, "evaluate", "table", request)
+  if type(request) ~= "table" then argcheck(false, 1, "evaluate", "table", request) end
   return run(self.set, request)
 end
 
