@@ -67,7 +67,7 @@ end
 local function idp_member(idp, field, want, ci)
   local dneeds = idp ~= nil and format("user.idp[%q]", idp) or nil
   local fneeds = idp ~= nil and format("user.idp[%q].%s", idp, field) or nil
-  return function(q)
+  return (function(q)
     local lm = q.login_method
     if lm == nil then return U, "user.login_method" end
     if lm ~= idp then return F end
@@ -78,7 +78,7 @@ local function idp_member(idp, field, want, ci)
     if ci then return b(has_ci(list, want)) end
     for i = 1, #list do if list[i] == want then return T end end
     return F
-  end
+  end), "login_method", idp   -- F for a login with another IdP
 end
 
 -- saml attributes and oidc claims: user.idp[idp][section][name] is a
@@ -290,7 +290,7 @@ define("okta", function(r) return idp_member(idp_of(r), "groups", r.name or r.em
 -- org and team names compare case-insensitively, as GitHub's do
 define("github-organization", function(r)
   local idp, org, team = idp_of(r), lower(r.name), r.team and lower(r.team)
-  return function(q)
+  return (function(q)
     local d, needs = idp_data(q, idp)
     if type(d) ~= "table" then return d, needs end
     local gh = d.github
@@ -303,29 +303,34 @@ define("github-organization", function(r)
       end
     end
     return F
+  end), "login_method", idp
+end)
+
+-- with an IdP named, F for a login with another one (without, the
+-- login's own IdP is the one)
+local function attr_rule(section, name_field, value_field)
+  return function(r)
+    local idp = r.identity_provider_id
+    local test = idp_attr(idp, section, r[name_field], r[value_field])
+    if idp then return test, "login_method", idp end
+    return test
   end
-end)
-
-define("saml", function(r)
-  return idp_attr(r.identity_provider_id, "saml", r.attribute_name, r.attribute_value)
-end)
-
-define("oidc", function(r)
-  return idp_attr(r.identity_provider_id, "oidc", r.claim_name, r.claim_value)
-end)
+end
+define("saml", attr_rule("saml", "attribute_name", "attribute_value"))
+define("oidc", attr_rule("oidc", "claim_name", "claim_value"))
 
 -- the user passed the Entra conditional access bound to the context:
 -- user.idp[idp].auth_contexts lists the contexts passed (ac_id or id)
 define("auth_context", function(r)
   local idp, ac, id = r.identity_provider_id, r.ac_id, r.id
   local test = idp_member(idp, "auth_contexts", ac)
-  return function(q)
+  return (function(q)
     local v, needs = test(q)
     if v == F and q.user.login_method == idp and has(q.user.idp[idp].auth_contexts, id) then
       return T
     end
     return v, needs
-  end
+  end), "login_method", idp
 end)
 
 -- without account_id: the policy's own account (opts.account_id)
