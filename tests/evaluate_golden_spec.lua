@@ -73,9 +73,12 @@ local OPTS = {
     eu_staff = { name = "eu staff", include = { r.group("staff") }, require = { r.group("eu"), r.auth_method("mfa") } },
     outer = { name = "outer", include = { r.group("eu_staff"), r.okta("sre", OKTA) },
               exclude = { r.email("mallory@example.com") } },
+    loop_a = { name = "loop a", include = { r.group("loop_b") } },
+    loop_b = { name = "loop b", include = { r.geo("DE") }, require = { r.group("loop_a") } },
   },
   lists = { emails = { "Carol@example.com", "mallory@example.com" },
-            ips = { "198.51.100.0/24", "2001:db8:abcd::/48", "192.0.2.9" } },
+            ips = { "198.51.100.0/24", "2001:db8:abcd::/48", "192.0.2.9" },
+            badips = { "10.0.0.0/8", "10.0.0.300", 7, "::ffff:1.2.3.4/64" } },
   account_id = ACCT,
 }
 
@@ -104,6 +107,26 @@ local function policies(n)
     list[i] = p
   end
   return list
+end
+
+-- Invalid sets: one policy spoilt in a way only the compile step sees
+-- (the error, with every problem's path, is the answer).
+local SPOIL = {
+  function(p) p.include[#p.include + 1] = r.group("nosuch") end,
+  function(p) p.include[#p.include + 1] = r.email_list("nolist") end,
+  function(p) p.require = { r.ip_list("badips") } end,
+  function(p) p.exclude = { r.group("loop_a") } end,
+  function(p) p.decision, p.include = "bypass", { r.email("alice@example.com"), r.geo("DE") } end,
+  function(p) p.decision, p.include = "allow", { r.any_valid_service_token() } end,
+  function(p) p.precedence = nil end,
+  function(p) p.include = { r.geo("de") } end,
+}
+
+local function spoil(list)
+  local p = list[rnd(#list)]
+  pick(SPOIL)(p)
+  if rnd(3) == 1 then pick(SPOIL)(list[rnd(#list)]) end
+  if rnd(6) == 1 and list[2] and list[1].precedence then list[2].precedence = list[1].precedence end
 end
 
 local function user()
@@ -192,6 +215,7 @@ local function run_all()
   local cases, statuses = {}, {}
   for s = 1, SETS do
     local pols = policies(rnd(12))
+    if rnd(10) == 1 then spoil(pols) end
     local opts = OPTS
     if rnd(8) == 1 then
       opts = { strict_service_tokens = true }
