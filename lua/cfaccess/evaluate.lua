@@ -97,16 +97,15 @@ local function section_from(list, q, settle, start, from)
   return L, ln, lp
 end
 
--- The same, first through the list's bare tests (compile.lua: list.tests;
+-- The same, first through the rules' tests as they are (compile.lua:
 -- list.identity says whether one is an identity rule) while they give
 -- `start`, the usual case; the first other value settles the section or
 -- hands over to section_from at that rule, which runs it again (a rule is
 -- a pure function of the request) to learn what it needs.
 local function section(list, q, settle, start)
   if q.user == nil and list.identity then return section_from(list, q, settle, start, 1) end
-  local tests = list.tests
-  for i = 1, #tests do
-    local v = tests[i](q)
+  for i = 1, #list do
+    local v = list[i].test(q)
     if v ~= start then
       if v == settle then return settle end
       return section_from(list, q, settle, start, i)
@@ -146,9 +145,8 @@ end
 local function eval_body(b, q)
   local inc = b.include
   if q.user ~= nil or not inc.identity then
-    local tests = inc.tests
-    for i = 1, #tests do
-      local v = tests[i](q)
+    for i = 1, #inc do
+      local v = inc[i].test(q)
       if v ~= F then
         if v == T then return body_rest(b, q, T) end
         local x, needs, path = section_from(inc, q, T, F, i)

@@ -77,7 +77,7 @@ local function rule_path(rel, j)
 end
 
 -- Lists with no rules share one (nothing writes to a compiled list).
-local NO_RULES = { tests = {}, fields = {}, wants = {} }
+local NO_RULES = {}
 
 -- A compile run: the problems found so far and the caches.
 local Run = {}
@@ -161,15 +161,15 @@ function Run:list(id, kind)
 end
 
 -- Compile one rule list (include, require or exclude) into
--- { { path =, key =, test =, identity = }, ..., tests = { test, ... },
--- identity = any rule's, fields =, wants = }, checking decision
--- compatibility. `tests` is the bare functions in order, for evaluate.lua's
--- loop over a list whose rules all run (a user, or no identity rule);
--- fields[j] (or false) and wants[j] say that test j gives F whenever
--- q[fields[j]] is not nil and not wants[j] (matchers.lua).
+-- { { path =, key =, test =, identity =, qf =, qw = }, ..., identity =
+-- any rule's }, checking decision compatibility. `identity` on the list
+-- lets evaluate.lua run the tests as they are when no rule needs a user;
+-- qf (or false) and qw say that the test gives F whenever q[qf] is not
+-- nil and not qw (matchers.lua). (No per-list arrays: a one-call
+-- evaluate compiles every time, and each table costs.)
 function Run:rules(list, at, rel, decision)
   if list == nil or list[1] == nil then return NO_RULES end
-  local out, tests, any, fields, wants = {}, {}, nil, {}, {}
+  local out, any = {}, nil
   for j = 1, #list do
     local rule = list[j]
     local rkey, inner = next(rule)
@@ -192,11 +192,10 @@ function Run:rules(list, at, rel, decision)
     -- identity rules other than group (whose own rules decide) are not
     -- run without a user: the engine answers for them
     local id = ident and rkey ~= "group" or nil
-    out[j] = { path = path, key = rkey, test = test, identity = id }
-    tests[j], any = test, any or id
-    fields[j], wants[j] = qf or false, qw
+    out[j] = { path = path, key = rkey, test = test, identity = id, qf = qf or false, qw = qw }
+    any = any or id
   end
-  out.tests, out.identity, out.fields, out.wants = tests, any, fields, wants
+  out.identity = any
   return out
 end
 
@@ -215,7 +214,7 @@ end
 -- none of them.)
 function Run:group(id)
   local done = self.group_tests[id]
-  if done then return done[1], done[2], done[3] end
+  if done then return done, self.group_qf[id], self.group_qw[id] end
   for i, g in ipairs(self.stack) do
     if g == id then
       local cycle = {}
@@ -242,15 +241,16 @@ function Run:group(id)
     local cb = self:body(gb, id, nil)
     local name, eval_body = g.name, self.eval_body
     local inc = cb.include
-    local tests, n, ident, fields, wants = inc.tests, #inc.tests, inc.identity, inc.fields, inc.wants
+    local n, ident = #inc, inc.identity
     test = function(q)
       -- eval_body's first loop, here (a group rule runs for every policy
       -- that names the group): include rules all F make the group F
       if q.user ~= nil or not ident then
         local i = 1
         while i <= n do
-          local known = q[fields[i]]   -- q[false] is nil
-          if not (known ~= nil and known ~= wants[i]) and tests[i](q) ~= F then break end
+          local r = inc[i]
+          local known = q[r.qf]   -- q[false] is nil
+          if not (known ~= nil and known ~= r.qw) and r.test(q) ~= F then break end
           i = i + 1
         end
         if i > n then return F end
@@ -259,10 +259,10 @@ function Run:group(id)
       if needs then needs = format("%s (in group %q, %s)", needs, name, where) end
       return v, needs
     end
-    if n == 1 and fields[1] then qf, qw = fields[1], wants[1] end
+    if n == 1 and inc[1].qf then qf, qw = inc[1].qf, inc[1].qw end
   end
   self.stack[#self.stack] = nil
-  self.group_tests[id] = { test, qf, qw }
+  self.group_tests[id], self.group_qf[id], self.group_qw[id] = test, qf, qw
   return test, qf, qw
 end
 
@@ -325,10 +325,9 @@ local function ordered(compiled, strict)
     for k = 1, #list do
       first[k] = #tests + 1
       local inc = list[k].body.include
-      local it, ifl, iw = inc.tests, inc.fields, inc.wants
-      for r = 1, #it do
-        local j = #tests + 1
-        tests[j], owner[j], fields[j], wants[j] = it[r], k, ifl[r], iw[r]
+      for r = 1, #inc do
+        local j, rule = #tests + 1, inc[r]
+        tests[j], owner[j], fields[j], wants[j] = rule.test, k, rule.qf, rule.qw
       end
     end
     first[#list + 1] = #tests + 1
@@ -344,6 +343,7 @@ end
 -- @param eval_body the body evaluator (evaluate.lua), used by group tests
 function M.compile(policies, opts, eval_body)
   local run = setmetatable({ problems = {}, opts = opts, list_cache = {}, group_tests = {},
+                             group_qf = {}, group_qw = {},
                              stack = {}, eval_body = eval_body }, Run)
   check_opts(run, opts)
   -- a wrong-typed groups or lists option is a problem already; read it as absent

@@ -62,19 +62,16 @@ end
 
 -- Membership of `want` in the IdP's `field` list (groups, auth_contexts):
 -- idp_data's reading, written out (it runs for every IdP group rule a
--- request meets), with what a missing input needs made once; q.login_idp
--- is user.idp[user.login_method].
+-- request meets); q.login_idp is user.idp[user.login_method].
 local function idp_member(idp, field, want, ci)
-  local dneeds = idp ~= nil and format("user.idp[%q]", idp) or nil
-  local fneeds = idp ~= nil and format("user.idp[%q].%s", idp, field) or nil
   return (function(q)
     local lm = q.login_method
     if lm == nil then return U, "user.login_method" end
     if lm ~= idp then return F end
     local d = q.login_idp
-    if d == nil then return U, dneeds end
+    if d == nil then return U, format("user.idp[%q]", idp) end
     local list = d[field]
-    if list == nil then return U, fneeds end
+    if list == nil then return U, format("user.idp[%q].%s", idp, field) end
     if ci then return b(has_ci(list, want)) end
     for i = 1, #list do if list[i] == want then return T end end
     return F
