@@ -203,7 +203,8 @@ local SIMPLE = {
   { "any_valid_service_token", "service_token", nil, "given" },
   { "geo", "country", function(r) return upper(r.country_code) end, "eq" },
   { "linked_app_token", "linked_app", function(r) return r.app_uid end, "eq" },
-  { "user_risk_score", "risk", function(r) return r.user_risk_score end, "among", "user.risk" },
+  -- a copy: a compiled set keeps nothing of the caller's (memo.lua)
+  { "user_risk_score", "risk", function(r) return { table.unpack(r.user_risk_score) } end, "among", "user.risk" },
 }
 local function simple(f, want, kind, needs)
   local make = assert(KIND[kind], kind)
