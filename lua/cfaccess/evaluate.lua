@@ -22,7 +22,6 @@
 local core = require("cfaccess.core")
 local mt = require("cfaccess.eval.matchers")
 local compile = require("cfaccess.eval.compile")
-local memo = require("cfaccess.eval.memo")
 
 local format, type, ipairs, tostring, error, select = string.format, type, ipairs, tostring, error,
   select
@@ -247,15 +246,15 @@ local REASON = {
   end,
 }
 local function reason(cp, kind)
-  local made = cp.reasons
-  if not made then
-    made = {}
-    cp.reasons = made
+  local memo = cp.reasons
+  if not memo then
+    memo = {}
+    cp.reasons = memo
   end
-  local r = made[kind]
+  local r = memo[kind]
   if not r then
     r = oneline(REASON[kind](cp))
-    made[kind] = r
+    memo[kind] = r
   end
   return r
 end
@@ -414,17 +413,9 @@ function M.evaluate(policies, request, opts)
   argcheck(type(policies) == "table", 1, "evaluate", "table", policies)
   argcheck(type(request) == "table", 2, "evaluate", "table", request)
   argcheck(opts == nil or type(opts) == "table", 3, "evaluate", "table or nil", opts)
-  opts = opts or {}
-  -- the policies checked and compiled by an earlier call with the same
-  -- content (eval/memo.lua: found by content, never by table identity)
-  local set = memo.get(policies, opts)
-  if not set then
-    local problems, err
-    set, problems, err = compile.compile(policies, opts, eval_body)
-    if err then return nil, err end
-    if not set then return nil, invalid(problems) end
-    memo.put(policies, opts, set)
-  end
+  local set, problems, err = compile.compile(policies, opts or {}, eval_body)
+  if err then return nil, err end
+  if not set then return nil, invalid(problems) end
   return run(set, request)
 end
 

@@ -203,7 +203,8 @@ local SIMPLE = {
   { "any_valid_service_token", "service_token", nil, "given" },
   { "geo", "country", function(r) return upper(r.country_code) end, "eq" },
   { "linked_app_token", "linked_app", function(r) return r.app_uid end, "eq" },
-  -- a copy: a compiled set keeps nothing of the caller's (memo.lua)
+  -- a copy: a compiled evaluator keeps nothing of the caller's that the
+  -- caller could change under it
   { "user_risk_score", "risk", function(r) return { table.unpack(r.user_risk_score) } end, "among", "user.risk" },
 }
 local function simple(f, want, kind, needs)
