@@ -268,15 +268,16 @@ end
 -- `stop_l`, T or L), and the first undecided one before it:
 -- { cp =, needs =, path = }. q[ph] counts the policies looked at.
 --
--- With a user every rule runs as it is, so the walk can go through the
--- include tests of the whole phase in one run (compile.lua: list.tests,
+-- With a user, or with no identity rule in any include of the phase
+-- (list.identity), every include rule runs as it is, so the walk can go
+-- through the include tests of the whole phase in one run (compile.lua: list.tests,
 -- list.owner, list.first): a policy whose include rules are all F is F
 -- and is passed over with no call of its own; the first include rule that
 -- is not F has its policy evaluated in full (eval_body, which runs the
 -- include again from its first rule), and the run goes on after it.
 local function walk(list, q, ph, stop_l)
   local pending
-  if q.user ~= nil then
+  if q.user ~= nil or not list.identity then
     local tests, owner, first, fields, wants = list.tests, list.owner, list.first, list.fields, list.wants
     local j, n = 1, #tests
     while j <= n do

@@ -321,10 +321,11 @@ local function ordered(compiled, strict)
       set.order[#set.order + 1] = cp
       cp.pos = #set.order   -- its place in evaluation order (and in the trace)
     end
-    local tests, owner, first, fields, wants = {}, {}, {}, {}, {}
+    local tests, owner, first, fields, wants, ident = {}, {}, {}, {}, {}, nil
     for k = 1, #list do
       first[k] = #tests + 1
       local inc = list[k].body.include
+      ident = ident or inc.identity
       for r = 1, #inc do
         local j, rule = #tests + 1, inc[r]
         tests[j], owner[j], fields[j], wants[j] = rule.test, k, rule.qf, rule.qw
@@ -332,6 +333,7 @@ local function ordered(compiled, strict)
     end
     first[#list + 1] = #tests + 1
     list.tests, list.owner, list.first, list.fields, list.wants = tests, owner, first, fields, wants
+    list.identity = ident   -- an include rule needs a user: without one, no single run
   end
   return set
 end
