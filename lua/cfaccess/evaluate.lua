@@ -281,7 +281,7 @@ local function walk(list, q, ph, stop_l)
     local tests, owner, first, fields, wants = list.tests, list.owner, list.first, list.fields, list.wants
     local j, n = 1, #tests
     while j <= n do
-      local v = q[fields[j]]   -- (q[false] is nil) a known value not the rule's: F, no call
+      local v = q[fields[j]]   -- (q[nil] is nil) a known value not the rule's: F, no call
       if (v ~= nil and v ~= wants[j]) or tests[j](q) == F then
         j = j + 1
       else

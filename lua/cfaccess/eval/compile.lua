@@ -38,6 +38,12 @@ local OPTS = { groups = "table", lists = "table", account_id = "string",
 
 -- The body without read-only fields (a shallow copy only when needed).
 local function body_of(p)
+  -- the usual case, a body with none of them, in one expression (checked
+  -- against READ_ONLY below)
+  if p.id == nil and p.uid == nil and p.created_at == nil and p.updated_at == nil and p.reusable == nil
+     and p.app_count == nil and p.account_id == nil then
+    return p
+  end
   local copy
   for i = 1, #READ_ONLY do
     local k = READ_ONLY[i]
@@ -50,6 +56,9 @@ local function body_of(p)
     end
   end
   return copy or p
+end
+for _, k in ipairs(READ_ONLY) do
+  assert(body_of({ [k] = 1 })[k] == nil, "body_of's first check misses the read-only field " .. k)
 end
 
 -- Lua-index key text for a table key: groups["abc"].
@@ -164,8 +173,8 @@ end
 -- { { path =, key =, test =, identity =, qf =, qw = }, ..., identity =
 -- any rule's }, checking decision compatibility. `identity` on the list
 -- lets evaluate.lua run the tests as they are when no rule needs a user;
--- qf (or false) and qw say that the test gives F whenever q[qf] is not
--- nil and not qw (matchers.lua). (No per-list arrays: a one-call
+-- qf (or nil: q[nil] is nil) and qw say that the test gives F whenever
+-- q[qf] is not nil and not qw (matchers.lua). (No per-list arrays: a one-call
 -- evaluate compiles every time, and each table costs.)
 function Run:rules(list, at, rel, decision)
   if list == nil or list[1] == nil then return NO_RULES end
@@ -185,14 +194,14 @@ function Run:rules(list, at, rel, decision)
           rkey, decision)
       end
     end
-    local sb, sr, sk = self.at_body, self.at_rule, self.at_key
+    -- where the matcher's problems are (Run:at); a group's own rules set
+    -- these again, and nothing reads them once a matcher has returned
     self.at_body, self.at_rule, self.at_key = at, path, rkey
     local test, qf, qw = matchers[rkey](inner, self)
-    self.at_body, self.at_rule, self.at_key = sb, sr, sk
     -- identity rules other than group (whose own rules decide) are not
     -- run without a user: the engine answers for them
     local id = ident and rkey ~= "group" or nil
-    out[j] = { path = path, key = rkey, test = test, identity = id, qf = qf or false, qw = qw }
+    out[j] = { path = path, key = rkey, test = test, identity = id, qf = qf, qw = qw }
     any = any or id
   end
   out.identity = any
@@ -249,7 +258,7 @@ function Run:group(id)
         local i = 1
         while i <= n do
           local r = inc[i]
-          local known = q[r.qf]   -- q[false] is nil
+          local known = q[r.qf]   -- q[nil] is nil
           if not (known ~= nil and known ~= r.qw) and r.test(q) ~= F then break end
           i = i + 1
         end
