@@ -224,8 +224,9 @@ end
 function Run:group(id)
   local done = self.group_tests[id]
   if done then return done, self.group_qf[id], self.group_qw[id] end
-  for i, g in ipairs(self.stack) do
-    if g == id then
+  local stack = self.stack
+  for i = 1, #stack do   -- (not ipairs: this runs per group rule, and the stack is a plain list)
+    if stack[i] == id then
       local cycle = {}
       for k = i, #self.stack do cycle[#cycle + 1] = format("%q", self.stack[k]) end
       cycle[#cycle + 1] = format("%q", id)
@@ -316,7 +317,8 @@ local function ordered(compiled, strict)
   for ph = 1, 2 do
     -- sort the keys (numbers, no comparator function), then their policies
     local keys, by = {}, {}
-    for _, cp in ipairs(compiled) do
+    for i = 1, #compiled do
+      local cp = compiled[i]
       if cp.phase == ph then
         local k = cp.precedence or cp.index
         keys[#keys + 1], by[k] = k, cp
@@ -400,7 +402,8 @@ function M.compile(policies, opts, eval_body)
   end
   -- one precedence space per app (the API refuses a duplicate: 11018)
   local by_prec = {}
-  for _, cp in ipairs(compiled) do
+  for i = 1, #compiled do
+    local cp = compiled[i]
     if cp.precedence then
       local other = by_prec[cp.precedence]
       if other then
