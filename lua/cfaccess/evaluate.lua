@@ -20,13 +20,12 @@
 -- that depends on a missing input is U.
 -- @module cfaccess.evaluate
 local core = require("cfaccess.core")
-local cidr = require("cfaccess.eval.cidr")
 local mt = require("cfaccess.eval.matchers")
 local compile = require("cfaccess.eval.compile")
 
-local format, type, pairs, ipairs, tostring, error, select = string.format, type, pairs, ipairs,
-  tostring, error, select
-local concat = table.concat
+local format, type, ipairs, tostring, error, select = string.format, type, ipairs, tostring, error,
+  select
+local concat, find = table.concat, string.find
 local F, U, L, T = mt.F, mt.U, mt.L, mt.T
 local NOT = { [F] = T, [U] = U, [L] = L, [T] = F }
 local SHOW = { [F] = false, [U] = "unknown", [L] = "unknown", [T] = true }
@@ -41,6 +40,7 @@ local ERR_MT = getmetatable(select(2, core.validate({})))
 -- One line: %q writes a newline as a backslash and a newline; names and
 -- ids from policies and requests may hold one.
 local function oneline(s)
+  if not find(s, "[\r\n]") then return s end   -- the usual case: nothing to replace
   return (s:gsub("\\\n", "\\n"):gsub("[\r\n]", function(c) return c == "\n" and "\\n" or "\\r" end))
 end
 M.oneline = oneline
@@ -73,10 +73,11 @@ end
 -- the start value, or from the unknown (U) and login-dependent (L) rules
 -- the larger for OR and the smaller for AND, with the first rule of that
 -- value and what it needs. (One loop for both, so OR and AND cannot drift.)
-local function section(list, q, settle, start)
+-- `from`: the rules before it are known to give `start`.
+local function section_from(list, q, settle, start, from)
   local acc, un, up, ln, lp = start
   local larger = settle == T
-  for i = 1, #list do
+  for i = from, #list do
     local r = list[i]
     local v, needs
     if r.identity and q.user == nil then v, needs = q.nouser, "user" else v, needs = r.test(q) end
@@ -95,9 +96,26 @@ local function section(list, q, settle, start)
   return L, ln, lp
 end
 
-local function eval_body(b, q)
-  local inc, ineeds, ipath = section(b.include, q, T, F)
-  if inc == F then return F end
+-- The same, first through the rules' tests as they are (compile.lua:
+-- list.identity says whether one is an identity rule) while they give
+-- `start`, the usual case; the first other value settles the section or
+-- hands over to section_from at that rule, which runs it again (a rule is
+-- a pure function of the request) to learn what it needs.
+local function section(list, q, settle, start)
+  if q.user == nil and list.identity then return section_from(list, q, settle, start, 1) end
+  for i = 1, #list do
+    local v = list[i].test(q)
+    if v ~= start then
+      if v == settle then return settle end
+      return section_from(list, q, settle, start, i)
+    end
+  end
+  return start
+end
+
+-- The body once its include is known to be `inc` (not F): require and
+-- exclude, and for U/L the first section that gives the value.
+local function body_rest(b, q, inc, ineeds, ipath)
   local req, rneeds, rpath = T, nil, nil   -- an empty require holds
   if b.require[1] then
     req, rneeds, rpath = section(b.require, q, F, T)
@@ -120,166 +138,33 @@ local function eval_body(b, q)
   end
   return v
 end
+
+-- Most bodies a request meets match nothing: their include rules are all
+-- F, which the loop here finds without a call to section.
+local function eval_body(b, q)
+  local inc = b.include
+  if q.user ~= nil or not inc.identity then
+    for i = 1, #inc do
+      local v = inc[i].test(q)
+      if v ~= F then
+        if v == T then return body_rest(b, q, T) end
+        local x, needs, path = section_from(inc, q, T, F, i)
+        if x == T then return body_rest(b, q, T) end
+        return body_rest(b, q, x, needs, path)
+      end
+    end
+    return F
+  end
+  local x, needs, path = section_from(inc, q, T, F, 1)
+  if x == F then return F end
+  return body_rest(b, q, x, needs, path)
+end
 M.eval_body = eval_body
 
 -- ---------------------------------------------------------------------------
--- The request: checked, and read into the view the matchers use.
+-- The request: checked, and read into the view the matchers use (eval/request.lua).
 
-local REQUEST = { ip = true, country = true, service_token = true, certificate = true,
-                  linked_app = true, posture = true, external = true, user = true }
-local USER = { email = true, login_method = true, amr = true, risk = true, idp = true,
-               accounts = true }
-local RISK = { low = true, medium = true, high = true, unscored = true }
-
-local sorted_keys = require("cfaccess.state.common").sorted_keys
-local function known(set) return concat(sorted_keys(set), ", ") end
-local REQUEST_KNOWN, USER_KNOWN = known(REQUEST), known(USER)
-
-local function strings(problems, path, v)
-  if type(v) ~= "table" then
-    problems[#problems + 1] = { path = path, message = "expected a list of strings, got " .. type(v) }
-    return
-  end
-  for i, s in ipairs(v) do
-    if type(s) ~= "string" then
-      problems[#problems + 1] = { path = path .. "[" .. i .. "]",
-                                  message = "expected a string, got " .. type(s) }
-    end
-  end
-end
-
-local function bools(problems, path, v)
-  if type(v) ~= "table" then
-    problems[#problems + 1] = { path = path, message = "expected a table of booleans, got " .. type(v) }
-    return
-  end
-  for k, b in pairs(v) do
-    if type(b) ~= "boolean" then
-      problems[#problems + 1] = { path = format("%s[%q]", path, tostring(k)),
-                                  message = "expected true or false, got " .. type(b) }
-    end
-  end
-end
-
--- What one IdP told about the user (see the table in README.md).
-local IDP = { groups = true, auth_contexts = true, github = true, saml = true, oidc = true }
-local IDP_KNOWN = known(IDP)
-
-local function check_idp(problems, path, d)
-  for k, v in pairs(d) do
-    local p = path .. "." .. tostring(k)
-    if not IDP[k] then
-      problems[#problems + 1] = { path = p, message = "unknown field (known: " .. IDP_KNOWN .. ")" }
-    elseif k == "groups" or k == "auth_contexts" then
-      strings(problems, p, v)
-    elseif k == "github" then
-      if type(v) ~= "table" then
-        problems[#problems + 1] = { path = p, message = "expected a list of { org =, teams = }, got " .. type(v) }
-      else
-        for i, m in ipairs(v) do
-          local pi = p .. "[" .. i .. "]"
-          if type(m) ~= "table" or type(m.org) ~= "string" then
-            problems[#problems + 1] = { path = pi, message = "expected { org = string, teams = { ... } }" }
-          elseif m.teams ~= nil then
-            strings(problems, pi .. ".teams", m.teams)
-          end
-        end
-      end
-    elseif type(v) ~= "table" then   -- saml attributes, oidc claims
-      problems[#problems + 1] = { path = p, message = "expected a table of names to values, got " .. type(v) }
-    else
-      for name, val in pairs(v) do
-        if type(val) ~= "string" then strings(problems, format("%s[%q]", p, tostring(name)), val) end
-      end
-    end
-  end
-end
-
-local function check_user(problems, u)
-  for k in pairs(u) do
-    if not USER[k] then
-      problems[#problems + 1] = { path = "request.user." .. tostring(k),
-                                  message = "unknown field (known: " .. USER_KNOWN .. ")" }
-    end
-  end
-  for _, f in ipairs{ "email", "login_method" } do
-    if u[f] ~= nil and type(u[f]) ~= "string" then
-      problems[#problems + 1] = { path = "request.user." .. f, message = "expected a string, got " .. type(u[f]) }
-    end
-  end
-  if u.amr ~= nil then strings(problems, "request.user.amr", u.amr) end
-  if u.accounts ~= nil then strings(problems, "request.user.accounts", u.accounts) end
-  if u.risk ~= nil and not RISK[u.risk] then
-    problems[#problems + 1] = { path = "request.user.risk",
-                                message = format("%q is not one of low, medium, high, unscored", tostring(u.risk)) }
-  end
-  if u.idp ~= nil then
-    if type(u.idp) ~= "table" then
-      problems[#problems + 1] = { path = "request.user.idp", message = "expected a table, got " .. type(u.idp) }
-    else
-      for id, d in pairs(u.idp) do
-        if type(d) ~= "table" then
-          problems[#problems + 1] = { path = format("request.user.idp[%q]", tostring(id)),
-                                      message = "expected a table, got " .. type(d) }
-        else
-          check_idp(problems, format("request.user.idp[%q]", tostring(id)), d)
-        end
-      end
-    end
-  end
-end
-
-local function view(r)
-  local problems = {}
-  for k in pairs(r) do
-    if not REQUEST[k] then
-      problems[#problems + 1] = { path = "request." .. tostring(k),
-                                  message = "unknown field (known: " .. REQUEST_KNOWN .. ")" }
-    end
-  end
-  local q = { service_token = r.service_token, certificate = r.certificate,
-              linked_app = r.linked_app, posture = r.posture, external = r.external }
-  if r.ip ~= nil then
-    local hi, lo, bits = cidr.parse_addr(r.ip)
-    if hi then q.ip_hi, q.ip_lo, q.ip_bits = hi, lo, bits
-    else problems[#problems + 1] = { path = "request.ip", message = format("%q is not an IP address",
-      tostring(r.ip)) } end
-  end
-  if r.country ~= nil then
-    if type(r.country) == "string" and r.country:match("^%a%a$") then q.country = r.country:upper()
-    else problems[#problems + 1] = { path = "request.country",
-                                     message = format("%q is not a two-letter country code", tostring(r.country)) } end
-  end
-  for _, f in ipairs{ "service_token", "linked_app" } do
-    local v = r[f]
-    if v ~= nil and v ~= false and type(v) ~= "string" then
-      problems[#problems + 1] = { path = "request." .. f, message = "expected a string or false, got " .. tostring(v) }
-    end
-  end
-  local c = r.certificate
-  if c ~= nil and type(c) ~= "boolean" and (type(c) ~= "table" or
-      (c.common_name ~= nil and type(c.common_name) ~= "string")) then
-    problems[#problems + 1] = { path = "request.certificate",
-                                message = "expected false, true or { common_name = string }" }
-  end
-  if r.posture ~= nil then bools(problems, "request.posture", r.posture) end
-  if r.external ~= nil then bools(problems, "request.external", r.external) end
-  local u = r.user
-  if u ~= nil and u ~= false then
-    if type(u) ~= "table" then
-      problems[#problems + 1] = { path = "request.user", message = "expected a table or false, got " .. type(u) }
-    else
-      check_user(problems, u)
-      q.user = u
-      if type(u.email) == "string" then
-        q.email = u.email:lower()
-        q.domain = q.email:match("@([^@]*)$") or ""
-      end
-    end
-  end
-  if #problems > 0 then return nil, problems end
-  return q
-end
+local view = require("cfaccess.eval.request").view
 
 -- ---------------------------------------------------------------------------
 -- Results
@@ -287,16 +172,18 @@ end
 -- The trace, built the first time `result.trace` is read (most callers
 -- never read it, and building it costs more than deciding): every rule of
 -- every policy the decision looked at is run again, in full, on the same
--- request view, with the same "no login" answer per phase.
+-- request view, with the same "no login" answer per phase. RUNS maps a
+-- result to its request view, which holds the compiled set (q.set) and
+-- how many policies of each phase the decision looked at (q[1], q[2]).
 local RUNS = setmetatable({}, { __mode = "k" })
 
-local function build_trace(set, q, seen)
+local function build_trace(set, q)
   local trace = {}
   local n1 = #set.phase1
   for i, cp in ipairs(set.order) do
     local e = { index = cp.index, name = cp.name, id = cp.id, decision = cp.decision,
                 precedence = cp.precedence, phase = cp.phase, status = "not_evaluated", rules = {} }
-    if (i <= n1 and i <= seen[1]) or (i > n1 and i - n1 <= seen[2]) then
+    if (i <= n1 and i <= q[1]) or (i > n1 and i - n1 <= q[2]) then
       q.nouser = cp.phase == 1 and F or L
       local vals = {}
       for _, sec in ipairs{ "include", "require", "exclude" } do
@@ -328,9 +215,9 @@ local RESULT_MT = {
   __tostring = function(r) return r.reason end,
   __index = function(r, k)
     if k ~= "trace" then return nil end
-    local run = RUNS[r]
-    if not run then return nil end
-    local t = build_trace(run[1], run[2], run[3])
+    local q = RUNS[r]
+    if not q then return nil end
+    local t = build_trace(q.set, q)
     rawset(r, "trace", t)
     RUNS[r] = nil
     return t
@@ -342,6 +229,36 @@ local function where(cp)
   return format("%s, list position %d", cp.decision, cp.index)
 end
 
+-- The reason a result decided by policy cp gives ("decided": approved or
+-- blocked by it, "login": it needs a login), made the first time and
+-- kept on cp: it depends on the compiled policy alone.
+local REASON = {
+  decided = function(cp)
+    local allow = cp.decision == "allow"
+    if cp.phase == 1 then return format("approved by %q (%s)", tostring(cp.name), where(cp)) end
+    local reason = format("%s by %q (%s)", allow and "approved" or "blocked", tostring(cp.name), where(cp))
+    if allow and #cp.steps > 0 then reason = reason .. "; steps: " .. concat(cp.steps, ", ") end
+    return reason
+  end,
+  login = function(cp)
+    return format("login_required: %q (%s) needs a logged-in user, and the request has none",
+      tostring(cp.name), where(cp))
+  end,
+}
+local function reason(cp, kind)
+  local memo = cp.reasons
+  if not memo then
+    memo = {}
+    cp.reasons = memo
+  end
+  local r = memo[kind]
+  if not r then
+    r = oneline(REASON[kind](cp))
+    memo[kind] = r
+  end
+  return r
+end
+
 local function decided(cp)
   return { index = cp.index, name = cp.name, id = cp.id, decision = cp.decision,
            precedence = cp.precedence, phase = cp.phase }
@@ -349,13 +266,43 @@ end
 
 -- Walk phase `ph` (1 or 2): returns the first policy that is T (or, with
 -- `stop_l`, T or L), and the first undecided one before it:
--- { cp =, needs =, path = }. seen[ph] counts the policies looked at.
-local function walk(list, q, seen, ph, stop_l)
+-- { cp =, needs =, path = }. q[ph] counts the policies looked at.
+--
+-- With a user, or with no identity rule in any include of the phase
+-- (list.identity), every include rule runs as it is, so the walk can go
+-- through the include tests of the whole phase in one run (compile.lua: list.tests,
+-- list.owner, list.first): a policy whose include rules are all F is F
+-- and is passed over with no call of its own; the first include rule that
+-- is not F has its policy evaluated in full (eval_body, which runs the
+-- include again from its first rule), and the run goes on after it.
+local function walk(list, q, ph, stop_l)
   local pending
+  if q.user ~= nil or not list.identity then
+    local tests, owner, first, fields, wants = list.tests, list.owner, list.first, list.fields, list.wants
+    local j, n = 1, #tests
+    while j <= n do
+      local v = q[fields[j]]   -- (q[nil] is nil) a known value not the rule's: F, no call
+      if (v ~= nil and v ~= wants[j]) or tests[j](q) == F then
+        j = j + 1
+      else
+        local k = owner[j]
+        local cp = list[k]
+        local pv, needs, path = eval_body(cp.body, q)
+        if pv == T or (stop_l and pv == L) then
+          q[ph] = k
+          return cp, pending
+        end
+        if pv ~= F and not pending then pending = { cp = cp, needs = needs, path = path } end
+        j = first[k + 1]
+      end
+    end
+    q[ph] = #list
+    return nil, pending
+  end
   for k = 1, #list do
     local cp = list[k]
     local v, needs, path = eval_body(cp.body, q)
-    seen[ph] = k
+    q[ph] = k
     if v == T or (stop_l and v == L) then return cp, pending end
     if v ~= F and not pending then pending = { cp = cp, needs = needs, path = path } end
   end
@@ -364,53 +311,51 @@ end
 
 local function indeterminate(p)
   return { allowed = nil, status = "indeterminate",
-           reason = format("indeterminate: %s of %q needs %s", p.path, tostring(p.cp.name), p.needs) }
+           reason = oneline(format("indeterminate: %s of %q needs %s", p.path, tostring(p.cp.name), p.needs)) }
 end
 
 -- The phase-2 outcome (after no phase-1 match).
-local function phase2(set, q, seen)
+local function phase2(set, q)
   q.nouser = L
   if q.user == nil then
-    local cp, pending = walk(set.phase2, q, seen, 2, true)
-    if cp then
-      return { allowed = false, status = "login_required",
-               reason = format("login_required: %q (%s) needs a logged-in user, and the request has none",
-                 tostring(cp.name), where(cp)) }
-    end
+    local cp, pending = walk(set.phase2, q, 2, true)
+    if cp then return { allowed = false, status = "login_required", reason = reason(cp, "login") } end
     if pending then return indeterminate(pending) end
   else
-    local cp, pending = walk(set.phase2, q, seen, 2, false)
+    local cp, pending = walk(set.phase2, q, 2, false)
     if pending then return indeterminate(pending) end
     if cp then
       local allow = cp.decision == "allow"
-      local steps = allow and { table.unpack(cp.steps) } or {}
-      local reason = format("%s by %q (%s)", allow and "approved" or "blocked", tostring(cp.name), where(cp))
-      if #steps > 0 then reason = reason .. "; steps: " .. concat(steps, ", ") end
+      local steps = {}
+      if allow then
+        local from = cp.steps
+        for i = 1, #from do steps[i] = from[i] end
+      end
       return { allowed = allow, status = allow and "approved" or "blocked", decided_by = decided(cp),
-               steps = steps, reason = reason }
+               steps = steps, reason = reason(cp, "decided") }
     end
   end
   return { allowed = false, status = "blocked", reason = "blocked: no policy matched" }
 end
 
+-- Every reason is one line already (oneline, or a constant).
 local function run(set, request)
   local q, problems = view(request)
   if not q then return nil, invalid(problems) end
-  local seen = { 0, 0 }
   local res
   q.nouser = F   -- phase 1 takes no login: identity rules without a user are false
-  local cp, pending = walk(set.phase1, q, seen, 1, false)
+  local cp, pending = walk(set.phase1, q, 1, false)
   if pending then
     res = indeterminate(pending)
   elseif cp then
     res = { allowed = true, status = "approved", decided_by = decided(cp), steps = {},
-            reason = format("approved by %q (%s)", tostring(cp.name), where(cp)) }
+            reason = reason(cp, "decided") }
   elseif set.strict and q.service_token then
     res = { allowed = false, status = "blocked",
             reason = "blocked: strict service token authentication, and no Service Auth or "
               .. "Bypass policy matched the request's token" }
   else
-    res = phase2(set, q, seen)
+    res = phase2(set, q)
     if set.strict and q.service_token == nil and res.status ~= "blocked" then
       -- a token would have been refused outright: the outcome hangs on it
       res = { allowed = nil, status = "indeterminate",
@@ -418,9 +363,9 @@ local function run(set, request)
     end
   end
   res.steps = res.steps or {}
-  res.reason = oneline(res.reason)
   setmetatable(res, RESULT_MT)
-  RUNS[res] = { set, q, seen }
+  q.set = set
+  RUNS[res] = q
   return res
 end
 
@@ -441,7 +386,7 @@ Evaluator.__name = "cfaccess.evaluator"
 -- @tparam table request what Access would know (API.md section 10)
 -- @treturn table the result (see `cfaccess.evaluate`), or `nil, err`
 function Evaluator:evaluate(request)
-  argcheck(type(request) == "table", 1, "evaluate", "table", request)
+  if type(request) ~= "table" then argcheck(false, 1, "evaluate", "table", request) end
   return run(self.set, request)
 end
 

@@ -8,45 +8,53 @@
 -- (hi, lo) and its width (32 or 128); IPv4 lives in lo. An IPv4-mapped IPv6 address (::ffff:a.b.c.d) is the IPv4
 -- address, as Cloudflare sees it.
 -- @module cfaccess.eval.cidr
-local tonumber, type = tonumber, type
+local tonumber, type, find, match, sub, byte = tonumber, type, string.find, string.match, string.sub,
+  string.byte
 
 local M = {}
 
 local V4 = -1   -- hi of every IPv4 address (no IPv6 address is tagged so)
 
--- "a.b.c.d" -> 32-bit integer, or nil.
+-- One dotted part: 0 to 255, at most three digits, no leading zero.
+local function octet(part)
+  local n = #part
+  if n > 3 or (n > 1 and byte(part) == 48) then return nil end
+  local v = tonumber(part)
+  if v > 255 then return nil end
+  return v
+end
+
+-- "a.b.c.d" -> 32-bit integer, or nil. (Parsed for every request's
+-- address: no table, no loop.)
 local function parse_v4(s)
-  local a, b, c, d = s:match("^(%d+)%.(%d+)%.(%d+)%.(%d+)$")
+  local a, b, c, d = match(s, "^(%d+)%.(%d+)%.(%d+)%.(%d+)$")
   if not a then return nil end
-  local n = 0
-  for _, part in ipairs{ a, b, c, d } do
-    if #part > 3 or (#part > 1 and part:sub(1, 1) == "0") then return nil end
-    local v = tonumber(part)
-    if v > 255 then return nil end
-    n = (n << 8) | v
-  end
-  return n
+  a, b, c, d = octet(a), octet(b), octet(c), octet(d)
+  if not (a and b and c and d) then return nil end
+  return (a << 24) | (b << 16) | (c << 8) | d
 end
 
 -- The 16-bit groups of one side of "::" ("" gives none), or nil. `tail`
 -- lets the last element be a dotted IPv4 address (two groups).
 local function groups(s, tail, out)
   if s == "" then return out end
-  local parts = {}
-  for g in (s .. ":"):gmatch("([^:]*):") do parts[#parts + 1] = g end
-  for i, g in ipairs(parts) do
-    if tail and i == #parts and g:find(".", 1, true) then
+  local pos = 1
+  while true do
+    local e = find(s, ":", pos, true)
+    local g = sub(s, pos, (e or 0) - 1)   -- e == nil: to the end
+    if tail and not e and find(g, ".", 1, true) then
       local v4 = parse_v4(g)
       if not v4 then return nil end
       out[#out + 1] = v4 >> 16
       out[#out + 1] = v4 & 0xffff
-    elseif g:match("^%x%x?%x?%x?$") then
+    elseif match(g, "^%x%x?%x?%x?$") then
       out[#out + 1] = tonumber(g, 16)
     else
       return nil
     end
+    if not e then return out end
+    pos = e + 1
   end
-  return out
 end
 
 -- An IPv6 text -> hi, lo (64-bit integers), or nil.

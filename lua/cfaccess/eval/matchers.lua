@@ -13,6 +13,12 @@
 -- Identity rules (schema `identity = true`, except `group`, whose own
 -- rules decide) are never called without a user (q.user): the engine
 -- answers for them (evaluate.lua).
+--
+-- A matcher may return two more values, `field, want`, saying that its
+-- test gives F whenever q[field] is not nil and is not `want` (the "eq"
+-- rules below, and a group of one such rule). The engine then knows such
+-- a rule is false without calling it, which is what most rules of most
+-- policies are; the test still decides every other case.
 -- @module cfaccess.eval.matchers
 local core = require("cfaccess.core")
 local cidr = require("cfaccess.eval.cidr")
@@ -54,16 +60,22 @@ local function idp_data(q, idp)
   return d
 end
 
--- Membership of `want` in the IdP's `field` list (groups, auth_contexts).
+-- Membership of `want` in the IdP's `field` list (groups, auth_contexts):
+-- idp_data's reading, written out (it runs for every IdP group rule a
+-- request meets); q.login_idp is user.idp[user.login_method].
 local function idp_member(idp, field, want, ci)
-  return function(q)
-    local d, needs = idp_data(q, idp)
-    if type(d) ~= "table" then return d, needs end
+  return (function(q)
+    local lm = q.login_method
+    if lm == nil then return U, "user.login_method" end
+    if lm ~= idp then return F end
+    local d = q.login_idp
+    if d == nil then return U, format("user.idp[%q]", idp) end
     local list = d[field]
     if list == nil then return U, format("user.idp[%q].%s", idp, field) end
     if ci then return b(has_ci(list, want)) end
-    return b(has(list, want))
-  end
+    for i = 1, #list do if list[i] == want then return T end end
+    return F
+  end), "login_method", idp   -- F for a login with another IdP
 end
 
 -- saml attributes and oidc claims: user.idp[idp][section][name] is a
@@ -110,30 +122,105 @@ local function define(key, compile)
   matchers[key] = compile
 end
 
-local function eq(v, want) return v == want end
-local function not_false(v) return v ~= false end
+-- The rules that read one request input, the field `f` of the request
+-- view q (evaluate.lua's view: q.email lowercased, q.domain, q.country
+-- uppercased, q.service_token, q.certificate, q.linked_app, and the user's
+-- q.login_method, q.amr, q.risk, q.login_idp). A nil value is unknown and needs `needs`.
+-- Each kind makes the test for one rule from what the rule asks for, `w`,
+-- read once at compile time; each is one function per request, with no
+-- calls of its own (this runs for every rule a request meets).
+local KIND = {
+  eq = function(f, w, needs)
+    return function(q)
+      local v = q[f]
+      if v == nil then return U, needs end
+      if v == w then return T end
+      return F
+    end
+  end,
+  -- w is a set (email_list: the list's lowercased addresses)
+  member = function(f, w, needs)
+    return function(q)
+      local v = q[f]
+      if v == nil then return U, needs end
+      if w[v] then return T end
+      return F
+    end
+  end,
+  -- the value is a list that holds w (amr)
+  holds = function(f, w, needs)
+    return function(q)
+      local v = q[f]
+      if v == nil then return U, needs end
+      for i = 1, #v do if v[i] == w then return T end end
+      return F
+    end
+  end,
+  -- w is a list that holds the value (risk levels)
+  among = function(f, w, needs)
+    return function(q)
+      local v = q[f]
+      if v == nil then return U, needs end
+      for i = 1, #w do if w[i] == v then return T end end
+      return F
+    end
+  end,
+  -- anything but false (a certificate, a service token)
+  given = function(f, _, needs)
+    return function(q)
+      local v = q[f]
+      if v == nil then return U, needs end
+      if v ~= false then return T end
+      return F
+    end
+  end,
+  -- the exact domain after the last "@" (q.domain), when q.email is known
+  domain = function(_, w, needs)
+    return function(q)
+      if q.email == nil then return U, needs end
+      if q.domain == w then return T end
+      return F
+    end
+  end,
+}
 
--- The rules that read one request input: `input` names it (a field of q,
--- or with "user." a field of q.user) and is what an unknown (nil) value
--- needs, unless `needs` says otherwise; `want(r, cc)` reads what the rule
--- asks for once, at compile time; `test(v, want, q)` decides for a known
--- value.
-local function user_field(name) return function(q) return q.user[name] end end
-local function q_field(name) return function(q) return q[name] end end
-
-local function simple(input, want, test, needs)
-  local name = input:match("^user%.(.+)$")
-  local get = name and user_field(name) or q_field(input)
-  needs = needs or input
+-- { rule type, field of q, what the rule asks for (from the rule's inner
+-- object and the compile run), kind, needs (default: the field) }.
+-- A certificate the request presented is one that chains to the
+-- hostname's CA: the request says so by giving it; service tokens: a
+-- string names the valid token the request carries, false says it carries
+-- none; the user's risk level is one of the listed ones (the API's list),
+-- not a threshold; email and domain compare case-insensitively, the
+-- domain with no subdomains.
+local SIMPLE = {
+  { "email", "email", function(r) return lower(r.email) end, "eq", "user.email" },
+  { "email_list", "email", function(r, cc) return cc:list(r.id, "email") end, "member", "user.email" },
+  { "email_domain", "email", function(r) return lower(r.domain) end, "domain", "user.email" },
+  { "certificate", "certificate", nil, "given" },
+  { "login_method", "login_method", function(r) return r.id end, "eq", "user.login_method" },
+  { "auth_method", "amr", function(r) return r.auth_method end, "holds", "user.amr" },
+  { "service_token", "service_token", function(r) return r.token_id end, "eq" },
+  { "any_valid_service_token", "service_token", nil, "given" },
+  { "geo", "country", function(r) return upper(r.country_code) end, "eq" },
+  { "linked_app_token", "linked_app", function(r) return r.app_uid end, "eq" },
+  -- a copy: a compiled evaluator keeps nothing of the caller's that the
+  -- caller could change under it
+  { "user_risk_score", "risk", function(r) return { table.unpack(r.user_risk_score) } end, "among", "user.risk" },
+}
+local function simple(f, want, kind, needs)
+  local make = assert(KIND[kind], kind)
+  needs = needs or f
   return function(r, cc)
     local w = want and want(r, cc)
-    return function(q)
-      local v = get(q)
-      if v == nil then return U, needs end
-      return b(test(v, w, q))
-    end
+    local test = make(f, w, needs)
+    -- eq: F when q[f] is known and not w; domain: q.domain is nil
+    -- exactly when q.email is (evaluate.lua's view sets both)
+    if kind == "eq" then return test, f, w end
+    if kind == "domain" then return test, "domain", w end
+    return test
   end
 end
+for _, s in ipairs(SIMPLE) do define(s[1], simple(s[2], s[3], s[4], s[5])) end
 
 -- The rules that look up a caller-supplied answer: q[input][key], where
 -- `key(r)` is the rule's field; nil needs `input[key]`, else truthiness.
@@ -145,35 +232,11 @@ local function answer(input, key)
       local t = q[input]
       local v = t and t[k]
       if v == nil then return U, needs end
-      return b(v)
+      if v then return T end
+      return F
     end
   end
 end
-
--- q.email is the user's email lowercased (needs "user.email"), q.domain
--- what follows its last "@"; a certificate the request presented is one that chains to the
--- hostname's CA: the request says so by giving it; service tokens: a
--- string names the valid token the request carries, false says it carries
--- none; the user's risk level is one of the listed ones (the API's list),
--- not a threshold.
-local SIMPLE = {
-  { "email", "email", function(r) return lower(r.email) end, eq, "user.email" },
-  { "email_list", "email", function(r, cc) return cc:list(r.id, "email") end,
-    function(e, set) return set[e] end, "user.email" },
-  -- the exact domain after the last "@", case-insensitive, no subdomains
-  { "email_domain", "email", function(r) return lower(r.domain) end,
-    function(_, want, q) return q.domain == want end, "user.email" },
-  { "certificate", "certificate", nil, not_false },
-  { "login_method", "user.login_method", function(r) return r.id end, eq },
-  { "auth_method", "user.amr", function(r) return r.auth_method end, has },
-  { "service_token", "service_token", function(r) return r.token_id end, eq },
-  { "any_valid_service_token", "service_token", nil, not_false },
-  { "geo", "country", function(r) return upper(r.country_code) end, eq },
-  { "linked_app_token", "linked_app", function(r) return r.app_uid end, eq },
-  { "user_risk_score", "user.risk", function(r) return r.user_risk_score end,
-    function(risk, levels) return has(levels, risk) end },
-}
-for _, s in ipairs(SIMPLE) do define(s[1], simple(s[2], s[3], s[4], s[5])) end
 
 -- offline, the caller supplies the endpoint's verified answer
 define("external_evaluation", answer("external", function(r) return r.evaluate_url end))
@@ -181,12 +244,15 @@ define("device_posture", answer("posture", function(r) return r.integration_uid 
 
 define("everyone", function() return function() return T end end)
 
+-- cidr.contains, written out over the range's parts
 define("ip", function(r, cc)
   local range = cc:range(r.ip)
-  local contains = cidr.contains
+  local bits, hi, lo, mhi, mlo = range.bits, range.hi, range.lo, range.mhi, range.mlo
   return function(q)
-    if q.ip_hi == nil then return U, "ip" end
-    return b(contains(range, q.ip_hi, q.ip_lo, q.ip_bits))
+    local h = q.ip_hi
+    if h == nil then return U, "ip" end
+    if q.ip_bits == bits and (h & mhi) == hi and (q.ip_lo & mlo) == lo then return T end
+    return F
   end
 end)
 
@@ -223,7 +289,7 @@ define("okta", function(r) return idp_member(idp_of(r), "groups", r.name or r.em
 -- org and team names compare case-insensitively, as GitHub's do
 define("github-organization", function(r)
   local idp, org, team = idp_of(r), lower(r.name), r.team and lower(r.team)
-  return function(q)
+  return (function(q)
     local d, needs = idp_data(q, idp)
     if type(d) ~= "table" then return d, needs end
     local gh = d.github
@@ -236,29 +302,34 @@ define("github-organization", function(r)
       end
     end
     return F
+  end), "login_method", idp
+end)
+
+-- with an IdP named, F for a login with another one (without, the
+-- login's own IdP is the one)
+local function attr_rule(section, name_field, value_field)
+  return function(r)
+    local idp = r.identity_provider_id
+    local test = idp_attr(idp, section, r[name_field], r[value_field])
+    if idp then return test, "login_method", idp end
+    return test
   end
-end)
-
-define("saml", function(r)
-  return idp_attr(r.identity_provider_id, "saml", r.attribute_name, r.attribute_value)
-end)
-
-define("oidc", function(r)
-  return idp_attr(r.identity_provider_id, "oidc", r.claim_name, r.claim_value)
-end)
+end
+define("saml", attr_rule("saml", "attribute_name", "attribute_value"))
+define("oidc", attr_rule("oidc", "claim_name", "claim_value"))
 
 -- the user passed the Entra conditional access bound to the context:
 -- user.idp[idp].auth_contexts lists the contexts passed (ac_id or id)
 define("auth_context", function(r)
   local idp, ac, id = r.identity_provider_id, r.ac_id, r.id
   local test = idp_member(idp, "auth_contexts", ac)
-  return function(q)
+  return (function(q)
     local v, needs = test(q)
     if v == F and q.user.login_method == idp and has(q.user.idp[idp].auth_contexts, id) then
       return T
     end
     return v, needs
-  end
+  end), "login_method", idp
 end)
 
 -- without account_id: the policy's own account (opts.account_id)
