@@ -417,6 +417,43 @@ describe("client:plan / apply / export", function()
       c:close()
     end)
 
+    -- a reorder C, A, B of A1 B2 C3: the chain parks A first; with C edited
+    -- live nothing of the app may move (A parked at 4 would let B decide)
+    it("an app's legacy chain does not start when a change of it is refused, nor when its policies moved", function()
+      local A = pol("deny contractors", { decision = "deny", include = { r.email_domain("contractor.example") } })
+      local B = pol("allow all", { include = { r.everyone() } })
+      local C = pol("allow admins")
+      local c = client()
+      converge(c, { apps = { [APP] = { legacy = { A, B, C } } } })
+      local other = client()
+      for round = 1, 2 do
+        local plan = assert(c:plan{ apps = { [APP] = { legacy = { C, A, B } } } })
+        local by = {}
+        for _, p in ipairs(legacy_of(APP)) do by[p.name] = p end
+        if round == 1 then   -- C edited
+          assert(other:update_app_policy(APP, by["allow admins"].id, pol("allow admins",
+            { precedence = by["allow admins"].precedence, session_duration = "2h" })))
+        else                 -- a policy added in the dashboard, at the precedence the chain would park at
+          assert(other:create_app_policy(APP, pol("added live", { precedence = 4 })))
+        end
+        local from = #m:log() + 1
+        local report, err = c:apply(plan)
+        assert.are.equal("conflict", err.kind, "round " .. round)
+        assert.are.equal(0, writes(from), "round " .. round .. ": a write went out")
+        assert.are.equal(0, report.applied)
+        local at = {}
+        for _, p in ipairs(legacy_of(APP)) do at[p.name] = p.precedence end
+        assert.are.same({ 1, 2, 3 }, { at["deny contractors"], at["allow all"], at["allow admins"] }, "round " .. round)
+        for _, res in ipairs(report.results) do
+          assert.is_false(res.ok)
+          if not res.skipped then assert.matches("plan again", tostring(res.err), 1, true) end
+        end
+        if round == 2 then assert.matches("legacy policies changed since the plan", err.message, 1, true) end
+      end
+      other:close()
+      c:close()
+    end)
+
     it("without prune, live policies the state does not list are kept (legacy ones after the listed ones)", function()
       local c = client()
       assert(c:create_app_policy(APP, pol("extra")))   -- at precedence 1
@@ -825,6 +862,75 @@ describe("client:plan / apply / export", function()
         assert.are.same({}, assert(c:plan(target, { prune = true })).changes)
       end, 8)
       cc:close()
+    end)
+
+    -- between plan and apply a colleague edits what the list would attach
+    app_it("a list is not written when a policy it links was edited live, or its update did not succeed", function(c)
+      local everyone = { name = "staff", decision = "allow", include = { r.everyone() } }
+      converge(c, { policies = { everyone, pol("base") }, apps = { [APP] = { "base" } } })
+      local staff_id = reusable_live()[2].id
+      assert.are.equal("staff", reusable_live()[2].name)
+      local other = client()
+      -- (1) the plan narrows staff and attaches it; the colleague's edit makes the update refused:
+      -- the list must not attach the live (everyone) version
+      local narrow = pol("staff", { include = { r.email_domain("example.com") } })
+      local plan = assert(c:plan{ policies = { narrow, pol("base") }, apps = { [APP] = { "base", "staff" } } })
+      assert(other:update_policy(staff_id, { name = "staff", decision = "allow", include = { r.everyone() },
+                                             session_duration = "1h" }))
+      local from = #m:log() + 1
+      local report, err = c:apply(plan)
+      assert.are.equal("conflict", err.kind)
+      assert.are.equal(0, writes(from), "a write went out")
+      assert.are.same({ "base" }, (links(c, APP)), "the edited policy was attached")
+      for _, res in ipairs(report.results) do
+        assert.is_false(res.ok)
+        assert.are.equal("conflict", res.err.kind)
+      end
+      -- (2) the plan only attaches staff (its content is the state's); the colleague broadens it
+      converge(c, { policies = { narrow, pol("base") }, apps = { [APP] = { "base" } } })
+      plan = assert(c:plan{ policies = { narrow, pol("base") }, apps = { [APP] = { "base", "staff" } } })
+      assert.are.same({ create = 0, update = 0, delete = 0, attach = 1, detach = 0 }, plan.summary)
+      assert(other:update_policy(staff_id, { name = "staff", decision = "allow", include = { r.everyone() } }))
+      from = #m:log() + 1
+      report, err = c:apply(plan)
+      assert.are.equal("conflict", err.kind)
+      assert.are.equal(0, writes(from), "a write went out")
+      assert.matches("changed since the plan", tostring(report.results[1].err), 1, true)
+      assert.are.same({ staff_id }, report.results[1].err.ids)
+      assert.are.same({ "base" }, (links(c, APP)))
+      -- (3) an update that fails (a 500 every time) also holds the list back
+      converge(c, { policies = { everyone, pol("base") }, apps = { [APP] = { "base" } } })
+      plan = assert(c:plan{ policies = { narrow, pol("base") }, apps = { [APP] = { "base", "staff" } } })
+      m:fault{ action = "status", status = 500, method = "PUT", path = "/access/policies/", times = -1 }
+      report = c:apply(plan)
+      m:clear_faults()
+      assert.are.same({ "base" }, (links(c, APP)))
+      assert.are.same({ 0, 1, 1 }, { report.applied, report.failed, report.skipped })
+      other:close()
+      -- a new plan takes the live state in and converges
+      converge(c, { policies = { narrow, pol("base") }, apps = { [APP] = { "base", "staff" } } })
+      assert.are.same({ "base", "staff" }, (links(c, APP)))
+    end)
+
+    app_it("a migration does not delete a legacy policy edited live since the plan", function(c)
+      converge(c, { apps = { [APP] = { legacy = { pol("old deny", { decision = "deny" }) } } } })
+      local target = { policies = { pol("staff") }, apps = { [APP] = { "staff" } } }
+      local plan = assert(c:plan(target, { prune = true }))
+      local old = legacy_of(APP)[1]
+      local other = client()
+      assert(other:update_app_policy(APP, old.id, pol("old deny", { decision = "deny", precedence = old.precedence,
+                                                                    session_duration = "2h" })))
+      other:close()
+      local report, err = c:apply(plan)
+      assert.are.equal("conflict", err.kind)
+      assert.are.equal(1, #legacy_of(APP), "the edited legacy policy was deleted")
+      assert.are.equal("2h", legacy_of(APP)[1].session_duration)
+      local set_res
+      for _, res in ipairs(report.results) do if res.change.action == "set" then set_res = res end end
+      assert.is_false(set_res.ok)
+      assert.matches("changed since the plan", tostring(set_res.err), 1, true)
+      converge(c, target, { prune = true })
+      assert.are.same({}, legacy_of(APP))
     end)
 
     app_it("prune detaches, then deletes, a policy only state apps used", function(c)

@@ -11,11 +11,12 @@
 --   4. deletes (only in a plan made with prune): after the lists that
 --      detach them, a 404 counting as done.
 -- A change that fails skips the changes that depend on it; the rest go on.
--- Before phase 1, the policies the plan writes are read again (one listing
--- per scope): a name taken since the plan is a `conflict` for that create,
--- never a second live policy of that name, and a policy changed or deleted
--- since the plan is a `conflict` for its update or delete, never a change
--- overwritten unseen.
+-- Before phase 1, what the plan writes is read again (cfaccess.apply.recheck):
+-- a change the live state moved under since the plan is a `conflict`, and
+-- what depends on it is skipped: an app's list when the update or create of
+-- a policy it links did not succeed, and the whole chain of an app one of
+-- whose legacy changes was refused (a chain half run could leave a policy
+-- parked).
 --
 -- Legacy precedences: the API refuses two policies of an app at one
 -- precedence, so each app's chain moves a policy only into a free slot.
@@ -27,6 +28,7 @@
 -- extra write, and nothing can be left parked if its delete fails).
 -- @module cfaccess.apply
 local common = require("cfaccess.plan.common")
+local recheck = require("cfaccess.apply.recheck")
 
 local M = {}
 
@@ -178,18 +180,32 @@ local function skip(run, i, why)
   run.results[i].err = new_err("conflict", "skipped: " .. why)
 end
 
+-- Why an app's list change c must not be written: a reusable policy it
+-- links was to be created or updated first, and that did not succeed (the
+-- list would attach content the state does not give). nil when it may go.
+local function blocked(run, c)
+  if c.action ~= "set" then return nil end
+  for _, r in ipairs(c.refs or {}) do
+    local dep = (r.id and run.dep_by_id[r.id]) or (r.name and run.dep_by_name[r.name])
+    if dep and run.status[dep] ~= "ok" then return describe_change(run.changes[dep]) .. " did not succeed" end
+  end
+end
+
 -- Run steps { i =, kind =, precedence =, final = } as one batch; a step
--- whose op cannot be built (a reference to a policy not created) is
--- skipped. Returns the per-step outcome: true ok, false failed, nil skipped.
+-- whose op cannot be built (a reference to a policy not created) or that
+-- is blocked is skipped. Returns the per-step outcome: true ok, false
+-- failed, nil skipped.
 local function run_steps(run, steps)
   local changes = run.changes
   local ops, idx, outcome = {}, {}, {}
   for k, s in ipairs(steps) do
     local op = step_op(changes[s.i], s, run.created)
+    local why = not run.refused[s.i] and blocked(run, changes[s.i])
     if run.refused[s.i] then
       finish(run, s.i, false, nil, run.refused[s.i])
       outcome[k] = false
       run.done = run.done + 1
+    elseif why then skip(run, s.i, why); run.done = run.done + 1
     elseif op then ops[#ops + 1] = op; idx[#ops] = k
     else skip(run, s.i, "a policy it refers to was not created"); run.done = run.done + 1 end
   end
@@ -215,9 +231,26 @@ local function run_steps(run, steps)
 end
 
 -- Phase 3: the legacy chains, one step of each app per round; a failed
--- step skips the rest of its app's chain. Returns broken[app_id] = why.
+-- step skips the rest of its app's chain, and the chain of an app with a
+-- refused change does not start (its refused changes fail, the rest are
+-- skipped). Returns broken[app_id] = why.
 local function run_chains(run, ph)
   local chains, pos, broken = ph.chains, {}, {}
+  for _, app_id in ipairs(ph.app_order) do
+    for _, s in ipairs(chains[app_id]) do
+      if run.refused[s.i] then
+        broken[app_id] = broken[app_id] or describe_change(run.changes[s.i]) .. " was refused"
+      end
+    end
+    if broken[app_id] then
+      for _, s in ipairs(chains[app_id]) do
+        if run.refused[s.i] then finish(run, s.i, false, nil, run.refused[s.i])
+        else skip(run, s.i, broken[app_id]) end
+        run.done = run.done + 1
+      end
+      pos[app_id] = #chains[app_id]
+    end
+  end
   while true do
     local round, owners = {}, {}
     for _, app_id in ipairs(ph.app_order) do
@@ -267,84 +300,11 @@ local function run_deletes(run, ph, broken)
       elseif broken[c.app_id] then
         why = broken[c.app_id]
       end
-      if why then skip(run, s.i, why); run.done = run.done + 1
+      if why and not run.refused[s.i] then skip(run, s.i, why); run.done = run.done + 1
       else ready[#ready + 1] = s end
     end
   end
   run_steps(run, ready)
-end
-
--- What the live state did since the plan was made (another run, a
--- colleague in the dashboard), read again before the first write: one
--- listing per scope that has creates, updates or prune deletes (the
--- reusable list; each app with such legacy changes), read-only, as plan
--- reads them.
--- - A create whose name is taken now would make two live policies with one
---   name, which every later plan refuses.
--- - An update or delete of a policy whose `updated_at` is not the one the
---   plan saw would overwrite or remove a change nobody has reviewed; an
---   update of a policy deleted since would fail later, or recreate nothing.
--- Each such change fails as a `conflict` naming the live id ("plan again"),
--- and what depends on it is skipped. A listing that cannot be read fails
--- its changes too: nothing is sent blind. A delete of a policy already gone
--- goes ahead (its 404 counts as done); a change without `updated_at` (a
--- plan of a server that sends none) is checked by name only.
--- Migration deletes (after_set) are not checked: the list they follow is
--- guarded by its own `expect`.
-local function recheck(run)
-  local reusable, apps, app_order = {}, {}, {}
-  for i, c in ipairs(run.changes) do
-    if (c.action == "create" or c.action == "update" or c.action == "delete") and not c.after_set then
-      if c.type == "reusable" then reusable[#reusable + 1] = i
-      elseif c.type == "policy" then
-        if not apps[c.app_id] then apps[c.app_id] = {}; app_order[#app_order + 1] = c.app_id end
-        table.insert(apps[c.app_id], i)
-      end
-    end
-  end
-  local ops, whose = {}, {}
-  if #reusable > 0 then
-    ops[1] = { op = "list_policies", per_page = 1000 }
-    whose[1] = reusable
-  end
-  for _, app_id in ipairs(app_order) do
-    ops[#ops + 1] = { op = "list_app_policies", app_id = app_id, per_page = 1000 }
-    whose[#ops] = apps[app_id]
-  end
-  if #ops == 0 then return end
-  local rs, berr = run.client:batch(ops, { concurrency = run.concurrency })
-  for n = 1, #ops do
-    local r = rs and rs[n] or { ok = false, err = berr }
-    local byname, byid = {}, {}
-    if r.ok and type(r.result) == "table" then
-      for _, p in ipairs(r.result) do
-        if type(p) == "table" and p.name ~= nil then byname[p.name] = byname[p.name] or p.id end
-        if type(p) == "table" and p.id ~= nil then byid[p.id] = p end
-      end
-    end
-    for _, i in ipairs(whose[n]) do
-      local c = run.changes[i]
-      local verb = c.action == "create" and "created" or c.action == "update" and "updated" or "deleted"
-      local what = ("not %s: %s %q (%s)"):format(verb, c.type == "reusable" and "reusable policy" or "policy",
-        tostring(c.name), tostring(c.id))
-      local live = byid[c.id]
-      if not r.ok then
-        run.refused[i] = new_err(type(r.err) == "table" and r.err.kind or "network",
-          ("not %s: the live policies could not be read again before the %s: %s")
-          :format(verb, c.action, tostring(r.err)))
-      elseif c.action == "create" then
-        if byname[c.name] then
-          run.refused[i] = new_err("conflict", ("not created: a policy named %q (%s) was created since the plan; "
-            .. "plan again"):format(tostring(c.name), tostring(byname[c.name])), { ids = { byname[c.name] } })
-        end
-      elseif c.action == "update" and not live then
-        run.refused[i] = new_err("conflict", what .. " was deleted since the plan; plan again", { ids = { c.id } })
-      elseif live and c.updated_at ~= nil and live.updated_at ~= c.updated_at then
-        run.refused[i] = new_err("conflict", ("%s was changed since the plan (updated_at %s, the plan read %s); "
-          .. "plan again"):format(what, tostring(live.updated_at), tostring(c.updated_at)), { ids = { c.id } })
-      end
-    end
-  end
 end
 
 -- The report of a finished run, and an error when a change failed or was skipped.
@@ -382,8 +342,15 @@ function M.apply(client, plan, opts)
   local run = { client = client, changes = plan.changes, concurrency = opts.concurrency or DEFAULT_CONCURRENCY,
                 on_progress = opts.on_progress, total = ph.total, done = 0,
                 status = {}, results = {}, created = {}, refused = {} }
-  for i, c in ipairs(plan.changes) do run.results[i] = { change = c } end
-  recheck(run)
+  run.dep_by_id, run.dep_by_name = {}, {}
+  for i, c in ipairs(plan.changes) do
+    run.results[i] = { change = c }
+    if c.type == "reusable" and (c.action == "create" or c.action == "update") then
+      run.dep_by_name[c.name] = i
+      if c.id then run.dep_by_id[c.id] = i end
+    end
+  end
+  run.refused = recheck.refusals(client, plan, run.concurrency)
 
   progress(run, 0)
   -- 1. reusable creates and updates

@@ -52,8 +52,9 @@ local function name_of(live, id, st)
   return id
 end
 
--- The state list of app `a` resolved: refs[i] = { id = } (a live policy)
--- or { name = } (one this plan creates), order[i] its name; or nil, err.
+-- The state list of app `a` resolved: refs[i] = { id =, updated_at = } (a
+-- live policy, as the plan read it) or { name = } (one this plan creates),
+-- order[i] its name; or nil, err.
 local function resolve_refs(st, live, a, path)
   local refs, order = {}, {}
   for i, ref in ipairs(a.list) do
@@ -61,13 +62,13 @@ local function resolve_refs(st, live, a, path)
     if st.byname[ref] then
       local lp, err = unique_live(live, ref, "policies[" .. st.byname[ref].index .. "]")
       if err then return nil, err end
-      refs[i] = lp and { id = lp.id } or { name = ref }
+      refs[i] = lp and { id = lp.id, updated_at = lp.updated_at } or { name = ref }
     elseif live.byname[ref] then
       local lp, err = unique_live(live, ref, rp)
       if err then return nil, err end
-      refs[i] = { id = lp.id }
+      refs[i] = { id = lp.id, updated_at = lp.updated_at }
     elseif ref:match(UUID) and live.byid[ref] then
-      refs[i] = { id = ref }
+      refs[i] = { id = ref, updated_at = live.byid[ref].updated_at }
     else
       return nil, invalid{ { path = rp, message =
         ("no reusable policy named %q (in the state or live), and no live one with that id"):format(ref) } }
@@ -128,7 +129,7 @@ local function diff_app_list(plan, st, live, a, opts, detached_by)
   -- is set; the delete afterwards makes sure, and a 404 counts as done)
   for _, p in ipairs(legacy) do
     plan.deletes[#plan.deletes + 1] = { action = "delete", type = "policy", app_id = a.app_id,
-      name = p.name, id = p.id, from = num(p.precedence), after_set = true }
+      name = p.name, id = p.id, from = num(p.precedence), after_set = true, updated_at = p.updated_at }
   end
   return true
 end
@@ -211,7 +212,9 @@ local function diff_app_legacy(plan, live, a, opts)
     end
   end
   for _, c in ipairs(changes) do plan.changes[#plan.changes + 1] = c end
-  plan.apps[a.app_id] = { max_precedence = math.max(maxp, next_to) }
+  local live_ids = {}
+  for i, p in ipairs(legacy) do live_ids[i] = p.id end
+  plan.apps[a.app_id] = { max_precedence = math.max(maxp, next_to), live_ids = live_ids, live_max = maxp }
   return true
 end
 
