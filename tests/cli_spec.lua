@@ -91,6 +91,15 @@ return {
     assert.matches('^warn%.json: include%[1%]%.auth_method%.auth_method: "foo" is not an RFC 8176 method[^\n]*\n$', r.out)
   end)
 
+  it("checks a state as a zone client's with --kind zone, as cfaccess plan does", function()
+    write("zstate.json", '{"policies":[' .. GOOD:sub(1, -2) .. '],"apps":{"' .. APP .. '":["staff"]}}')
+    expect(cfaccess{ "validate", "zstate.json" }, 0, "zstate.json: valid\n", "")
+    local r = cfaccess{ "validate", "--kind", "zone", "zstate.json" }
+    expect(r, 1, nil, "")
+    assert.matches("^zstate%.json: policies: a zone client has no reusable policies", r.out)
+    assert.matches('\nzstate%.json: apps%["' .. APP:gsub("%-", "%%-") .. '"%]: a zone client\'s apps take legacy policies only', r.out)
+  end)
+
   it("checks policies and lists as --kind", function()
     write("zone.json", '{"name":"z","decision":"allow","include":[{"everyone":{}}],"session_duration":"1h"}')
     expect(cfaccess{ "validate", "zone.json" }, 0, "zone.json: valid\n", "")
@@ -407,6 +416,21 @@ return {
     expect(r, 1, nil, "")
     assert.matches("\nfailed: %+ [^\n]*\n", r.out)
     assert.matches("\nApplied %d+, failed [1-9]%d*, skipped %d+%.\n$", r.out)
+  end)
+
+  it("plans a state without policies whose app list names a live policy", function()
+    local c = mock:client(ACCT, TOKEN, {})
+    local live = assert(c:create_policy{ name = "live staff", decision = "allow", include = { { everyone = {} } } })
+    c:close()
+    write("links.json", '{"apps":{"' .. APP .. '":["live staff"]}}')
+    local r = cfaccess({ "plan", "links.json" }, { env = env() })
+    expect(r, 2, nil, "")
+    assert.matches("+live staff", r.out, 1, true)
+    r = cfaccess({ "apply", "--yes", "links.json" }, { env = env() })
+    expect(r, 0, nil, "")
+    c = mock:client(ACCT, TOKEN, {})
+    assert.are.equal(live.id, assert(c:get_app(APP)).policies[1].id)
+    c:close()
   end)
 
   it("reports a state's problems before reading anything", function()

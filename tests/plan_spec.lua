@@ -102,6 +102,8 @@ describe("client:plan / apply / export", function()
       { "a name listed twice for an app", { policies = { pol("a") }, apps = { [APP] = { "a", "a" } } },
         ('apps["%s"][2]'):format(APP), "listed twice" },
       { "a list entry that is not a name", { apps = { [APP] = { 3 } } }, ('apps["%s"][1]'):format(APP), "name or id" },
+      { "a list name that is none of the state's policies", { policies = { pol("a") }, apps = { [APP] = { "b" } } },
+        ('apps["%s"][1]'):format(APP), "is not a policy of this state" },
     }
     for _, case in ipairs(cases) do
       it(case[1] .. ": invalid at " .. case[3] .. ", nothing sent", function()

@@ -179,7 +179,7 @@ local function load_state(ctx, file, zone)
     problem_line(ctx, file, nil, "expected a state (a table with policies and/or apps)")
     return nil
   end
-  local n = report_problems(ctx, file, value, { legacy_kind = zone and "zone" or "app" }, false)
+  local n = report_problems(ctx, file, value, { zone = zone }, false)
   if n > 0 then return nil end
   return value
 end
@@ -240,7 +240,8 @@ M.register{
   name = "validate",
   summary = "Check policy, policy-list and state files; every problem as FILE: path: message.",
   setup = function(cmd)
-    cmd:option("--kind", "Policy kind of policy and list files (a state's are reusable and app).")
+    cmd:option("--kind", "Policy kind of policy and list files (a state's are reusable and app; "
+      .. "zone checks a state as a zone client's).")
       :choices(KINDS)
     cmd:flag("--strict", "Count warnings as problems (exit 1).")
     cmd:argument("file", "A .json or .lua file: a policy, a list of policies or a state."):args("+")
@@ -249,7 +250,7 @@ M.register{
     return each_file(args, function(file)
       local value = load_file(ctx, file)
       if not value then return false end
-      local opts = { kind = args.kind, legacy_kind = args.kind == "zone" and "zone" or nil }
+      local opts = { kind = args.kind, zone = args.kind == "zone" }
       if report_problems(ctx, file, value, opts, args.strict) > 0 then return false end
       say(ctx, file, ": valid\n")
       return true

@@ -10,8 +10,9 @@ local M = {}
 local invalid, sorted_keys = common.invalid, common.sorted_keys
 
 --- Check a state (API.md section 8): every policy validated with its kind,
--- names unique, app ids and list entries well formed (a list may name a
--- live policy the state does not give). Returns a normalised copy
+-- names unique, app ids and list entries well formed (an app's list names
+-- policies of the state, or ids; in a state without `policies`, live
+-- names). Returns a normalised copy
 -- `{ policies = {...}, byname = { [name] = { index =, policy = } },
 -- apps = { { app_id =, list = | legacy =, kind = }, ... }, manages_reusable = bool }`
 -- (apps in id order) or `nil, err` (`invalid`, paths like `policies[3].name`).
@@ -19,7 +20,7 @@ function M.check_state(state, zone)
   if type(state) ~= "table" then
     return nil, invalid{ { path = "state", message = "expected a table, got " .. type(state) } }
   end
-  local problems = state_check.state_problems(state, { zone = zone, live_refs = true })
+  local problems = state_check.state_problems(state, { zone = zone })
   if #problems > 0 then return nil, invalid(problems) end
   -- a state without `policies` does not manage the reusable ones: prune
   -- leaves them alone (`policies = {}` manages them: prune deletes them all)

@@ -2,8 +2,7 @@
 -- policy): every problem and warning with its path from the file's top.
 -- The one checker of states: `cfaccess validate` runs it offline and
 -- `client:plan` (cfaccess.plan.check) before it reads anything, with the
--- client's scope (`opts.zone`) and names that may refer to live policies
--- (`opts.live_refs`).
+-- client's scope (`opts.zone`).
 -- @module cfaccess.state.check
 local core = require("cfaccess.core")
 local common = require("cfaccess.state.common")
@@ -116,7 +115,8 @@ local function check_legacy_app(entry, at, opts, problems, warnings)
 end
 
 -- An app given its reusable policies (a list of names or ids) at `at`;
--- `names`: the state's policies by name.
+-- `names`: the state's policies by name (nil for a state without
+-- `policies`, whose lists name live policies: plan looks them up).
 local function check_list_app(entry, at, names, opts, problems)
   local function add(path, message) problems[#problems + 1] = { path = path, message = message } end
   if not is_list(entry) then return add(at, NOT_A_LIST) end
@@ -126,7 +126,7 @@ local function check_list_app(entry, at, names, opts, problems)
     local p = format("%s[%d]", at, i)
     if type(ref) ~= "string" or ref == "" then
       add(p, "expected a policy name or id, got " .. (ref == "" and "an empty string" or type(ref)))
-    elseif not names[ref] and not is_uuid(ref) and not opts.live_refs then
+    elseif names and not names[ref] and not is_uuid(ref) then
       add(p, format("%q is not a policy of this state (nor a policy id)", ref))
     elseif seen[ref] then
       add(p, format("%q is listed twice (also %s[%d])", ref, at, seen[ref]))
@@ -143,7 +143,7 @@ local function check_state(s, opts, problems, warnings)
         "unknown field (a state has policies and apps)")
     end
   end
-  local names = {}
+  local names
   if s.policies ~= nil then
     if not is_list(s.policies) then
       add("policies", "expected a list of reusable policies")
@@ -179,8 +179,7 @@ end
 -- @tparam table s
 -- @tparam[opt] table opts as for `problems`, and `zone` (a zone client's
 -- state: no reusable policies, apps with legacy policies only, `"zone"`
--- their default kind), `live_refs` (an app's list may name a policy that
--- is not in the state: plan looks it up live)
+-- their default kind)
 function M.state_problems(s, opts)
   local problems, warnings = {}, {}
   check_state(s, opts or {}, problems, warnings)
