@@ -644,6 +644,19 @@ describe("cfmock", function()
       return out
     end
 
+    it("gives an infrastructure app's policies no precedence, and refuses one", function()
+      m:app("accounts", ACCT, APP2, "infrastructure")
+      local path = APPS .. "/" .. APP2 .. "/policies"
+      local body = '{"name":"ssh","decision":"allow","include":[{"everyone":{}}],'
+        .. '"connection_rules":{"ssh":{"usernames":["root"]}}'
+      local r = assert(request("POST", path, { body = body .. "}" }))
+      assert.are.equal(201, r.status)
+      assert.is_nil(r.json.result.precedence)
+      r = assert(request("POST", path, { body = body .. ',"precedence":1}' }))
+      assert.are.equal(400, r.status)
+      assert.matches("precedence is not allowed on infrastructure policies", r.json.errors[1].message, 1, true)
+    end)
+
     it("lists applications at account and zone scope, paginated", function()
       m:app("accounts", ACCT, APP2, "ssh", { domain = "ssh.example.com" })
       m:app("accounts", ACCT, APP3, "saas")

@@ -456,6 +456,34 @@ describe("client:plan / apply / export", function()
       c:close()
     end)
 
+    it("an infrastructure app's policies: no precedence sent, idempotent, updated and pruned", function()
+      local INFRA = "5c4b3a29-1807-4f6e-8d5c-4b3a29180716"
+      m:app("accounts", ACCT, INFRA, "infrastructure")
+      local function ssh(name, user)
+        return pol(name, { connection_rules = { ssh = { usernames = { user } } } })
+      end
+      local c = client()
+      local st = { apps = { [INFRA] = { kind = "infrastructure",
+                                        legacy = { ssh("ssh root", "root"), ssh("ssh ops", "ops") } } } }
+      local from = #m:log() + 1
+      converge(c, st)
+      local _, list = writes(from)
+      assert.are.equal(2, #list)
+      for _, q in ipairs(list) do assert.is_nil(cjson.decode(q.body).precedence, q.body) end
+      assert.are.same({}, assert(c:plan(st)).changes, "the second plan has changes")
+      st.apps[INFRA].legacy[2] = ssh("ssh ops", "deploy")
+      local plan = assert(c:plan(st))
+      assert.are.same({ create = 0, update = 1, delete = 0, attach = 0, detach = 0 }, plan.summary)
+      assert.are.same({ "connection_rules" }, { plan.changes[1].fields[1].field, plan.changes[1].fields[2] })
+      converge(c, st)
+      st.apps[INFRA].legacy[2] = nil
+      converge(c, st, { prune = true })
+      local names_left = {}
+      for _, p in ipairs(m:legacy_of(INFRA)) do names_left[#names_left + 1] = p.name end
+      assert.are.same({ "ssh root" }, names_left)
+      c:close()
+    end)
+
     it("without prune, live policies the state does not list are kept (legacy ones after the listed ones)", function()
       local c = client()
       assert(c:create_app_policy(APP, pol("extra")))   -- at precedence 1

@@ -74,10 +74,15 @@ local function legacy_chain(items, deletes, maxp)
   local occ, nodes, steps = {}, {}, {}
   local temp = maxp or 0
   for _, it in ipairs(items) do
-    temp = math.max(temp, it.c.to or 0, it.c.from or 0)
-    local n = { i = it.i, c = it.c, cur = it.c.from, to = it.c.to }
-    if n.cur then occ[n.cur] = n end
-    nodes[#nodes + 1] = n
+    if it.c.to == nil then
+      -- no precedence to reach (an infrastructure app's policy): one write
+      steps[#steps + 1] = { i = it.i, kind = "write", final = true }
+    else
+      temp = math.max(temp, it.c.to, it.c.from or 0)
+      local n = { i = it.i, c = it.c, cur = it.c.from, to = it.c.to }
+      if n.cur then occ[n.cur] = n end
+      nodes[#nodes + 1] = n
+    end
   end
   for _, it in ipairs(deletes) do
     temp = math.max(temp, it.c.from or 0)

@@ -552,7 +552,12 @@ def precedence_error(state):
 def store_policy(state, owner, kind, old, pol):
     """Insert or replace (PUT) a policy, filling the API's defaults; returns
     the record. Caller holds the lock."""
-    if kind != "reusable":
+    infra = kind != "reusable" and state.apps.get(owner, {}).get("type") == "infrastructure"
+    if infra and "precedence" in pol:
+        # an infrastructure application's policies have no precedence (the
+        # reference's smaller shape: ACCESS-POLICY-FIELDS.md)
+        raise ApiError(400, [err(E_BAD_PRECEDENCE, "precedence is not allowed on infrastructure policies")])
+    if kind != "reusable" and not infra:
         taken = state.taken_precedences(owner, skip=old["id"] if old else None)
         if "precedence" in pol:
             if pol["precedence"] in taken:

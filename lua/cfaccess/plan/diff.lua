@@ -134,6 +134,46 @@ local function diff_app_list(plan, st, live, a, opts, detached_by)
   return true
 end
 
+-- The live legacy policies of app `a` the state does not list (those not
+-- in `matched`): with prune, deletes; else kept, after the listed ones
+-- (moved there when they stand elsewhere; an infrastructure app's have no
+-- precedence). Adds to plan.deletes, plan.warnings and `changes`; returns
+-- the highest precedence used, or nil, err.
+local function extras(plan, a, legacy, matched, changes, opts)
+  local path, infra = app_path(a.app_id), a.kind == "infrastructure"
+  local next_to = #a.legacy
+  for _, lp in ipairs(legacy) do
+    if not matched[lp.id] then
+      local from = num(lp.precedence)
+      if opts.prune then
+        plan.deletes[#plan.deletes + 1] = { action = "delete", type = "policy", app_id = a.app_id,
+          name = lp.name, id = lp.id, from = from, kind = a.kind, updated_at = lp.updated_at }
+      elseif infra then
+        plan.warnings[#plan.warnings + 1] = ("%s: policy %q (%s) is not in the state; kept (prune deletes it)")
+          :format(path, tostring(lp.name), tostring(lp.id))
+      else
+        next_to = next_to + 1
+        plan.warnings[#plan.warnings + 1] = ("%s: legacy policy %q (%s) is not in the state; kept after the "
+          .. "listed ones (prune deletes it)")
+          :format(path, tostring(lp.name), tostring(lp.id))
+        if from ~= next_to then
+          local body, err = request_body(lp, a.kind)
+          if not body then
+            return nil, new_err("conflict", ("%s: legacy policy %q must move to precedence %d, but its body "
+              .. "cannot be sent back: %s")
+              :format(path, tostring(lp.name), next_to, tostring(err)), { app_id = a.app_id })
+          end
+          body.precedence = nil
+          changes[#changes + 1] = { action = "update", type = "policy", app_id = a.app_id, name = lp.name,
+            id = lp.id, kind = a.kind, body = body, from = from, to = next_to,
+            fields = { { field = "precedence", old = from, new = next_to } }, updated_at = lp.updated_at }
+        end
+      end
+    end
+  end
+  return next_to
+end
+
 -- The changes of one app whose state gives its legacy policies: creates,
 -- updates (content and/or precedence) and, with prune, deletes. Listed
 -- policies go to 1..n in state order, kept extras after them.
@@ -159,6 +199,7 @@ local function diff_app_legacy(plan, live, a, opts)
     end
   end
   local changes, matched = {}, {}
+  local infra = a.kind == "infrastructure"
   for i, sp in ipairs(a.legacy) do
     local l = byname[sp.name]
     if l and #l > 1 then
@@ -169,48 +210,25 @@ local function diff_app_legacy(plan, live, a, opts)
         :format(path, i, #l, sp.name, table.concat(ids, ", ")), { ids = ids })
     end
     local lp = l and l[1]
+    -- an infrastructure app's policies have no precedence (the API takes none)
+    local to = not infra and i or nil
     if not lp then
       changes[#changes + 1] = { action = "create", type = "policy", app_id = a.app_id, name = sp.name,
-        kind = a.kind, body = copy(sp), to = i }
+        kind = a.kind, body = copy(sp), to = to }
     else
       matched[lp.id] = true
       local from = num(lp.precedence)
       local fields = field_diffs(sp, lp, a.kind)
-      if from ~= i then table.insert(fields, 1, { field = "precedence", old = from, new = i }) end
+      if not infra and from ~= to then table.insert(fields, 1, { field = "precedence", old = from, new = to }) end
       if #fields > 0 then
         changes[#changes + 1] = { action = "update", type = "policy", app_id = a.app_id, name = sp.name,
-          id = lp.id, kind = a.kind, body = copy(sp), from = from, to = i, fields = fields,
+          id = lp.id, kind = a.kind, body = copy(sp), from = from, to = to, fields = fields,
           updated_at = lp.updated_at }
       end
     end
   end
-  local next_to = #a.legacy
-  for _, lp in ipairs(legacy) do
-    if not matched[lp.id] then
-      local from = num(lp.precedence)
-      if opts.prune then
-        plan.deletes[#plan.deletes + 1] = { action = "delete", type = "policy", app_id = a.app_id,
-          name = lp.name, id = lp.id, from = from, kind = a.kind, updated_at = lp.updated_at }
-      else
-        next_to = next_to + 1
-        plan.warnings[#plan.warnings + 1] = ("%s: legacy policy %q (%s) is not in the state; kept after the "
-          .. "listed ones (prune deletes it)")
-          :format(path, tostring(lp.name), tostring(lp.id))
-        if from ~= next_to then
-          local body, err = request_body(lp, a.kind)
-          if not body then
-            return nil, new_err("conflict", ("%s: legacy policy %q must move to precedence %d, but its body "
-              .. "cannot be sent back: %s")
-              :format(path, tostring(lp.name), next_to, tostring(err)), { app_id = a.app_id })
-          end
-          body.precedence = nil
-          changes[#changes + 1] = { action = "update", type = "policy", app_id = a.app_id, name = lp.name,
-            id = lp.id, kind = a.kind, body = body, from = from, to = next_to,
-            fields = { { field = "precedence", old = from, new = next_to } }, updated_at = lp.updated_at }
-        end
-      end
-    end
-  end
+  local next_to, err = extras(plan, a, legacy, matched, changes, opts)
+  if not next_to then return nil, err end
   for _, c in ipairs(changes) do plan.changes[#plan.changes + 1] = c end
   local live_ids = {}
   for i, p in ipairs(legacy) do live_ids[i] = p.id end
