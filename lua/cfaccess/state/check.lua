@@ -162,7 +162,8 @@ local function check_state(s, opts, problems, warnings)
     return add("apps", "expected a table of applications by id")
   end
   for _, id in ipairs(sorted_keys(s.apps)) do
-    local entry, at = s.apps[id], "apps" .. keypath(id)
+    -- an app id is always shown quoted (`apps["0b1c..."]`, `apps["abc..."]`), as plan's paths are
+    local entry, at = s.apps[id], "apps" .. (type(id) == "string" and format("[%q]", id) or keypath(id))
     if not is_app_id(id) then add(at, "an application id is a UUID (or 32 hex characters)") end
     if type(entry) ~= "table" then
       add(at, NOT_A_LIST .. ", got " .. type(entry))
