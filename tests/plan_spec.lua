@@ -428,32 +428,47 @@ describe("client:plan / apply / export", function()
       local A = pol("deny contractors", { decision = "deny", include = { r.email_domain("contractor.example") } })
       local B = pol("allow all", { include = { r.everyone() } })
       local C = pol("allow admins")
+      local D = pol("top")
       local c = client()
-      converge(c, { apps = { [APP] = { legacy = { A, B, C } } } })
       local other = client()
-      for round = 1, 2 do
-        local plan = assert(c:plan{ apps = { [APP] = { legacy = { C, A, B } } } })
+      local function at()
+        local t = {}
+        for _, p in ipairs(legacy_of(APP)) do t[p.name] = p.precedence end
+        return t
+      end
+      for round = 1, 3 do
+        -- A1 B2 C3 D5 (4 free); the plan reverses to C A B D: it parks A first
+        converge(c, { apps = { [APP] = { legacy = { A, B, C, D } } } }, { prune = true })
+        local d = legacy_of(APP)[4]
+        if d.precedence ~= 5 then assert(other:update_app_policy(APP, d.id, pol("top", { precedence = 5 }))) end
+        local plan = assert(c:plan{ apps = { [APP] = { legacy = { C, A, B, D } } } })
         local by = {}
         for _, p in ipairs(legacy_of(APP)) do by[p.name] = p end
-        if round == 1 then   -- C edited
+        local why
+        if round == 1 then       -- C edited
           assert(other:update_app_policy(APP, by["allow admins"].id, pol("allow admins",
             { precedence = by["allow admins"].precedence, session_duration = "2h" })))
-        else                 -- a policy added in the dashboard, at the precedence the chain would park at
-          assert(other:create_app_policy(APP, pol("added live", { precedence = 4 })))
+          why = "changed since the plan"
+        elseif round == 2 then   -- a policy added in the dashboard
+          assert(other:create_app_policy(APP, pol("added live", { precedence = 6 })))
+          why = ' was added to app ' .. APP .. ' since the plan'
+        else                     -- A moved to the free slot: same ids, same highest precedence
+          assert(other:update_app_policy(APP, by["deny contractors"].id, pol("deny contractors",
+            { decision = "deny", include = { r.email_domain("contractor.example") }, precedence = 4 })))
+          why = "moved from precedence 1 to 4 since the plan"
         end
+        local before = at()
         local from = #m:log() + 1
         local report, err = c:apply(plan)
         assert.are.equal("conflict", err.kind, "round " .. round)
         assert.are.equal(0, writes(from), "round " .. round .. ": a write went out")
         assert.are.equal(0, report.applied)
-        local at = {}
-        for _, p in ipairs(legacy_of(APP)) do at[p.name] = p.precedence end
-        assert.are.same({ 1, 2, 3 }, { at["deny contractors"], at["allow all"], at["allow admins"] }, "round " .. round)
+        assert.are.same(before, at(), "round " .. round)
         for _, res in ipairs(report.results) do
           assert.is_false(res.ok)
           if not res.skipped then assert.matches("plan again", tostring(res.err), 1, true) end
         end
-        if round == 2 then assert.matches("legacy policies changed since the plan", err.message, 1, true) end
+        assert.matches(why, err.message, 1, true)
       end
       other:close()
       c:close()
@@ -484,6 +499,17 @@ describe("client:plan / apply / export", function()
       local names_left = {}
       for _, p in ipairs(m:legacy_of(INFRA)) do names_left[#names_left + 1] = p.name end
       assert.are.same({ "ssh root" }, names_left)
+      assert.is_true(m:invariants().ok, "the mock's invariants (no precedence shared)")
+      -- the entry's kind must say what the app is, both ways, before anything is sent
+      local from2 = #m:log() + 1
+      local _, err = c:plan{ apps = { [INFRA] = { legacy = { pol("plain") } } } }
+      assert.are.equal("invalid", err.kind)
+      assert.are.equal('apps["' .. INFRA .. '"].kind', err.problems[1].path)
+      assert.matches('give its entry kind = "infrastructure"', err.problems[1].message, 1, true)
+      _, err = c:plan{ apps = { [APP] = { kind = "infrastructure", legacy = { ssh("x", "root") } } } }
+      assert.are.equal("invalid", err.kind)
+      assert.matches('but the app is of type "self_hosted"', err.problems[1].message, 1, true)
+      assert.are.equal(0, writes(from2))
       c:close()
     end)
 
@@ -964,6 +990,54 @@ describe("client:plan / apply / export", function()
       assert.matches("changed since the plan", tostring(set_res.err), 1, true)
       converge(c, target, { prune = true })
       assert.are.same({}, legacy_of(APP))
+    end)
+
+    app_it("a migration whose app cannot be read again writes no list (the write would delete unchecked)", function(c)
+      converge(c, { apps = { [APP] = { legacy = { pol("l1"), pol("l2") } } } })
+      local target = { policies = { pol("b") }, apps = { [APP] = { "b" } } }
+      local plan = assert(c:plan(target, { prune = true }))
+      m:fault{ action = "status", status = 500, method = "GET", path = "/apps/" .. APP .. "/policies", times = -1 }
+      local nc = client{ max_retries = 0 }
+      local report, err = nc:apply(plan)
+      nc:close()
+      m:clear_faults()
+      assert.is_table(err)
+      assert.are.same({ "l1", "l2" }, names(legacy_of(APP)), "the list write deleted the legacy policies")
+      for _, res in ipairs(report.results) do
+        if res.change.action == "set" then
+          assert.is_false(res.ok)
+          assert.matches("could not be read again", tostring(res.err), 1, true)
+        end
+      end
+      converge(c, target, { prune = true })
+      assert.are.same({}, legacy_of(APP))
+    end)
+
+    app_it("an edit or a failed update of a policy the app links already holds back no attach", function(c)
+      local three = { pol("a"), pol("b"), pol("block", { decision = "deny" }) }
+      converge(c, { policies = three, apps = { [APP] = { "a" } } })
+      local a_id
+      for _, p in ipairs(reusable_live()) do if p.name == "a" then a_id = p.id end end
+      -- a colleague edits a, which the app links already; the plan attaches b
+      local plan = assert(c:plan{ policies = { pol("a"), pol("b"), pol("block", { decision = "deny" }) },
+                                  apps = { [APP] = { "a", "b" } } })
+      local other = client()
+      assert(other:update_policy(a_id, pol("a", { session_duration = "3h" })))
+      other:close()
+      local report, err = c:apply(plan)
+      assert.is_nil(err, err and tostring(err))
+      assert.are.equal(1, report.applied)
+      assert.are.same({ "a", "b" }, (links(c, APP)))
+      -- a's update fails (a 500 every time); the deny policy is attached all the same
+      local want = { policies = { pol("a", { session_duration = "1h" }), three[2], three[3] },
+                     apps = { [APP] = { "block", "a", "b" } } }
+      plan = assert(c:plan(want))
+      m:fault{ action = "status", status = 500, method = "PUT", path = "/access/policies/", times = -1 }
+      report = c:apply(plan)
+      m:clear_faults()
+      assert.are.same({ 1, 1, 0 }, { report.applied, report.failed, report.skipped })
+      assert.are.same({ "block", "a", "b" }, (links(c, APP)))
+      converge(c, want)
     end)
 
     app_it("prune detaches, then deletes, a policy only state apps used", function(c)

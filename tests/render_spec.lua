@@ -102,6 +102,15 @@ describe("cfaccess.render", function()
     }, "\n") .. "\n", text)
   end)
 
+  it("says skipped once for apply's skip errors (\"skipped: why\")", function()
+    local err = setmetatable({ kind = "conflict", message = "skipped: create reusable policy \"staff\" did not succeed" },
+      { __tostring = function(e) return e.message end })
+    local text = render.report{ applied = 0, failed = 0, skipped = 1, results = {
+      { change = PLAN.changes[4], ok = false, skipped = true, err = err } } }
+    assert.are.equal("skipped: > app " .. APP .. ': create reusable policy "staff" did not succeed\n'
+      .. "Applied 0, failed 0, skipped 1.\n", text)
+  end)
+
   it("draws the progress line, with the wait and its reason", function()
     assert.are.equal("[----------] 0/4  0:00", render.progress(0, 4, 0, nil, 10))
     assert.are.equal("[#####-----] 2/4  1:05  waiting 42 s: rate limit",

@@ -186,12 +186,17 @@ local function skip(run, i, why)
 end
 
 -- Why an app's list change c must not be written: a reusable policy it
--- links was to be created or updated first, and that did not succeed (the
--- list would attach content the state does not give). nil when it may go.
+-- attaches was to be created or updated first, and that did not succeed
+-- (the list would attach content the state does not give). A policy the
+-- app links already is live on it whatever the list does: its failed
+-- update holds nothing back. nil when it may go.
 local function blocked(run, c)
   if c.action ~= "set" then return nil end
-  for _, r in ipairs(c.refs or {}) do
-    local dep = (r.id and run.dep_by_id[r.id]) or (r.name and run.dep_by_name[r.name])
+  local attach = {}
+  for _, name in ipairs(c.attach or {}) do attach[name] = true end
+  for k, r in ipairs(c.refs or {}) do
+    local dep = attach[c.order and c.order[k]]
+      and ((r.id and run.dep_by_id[r.id]) or (r.name and run.dep_by_name[r.name]))
     if dep and run.status[dep] ~= "ok" then return describe_change(run.changes[dep]) .. " did not succeed" end
   end
 end

@@ -243,8 +243,9 @@ function M.report(report, colour)
     local what = ACTION_MARK[c.action] and ((ACTION_MARK[c.action]) .. " " .. subject(c)) or
       ("> app " .. tostring(c.app_id or c.id))
     if skipped(r) then
-      out[#out + 1] = paint(colour, "yellow", "skipped:") .. " " .. what ..
-        (r.err and (": " .. tostring(r.err)) or ": a change it depends on failed")
+      -- apply's skip errors say "skipped: why": the line says skipped once
+      local why = r.err and tostring(r.err):gsub("^skipped: ", "") or "a change it depends on failed"
+      out[#out + 1] = paint(colour, "yellow", "skipped:") .. " " .. what .. ": " .. why
     elseif not r.ok then
       out[#out + 1] = paint(colour, "red", "failed:") .. " " .. what .. ": " .. tostring(r.err)
     end

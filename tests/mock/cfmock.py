@@ -374,7 +374,7 @@ class MockState:
             for prec, pid in held:
                 seen.setdefault(prec, []).append(pid)
             for prec, ids in seen.items():
-                if len(ids) < 2:
+                if len(ids) < 2 or prec is None:   # an infrastructure app's have none
                     continue
                 dup = (key, prec, tuple(sorted(ids)))
                 now_dups.add(dup)

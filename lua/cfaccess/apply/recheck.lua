@@ -12,13 +12,14 @@
 -- - an update or delete of a policy whose `updated_at` is not the one the
 --   plan read, and an update of one deleted since (a delete of one already
 --   gone goes ahead: its 404 counts as done);
--- - an application's list that links a reusable policy changed or deleted
---   since (it would attach content nobody reviewed), or whose migration
---   would delete a legacy policy changed since (setting the list deletes
---   them);
--- - every legacy change of an application whose policies are not the ones
---   the plan read (one added, removed or moved since): its chain of
---   precedence moves was worked out for those.
+-- - an application's list that attaches a reusable policy changed or
+--   deleted since (it would attach content nobody reviewed), or whose
+--   migration would delete a legacy policy changed since, or one that could
+--   not be read again (setting the list deletes them);
+-- - every legacy change of an application whose legacy policies are not
+--   the ones the plan read (one added, removed or moved to another
+--   precedence since): its chain of precedence moves was worked out for
+--   those.
 -- A listing that cannot be read refuses its changes too: nothing is sent
 -- blind. A change without `updated_at` (a server that sends none) is
 -- checked by name and id only.
@@ -78,9 +79,13 @@ local function check_change(c, byname, byid)
         :format(tostring(c.name), tostring(byname[c.name])), byname[c.name])
     end
   elseif c.action == "set" then
-    for _, r in ipairs(c.refs or {}) do
-      local lp = r.id and byid[r.id]
-      if r.id and not lp then
+    -- what the write attaches (a policy the app links already is live on
+    -- it whatever the write does)
+    local attach = {}
+    for _, name in ipairs(c.attach or {}) do attach[name] = true end
+    for k, r in ipairs(c.refs or {}) do
+      local lp = r.id and attach[c.order and c.order[k]] and byid[r.id]
+      if r.id and attach[c.order and c.order[k]] and not lp then
         return conflict(("not set: the list links reusable policy %s, deleted since the plan"):format(r.id), r.id)
       elseif lp and r.updated_at ~= nil and lp.updated_at ~= r.updated_at then
         return conflict(("not set: the list links reusable policy %q (%s), changed since the plan (updated_at %s, "
@@ -96,24 +101,29 @@ local function check_change(c, byname, byid)
   end
 end
 
--- Do an app's legacy policies (ids, highest precedence) in `list` differ
--- from what the plan read (plan.apps[app_id])? Returns the reason or nil.
-local function legacy_moved(list, info)
-  if not info or not info.live_ids then return nil end
-  local now, maxp = {}, 0
+-- Do an app's legacy policies in `list` differ from what the plan read
+-- (plan.apps[app_id].live: id -> precedence, and names)? Returns a reason
+-- naming the first policy added, removed or moved, or nil.
+local function legacy_moved(list, info, app_id)
+  if not info or not info.live then return nil end
+  local now = {}
   for _, p in ipairs(list) do
     if type(p) == "table" and p.reusable ~= true and p.id ~= nil then
-      now[#now + 1] = p.id
-      maxp = math.max(maxp, tonumber(p.precedence) or 0)
+      now[p.id] = p
+      local had = info.live[p.id]
+      if had == nil then
+        return ("policy %q (%s) was added to app %s since the plan"):format(tostring(p.name), p.id, app_id)
+      elseif had.precedence ~= p.precedence then
+        return ("policy %q (%s) of app %s moved from precedence %s to %s since the plan")
+          :format(tostring(p.name), p.id, app_id, tostring(had.precedence), tostring(p.precedence))
+      end
     end
   end
-  local had = {}
-  for _, id in ipairs(info.live_ids) do had[id] = true end
-  local same = #now == #info.live_ids and maxp == (info.live_max or maxp)
-  for _, id in ipairs(now) do same = same and had[id] == true end
-  if same then return nil end
-  return ("its legacy policies changed since the plan (%d now, highest precedence %d; the plan read %d, %s)")
-    :format(#now, maxp, #info.live_ids, tostring(info.live_max))
+  for id, had in pairs(info.live) do
+    if not now[id] then
+      return ("policy %q (%s) was removed from app %s since the plan"):format(tostring(had.name), id, app_id)
+    end
+  end
 end
 
 --- Read the live state again and refuse what moved since the plan.
@@ -139,7 +149,7 @@ function M.refusals(client, plan, concurrency)
         if type(p) == "table" and p.id ~= nil then byid[p.id] = p end
       end
     end
-    local moved = r.ok and app_of[n] and legacy_moved(r.result, plan.apps and plan.apps[app_of[n]])
+    local moved = r.ok and app_of[n] and legacy_moved(r.result, plan.apps and plan.apps[app_of[n]], app_of[n])
     for _, i in ipairs(whose[n]) do
       local c = changes[i]
       if not r.ok then
@@ -149,13 +159,15 @@ function M.refusals(client, plan, concurrency)
       else
         refused[i] = check_change(c, byname, byid)
         if not refused[i] and moved and not c.after_set then
-          refused[i] = conflict(("not %s: %s: app %s: %s"):format(verb(c), what(c), app_of[n], moved))
+          refused[i] = conflict(("not %s: %s: %s"):format(verb(c), what(c), moved))
         end
-        -- the list's write is what deletes a migrated legacy policy
-        if refused[i] and c.after_set and set_of[c.app_id] then
-          refused[set_of[c.app_id]] = refused[set_of[c.app_id]] or conflict(("not set: setting the list would "
-            .. "delete %s, changed since the plan"):format(what(c)), c.id)
-        end
+      end
+      -- the list's write is what deletes a migrated legacy policy: it is
+      -- refused with the delete, whether that policy changed or could not
+      -- be read again
+      if refused[i] and c.after_set and set_of[c.app_id] then
+        refused[set_of[c.app_id]] = refused[set_of[c.app_id]] or new_err(refused[i].kind, ("not set: setting the "
+          .. "list would delete %s: %s"):format(what(c), tostring(refused[i].message)), { ids = refused[i].ids })
       end
     end
   end

@@ -180,6 +180,12 @@ end
 local function diff_app_legacy(plan, live, a, opts)
   local path = app_path(a.app_id)
   local la = live.apps[a.app_id]
+  local live_type = la.app and la.app.type
+  if live_type ~= nil and (live_type == "infrastructure") ~= (a.kind == "infrastructure") then
+    return nil, invalid{ { path = path .. ".kind", message = live_type == "infrastructure"
+      and 'the app is an infrastructure application: give its entry kind = "infrastructure"'
+      or ('kind = "infrastructure", but the app is of type %q'):format(tostring(live_type)) } }
+  end
   local links = app_links(live, la)
   if #links > 0 then
     local p = links[1]
@@ -230,9 +236,10 @@ local function diff_app_legacy(plan, live, a, opts)
   local next_to, err = extras(plan, a, legacy, matched, changes, opts)
   if not next_to then return nil, err end
   for _, c in ipairs(changes) do plan.changes[#plan.changes + 1] = c end
-  local live_ids = {}
-  for i, p in ipairs(legacy) do live_ids[i] = p.id end
-  plan.apps[a.app_id] = { max_precedence = math.max(maxp, next_to), live_ids = live_ids, live_max = maxp }
+  -- what apply checks again before its first write (cfaccess.apply.recheck)
+  local seen = {}
+  for _, p in ipairs(legacy) do seen[p.id] = { name = p.name, precedence = p.precedence } end
+  plan.apps[a.app_id] = { max_precedence = math.max(maxp, next_to), live = seen }
   return true
 end
 
