@@ -271,7 +271,9 @@ local function plain_copy(v, keys, depth, open)
     return v
   end
   if open[v] then return nil, path_of(keys, depth) .. ": the table contains itself" end
-  if depth > M.MAX_DEPTH then return nil, path_of(keys, depth) .. ": nested deeper than " .. M.MAX_DEPTH .. " levels" end
+  if depth > M.MAX_DEPTH then
+    return nil, path_of(keys, depth) .. ": nested deeper than " .. M.MAX_DEPTH .. " levels"
+  end
   open.count = (open.count or 0) + 1
   if open.count > M.MAX_TABLES then
     return nil, path_of(keys, depth) .. ": more than " .. M.MAX_TABLES
