@@ -158,7 +158,7 @@ CF_INTERNAL int cf_policy_encode(lua_State *L, int idx,
 CF_INTERNAL void cf_response_open(lua_State *L);
 /* Register the client metatable and set `client` in the table on top. */
 CF_INTERNAL void cf_client_open(lua_State *L);
-/* Set `_memcap_call` (memcap.c) in the table on top. */
+/* Set `_memcap_resume` (memcap.c) in the table on top. */
 CF_INTERNAL void cf_memcap_open(lua_State *L);
 
 #endif

@@ -272,6 +272,78 @@ return { has_dump = string.dump ~= nil, rep = ("ab"):rep(2), max = math.max(1, 5
     assert.matches("more than 200000 tables", err.message, 1, true)
   end)
 
+  -- review findings F6-F11: the sandbox's holes after the capped allocator
+  local function peak_kb()
+    local f = assert(io.open("/proc/self/status"))
+    local kb = tonumber(f:read("a"):match("VmHWM:%s*(%d+)"))
+    f:close()
+    return kb
+  end
+  local BIG = 'local s = ("x"):rep(16 * 1024 * 1024)\n'
+
+  it("stops a file that catches refused allocations in a loop at the first failure, not at the instruction limit", function()
+    local saved = state.MAX_INSTRUCTIONS
+    state.MAX_INSTRUCTIONS = 5000000
+    -- before: each refusal cost a full collection and the file went on
+    local s, err = state.load(write("memloop.lua", BIG .. "local f = function() return s .. s .. s .. s .. s end\n"
+      .. "for i = 1, 200 do pcall(f) end\nreturn { policies = {} }\n"))
+    state.MAX_INSTRUCTIONS = saved
+    assert.is_true(s == nil, "the file loaded")
+    assert.are.equal("gave up: the file used more than 64 MiB of memory", err.message)
+  end)
+
+  it("gives the file's own error when a refused allocation succeeded after the collection", function()
+    local text = 'local keep = ("y"):rep(16 * 1024 * 1024)\nlocal k2, k3 = keep .. "a", ("z"):rep(8 * 1024 * 1024)\nfor i = 1, 30 do local g = keep .. i end\n'
+    local s, err = state.load(write("retry_err.lua", text .. 'error("the real mistake")\n'))
+    assert.is_true(s == nil, "the file loaded")
+    assert.matches("retry_err%.lua:4: the real mistake$", err.message)
+    assert.are.same({ policies = {} }, state.load(write("retry_ok.lua", text .. "return { policies = {} }\n")))
+  end)
+
+  it("gives a file no allowance from the host's garbage freed while it runs", function()
+    collectgarbage("stop")
+    -- 128 MiB of host garbage, the GC stopped (a host's choice)
+    for i = 1, 8 do local g = ("g"):rep(16 * 1024 * 1024) .. i; assert(#g > 0) end
+    local s, err = state.load(write("credit.lua", BIG .. "local big = s .. s .. s .. s .. s\nreturn { n = #big }\n"))
+    collectgarbage("restart")
+    assert.is_true(s == nil, "the file loaded")
+    assert.matches("gave up: the file used more than 64 MiB of memory", err.message, 1, true)
+  end)
+
+  it("runs no metamethod of an error value in the host and cuts a long message", function()
+    local s, err = state.load(write("errobj.lua", "error(setmetatable({}, { __tostring = function() return string.rep('x', 2^20) end }))\n"))
+    assert.is_nil(s)
+    assert.is_true(err.message == "the file raised an error that is not a message (a table)", "the message is " .. #err.message .. " bytes")
+    s, err = state.load(write("errlong.lua", BIG .. "error(s)\n"))
+    assert.is_nil(s)
+    assert.is_true(#err.message < 2000, "the message is " .. #err.message .. " bytes")
+    assert.is_truthy(err.message:find("^.-errlong%.lua:2: xxxx+%.%.%. %(%d+ bytes%)$"), "the message is not cut")
+  end)
+
+  it("refuses string.rep counts above the string limit even for empty strings (one C call would loop for ages)", function()
+    -- a child with a timeout: before the fix this call never returns
+    local code = mockctl.shell_quote("local _, e = require('cfaccess.state').load(os.getenv('P'))\n"
+      .. "io.write(e and e.message or 'loaded')")
+    for name, text in pairs{ rep = 'return { (""):rep(math.maxinteger) }', sep = 'return { string.rep("", 2^40, "") }' } do
+      local p = io.popen("P=" .. mockctl.shell_quote(write("rephang_" .. name .. ".lua", text)) .. " timeout 60 lua5.4 -e " .. code)
+      local out = p:read("a")
+      p:close()
+      assert.matches("string.rep: %d+ repetitions %(a state file is limited%)", out, nil, name)
+    end
+  end)
+
+  it("copies a returned state in memory proportional to it, naming long keys in paths shortened", function()
+    local before = peak_kb()
+    local text = 'local K = ("k"):rep(16 * 1024 * 1024 - 16)\nlocal t = {}\nlocal cur = t\n'
+      .. "for i = 1, 12 do local n = {}; cur[K] = n; cur = n end\n"
+    local s = state.load(write("longkeys.lua", text .. "return t\n"))
+    assert.is_true(s ~= nil, "the file did not load")
+    assert.is_true(peak_kb() - before < 300 * 1024, ("peak RSS grew by %d KiB"):format(peak_kb() - before))
+    local _, err = state.load(write("longkeys_fn.lua", text .. "cur.f = rules.email\nreturn t\n"))
+    assert.is_true(#err.message < 2000, "the message is " .. #err.message .. " bytes")
+    assert.matches("^.-longkeys_fn%.lua: kkkk+%.%.%.%(16777200 bytes%)%.kk.*%.f: expected data, got a function$", err.message)
+  end)
+
   it("reports Lua syntax errors, runtime errors and non-tables with the file", function()
     local _, err = state.load(write("syntax.lua", "return {\n  name = \n"))
     assert.are.equal("invalid", err.kind)

@@ -45,10 +45,13 @@ local function refuse(fname, why)
   error(format("string.%s: %s (a state file is limited)", fname, why), 3)
 end
 
+-- string.rep loops once per repetition in one C call, whatever the
+-- lengths: `(""):rep(math.maxinteger)` makes nothing and never ends, so a
+-- count above the string limit is refused too.
 local function checked_rep(s, n, sep)
-  local len = #tostring(s)
-  local total = len * (tonumber(n) or 0)
-    + (sep and #tostring(sep) * ((tonumber(n) or 1) - 1) or 0)
+  local len, count = #tostring(s), tonumber(n) or 0
+  if count > MAX_STRING then refuse("rep", format("%.0f repetitions", count)) end
+  local total = len * count + (sep and #tostring(sep) * (count - 1) or 0)
   if total > MAX_STRING then refuse("rep", format("the result would be %.0f bytes", total)) end
   return string.rep(s, n, sep)
 end
@@ -151,6 +154,22 @@ local function sandbox_env()
 end
 
 local HOOK_EVERY = 1000
+local MAX_MESSAGE = 1000
+
+local function memory_message()
+  return format("gave up: the file used more than %d MiB of memory", M.MAX_MEMORY_KB // 1024)
+end
+
+-- The message of an error the file raised, made in the host without running
+-- any code of the file: a string (cut to MAX_MESSAGE bytes: it may be 16
+-- MiB) or a number as it is, anything else (a table whose __tostring loops
+-- or makes gigabytes) a fixed message naming its type.
+local function error_text(e)
+  if type(e) == "number" then return tostring(e) end
+  if type(e) ~= "string" then return format("the file raised an error that is not a message (a %s)", type(e)) end
+  if #e > MAX_MESSAGE then return e:sub(1, MAX_MESSAGE) .. format("... (%d bytes)", #e) end
+  return e
+end
 
 -- Run chunk in its own coroutine with hooks on that coroutine only (so the
 -- host's hooks, e.g. a coverage tool's, are left alone): at most
@@ -163,22 +182,35 @@ local HOOK_EVERY = 1000
 -- and the host's again afterwards, whatever happened. The hook sees memory
 -- only between instructions, and one instruction can allocate gigabytes
 -- (`s .. s .. s ...`, 200 operands of 16 MiB, is one concatenation), so the
--- chunk also runs under the core's capped allocator (core._memcap_call):
--- an allocation that would pass the same limit is refused before it is made.
+-- chunk also runs under the core's capped allocator (core._memcap_resume):
+-- an allocation that would pass the same limit is refused before it is
+-- made. An allocation refused even after Lua's emergency collection stops
+-- the file at its next call or return (the allocator adds those events to
+-- the hook): each refusal costs a full collection, so a
+-- file catching them in a loop would otherwise run for hours. A refusal
+-- whose retry succeeded (the collection freed enough) is no error. The
+-- memory message is given when the hook stopped the file for memory or the
+-- error that ended it is a memory error; the file's own error otherwise.
+-- A full collection first, so that the host's garbage freed while the file
+-- runs is not counted as the file's allowance (the allocator credits frees
+-- only down to the memory in place when the file began).
 local function run_bounded(chunk, max_instructions, strlib)
   local co = coroutine.create(chunk)
   local used, stop = 0, nil
+  collectgarbage()
   local base = collectgarbage("count")
   debug.sethook(co, function(event)
     if stop then error(stop, 2) end
     if event == "count" then used = used + HOOK_EVERY end
-    if used > max_instructions then
+    -- the allocator adds call and return events after a failed allocation
+    -- (calling the core from here instead upsets Lua 5.4.4's hooks)
+    if event ~= "count" and event ~= "line" then
+      stop = memory_message()
+    elseif used > max_instructions then
       stop = format("gave up after %d instructions (an endless loop?)", max_instructions)
     elseif collectgarbage("count") - base > M.MAX_MEMORY_KB then
       collectgarbage()
-      if collectgarbage("count") - base > M.MAX_MEMORY_KB then
-        stop = format("gave up: the file used more than %d MiB of memory", M.MAX_MEMORY_KB // 1024)
-      end
+      if collectgarbage("count") - base > M.MAX_MEMORY_KB then stop = memory_message() end
     end
     if stop then
       debug.sethook(co, function() error(stop, 2) end, "l", 1)
@@ -188,16 +220,18 @@ local function run_bounded(chunk, max_instructions, strlib)
   local smt = getmetatable("")
   local host_index = smt.__index
   smt.__index = strlib
-  local capped, pok, ok, res = core._memcap_call(M.MAX_MEMORY_KB * 1024, coroutine.resume, co)
+  local _, status, res = core._memcap_resume(M.MAX_MEMORY_KB * 1024, co)
   smt.__index = host_index
-  if not pok then ok, res = false, ok end
-  if capped and not ok then
-    return nil, format("gave up: the file used more than %d MiB of memory", M.MAX_MEMORY_KB // 1024)
+  if status == "ok" and not stop then return true, res end
+  if stop then
+    -- the hook's error, with the file's line, unless the file raised another
+    -- after it (every later hook raises again: it could not go on)
+    if type(res) == "string" and #res <= MAX_MESSAGE and res:sub(-#stop) == stop then return nil, res end
+    return nil, stop
   end
-  if not ok then return nil, tostring(res) end
-  if stop then return nil, stop end
-  if coroutine.status(co) ~= "dead" then return nil, "the chunk yielded" end
-  return true, res
+  if status == "memory" then return nil, memory_message() end
+  if status == "yield" then return nil, "the chunk yielded" end
+  return nil, error_text(res)
 end
 
 --- The deepest a state's tables may nest (a state is a few levels deep).
@@ -205,36 +239,57 @@ M.MAX_DEPTH = 200
 --- The most tables a state may hold.
 M.MAX_TABLES = 200000
 
+-- A key as a path shows it: a long one cut (a key may be 16 MiB).
+local function path_key(k, first)
+  if type(k) ~= "string" then return "[" .. tostring(k) .. "]" end
+  if #k > 64 then k = k:sub(1, 40) .. format("...(%d bytes)", #k) end
+  return first and k or "." .. k
+end
+
+-- The path of the table being copied, from the keys on the way to it
+-- (keys[1 .. depth - 1]): made only for an error, so that copying costs
+-- memory in proportion to the state, not to its depth times its keys.
+local function path_of(keys, depth)
+  if depth == 1 then return "the returned table" end
+  local parts = {}
+  for i = 1, depth - 1 do parts[i] = path_key(keys[i], i == 1) end
+  return concat(parts)
+end
+
 -- A copy of what a `.lua` file returned as plain tables: raw reads only, no
 -- metatables, so no code of the file (__index, __pairs, __len, __eq ...)
 -- runs later in the host, outside the sandbox's limits. A table that
 -- contains itself, one nested deeper than M.MAX_DEPTH, more than
 -- M.MAX_TABLES tables, or a key that is not a string or a number is an error
--- with its path.
-local function plain_copy(v, path, depth, open)
-  local at = path == "" and "the returned table" or path
+-- with its path. keys holds the keys from the top to v.
+local function plain_copy(v, keys, depth, open)
   if type(v) ~= "table" then
-    if type(v) == "function" or type(v) == "thread" or (type(v) == "userdata" and v ~= cjson().null) then
-      return nil, at .. ": expected data, got a " .. type(v)
+    local t = type(v)
+    if t == "function" or t == "thread" or (t == "userdata" and not rawequal(v, cjson().null)) then
+      return nil, path_of(keys, depth) .. ": expected data, got a " .. type(v)
     end
     return v
   end
-  if open[v] then return nil, at .. ": the table contains itself" end
-  if depth > M.MAX_DEPTH then return nil, at .. ": nested deeper than " .. M.MAX_DEPTH .. " levels" end
+  if open[v] then return nil, path_of(keys, depth) .. ": the table contains itself" end
+  if depth > M.MAX_DEPTH then
+    return nil, path_of(keys, depth) .. ": nested deeper than " .. M.MAX_DEPTH .. " levels"
+  end
   open.count = (open.count or 0) + 1
   if open.count > M.MAX_TABLES then
-    return nil, at .. ": more than " .. M.MAX_TABLES .. " tables (shared ones count each time they are reached)"
+    return nil, path_of(keys, depth) .. ": more than " .. M.MAX_TABLES
+      .. " tables (shared ones count each time they are reached)"
   end
   open[v] = true
   local c = {}
   for k, x in next, v do
     local kt = type(k)
-    if kt ~= "string" and kt ~= "number" then return nil, at .. ": a key of type " .. kt end
-    local sub = kt == "string" and (path == "" and k or path .. "." .. k) or (path .. "[" .. tostring(k) .. "]")
-    local cx, err = plain_copy(x, sub, depth + 1, open)
+    if kt ~= "string" and kt ~= "number" then return nil, path_of(keys, depth) .. ": a key of type " .. kt end
+    keys[depth] = k
+    local cx, err = plain_copy(x, keys, depth + 1, open)
     if err then return nil, err end
     c[k] = cx
   end
+  keys[depth] = nil
   open[v] = nil
   return c
 end
@@ -341,7 +396,7 @@ function M.load(path, max_instructions)
     local ok, res = run_bounded(chunk, max_instructions, env.string)
     if not ok then return nil, mkerr("invalid", res) end
     if type(res) == "table" then
-      local c, cerr = plain_copy(res, "", 1, {})
+      local c, cerr = plain_copy(res, {}, 1, {})
       if cerr then cerr = path .. ": " .. cerr end
       if cerr then return nil, mkerr("invalid", cerr) end
       res = c
