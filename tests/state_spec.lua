@@ -220,16 +220,18 @@ return { has_dump = string.dump ~= nil, rep = ("ab"):rep(2), max = math.max(1, 5
     assert.matches("gave up: the file used more than 64 MiB of memory", err.message, 1, true)
   end)
 
+  -- the process's peak RSS so far (KiB), for the memory bombs below
+  local function peak_kb()
+    local f = assert(io.open("/proc/self/status"))
+    local kb = tonumber(f:read("a"):match("VmHWM:%s*(%d+)"))
+    f:close()
+    return kb
+  end
+
   -- one concatenation of 40 operands of 16 MiB asks for 640 MiB at once,
   -- between two hooks: the allocator refuses it before it is made (the
   -- process's peak RSS stays far below it), and the host goes on
   it("stops one instruction that would allocate far past the limit (s .. s .. s ...), before it allocates", function()
-    local function peak_kb()
-      local f = assert(io.open("/proc/self/status"))
-      local kb = tonumber(f:read("a"):match("VmHWM:%s*(%d+)"))
-      f:close()
-      return kb
-    end
     local before = peak_kb()
     local text = 'local s = ("x"):rep(16 * 1024 * 1024)\nreturn { s' .. (" .. s"):rep(39) .. " }\n"
     local s, err = state.load(write("bomb_concat.lua", text))
@@ -273,12 +275,6 @@ return { has_dump = string.dump ~= nil, rep = ("ab"):rep(2), max = math.max(1, 5
   end)
 
   -- review findings F6-F11: the sandbox's holes after the capped allocator
-  local function peak_kb()
-    local f = assert(io.open("/proc/self/status"))
-    local kb = tonumber(f:read("a"):match("VmHWM:%s*(%d+)"))
-    f:close()
-    return kb
-  end
   local BIG = 'local s = ("x"):rep(16 * 1024 * 1024)\n'
 
   it("stops a file that catches refused allocations in a loop at the first failure, not at the instruction limit", function()
