@@ -14,7 +14,7 @@
 -- Before phase 1, what the plan writes is read again (cfaccess.apply.recheck):
 -- a change the live state moved under since the plan is a `conflict`, and
 -- what depends on it is skipped: an app's list when the update or create of
--- a policy it links did not succeed, and the whole chain of an app one of
+-- a policy it attaches did not succeed, and the whole chain of an app one of
 -- whose legacy changes was refused (a chain half run could leave a policy
 -- parked).
 --
