@@ -192,11 +192,8 @@ end
 -- update holds nothing back. nil when it may go.
 local function blocked(run, c)
   if c.action ~= "set" then return nil end
-  local attach = {}
-  for _, name in ipairs(c.attach or {}) do attach[name] = true end
-  for k, r in ipairs(c.refs or {}) do
-    local dep = attach[c.order and c.order[k]]
-      and ((r.id and run.dep_by_id[r.id]) or (r.name and run.dep_by_name[r.name]))
+  for _, r in ipairs(c.refs or {}) do
+    local dep = r.attached and ((r.id and run.dep_by_id[r.id]) or (r.name and run.dep_by_name[r.name]))
     if dep and run.status[dep] ~= "ok" then return describe_change(run.changes[dep]) .. " did not succeed" end
   end
 end

@@ -81,11 +81,9 @@ local function check_change(c, byname, byid)
   elseif c.action == "set" then
     -- what the write attaches (a policy the app links already is live on
     -- it whatever the write does)
-    local attach = {}
-    for _, name in ipairs(c.attach or {}) do attach[name] = true end
-    for k, r in ipairs(c.refs or {}) do
-      local lp = r.id and attach[c.order and c.order[k]] and byid[r.id]
-      if r.id and attach[c.order and c.order[k]] and not lp then
+    for _, r in ipairs(c.refs or {}) do
+      local lp = r.attached and r.id and byid[r.id]
+      if r.attached and r.id and not lp then
         return conflict(("not set: the list links reusable policy %s, deleted since the plan"):format(r.id), r.id)
       elseif lp and r.updated_at ~= nil and lp.updated_at ~= r.updated_at then
         return conflict(("not set: the list links reusable policy %q (%s), changed since the plan (updated_at %s, "

@@ -54,7 +54,8 @@ end
 
 -- The state list of app `a` resolved: refs[i] = { id =, updated_at = } (a
 -- live policy, as the plan read it) or { name = } (one this plan creates),
--- order[i] its name; or nil, err.
+-- order[i] its name; or nil, err. diff_app_list marks the refs the list's
+-- write attaches (`attached = true`).
 local function resolve_refs(st, live, a, path)
   local refs, order = {}, {}
   for i, ref in ipairs(a.list) do
@@ -109,7 +110,7 @@ local function diff_app_list(plan, st, live, a, opts, detached_by)
   for _, id in ipairs(live_ids) do had[id] = true end
   local attach, detach = {}, {}
   for i, id in ipairs(want_ids) do
-    if not had[id] then attach[#attach + 1] = order[i] end
+    if not had[id] then attach[#attach + 1] = order[i]; refs[i].attached = true end
   end
   for _, p in ipairs(links) do
     if not wanted[p.id] then
